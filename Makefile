@@ -1,0 +1,40 @@
+# The two commands a newcomer needs:  `make run`  (set up + run the pipeline)  and  `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+LOCK_FLAGS := --python-version 3.11 --extra-index-url file:///opt/pypi/simple \
+	--extra-index-url file:///opt/pypi-more/simple --find-links /opt/wheels --index-strategy unsafe-best-match
+
+.PHONY: setup run test test-all lint lock benchmarks clean
+
+setup: $(VENV)/.installed
+
+# Everything comes from the fully pinned lock; --no-deps keeps pip's resolver out of it.
+$(VENV)/.installed: requirements/dev.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --no-deps -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+run: setup  ## the main job: the whole pipeline on the embedded default (phantom, tiny profile)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+test: setup  ## the default test suite (everything but tests marked slow); starts its own services
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not slow"
+
+test-all: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+lock:  ## re-resolve the locks after editing requirements/*.in (needs `uv`)
+	uv pip compile requirements/runtime.in -o requirements/runtime.lock $(LOCK_FLAGS)
+	uv pip compile requirements/dev.in -o requirements/dev.lock $(LOCK_FLAGS)
+
+benchmarks: setup
+	for script in benchmarks/*.py; do $(BIN)/python $$script --tiny || exit 1; done
+
+clean:
+	rm -rf data models reports mlruns mlflow.db

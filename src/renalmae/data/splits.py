@@ -1,0 +1,50 @@
+"""Reading `splits.json`, the output of the `split` step.
+
+    {"k_folds": 5, "seed": 0, "origin": "drawn" | "given",
+     "test": [id, ...],
+     "folds": [{"fold": 0, "val": [id, ...]}, ...]}
+
+Fold `f` trains on every non-test labelled id that is not in `folds[f].val`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from renalmae.errors import DataError, ParamsError
+from renalmae.io import read_json
+
+
+@dataclass(frozen=True)
+class Splits:
+    k_folds: int
+    test_ids: list[str]
+    val_ids_by_fold: list[list[str]]
+
+    @property
+    def development_ids(self) -> list[str]:
+        """Every labelled id outside the holdout test, in fold order."""
+        return [image_id for fold_ids in self.val_ids_by_fold for image_id in fold_ids]
+
+    def fold(self, fold: int) -> tuple[list[str], list[str]]:
+        """(train ids, validation ids) of fold `fold` (0-based)."""
+        if not 0 <= fold < self.k_folds:
+            raise ParamsError(f"fold {fold} is outside 0..{self.k_folds - 1} (splits have k={self.k_folds} folds)")
+        val_ids = self.val_ids_by_fold[fold]
+        train_ids = [i for f, ids in enumerate(self.val_ids_by_fold) if f != fold for i in ids]
+        return train_ids, list(val_ids)
+
+
+def load_splits(path: str | os.PathLike) -> Splits:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is missing; run `renalmae split` first")
+    raw = read_json(path)
+    folds = sorted(raw["folds"], key=lambda entry: entry["fold"])
+    return Splits(
+        k_folds=int(raw["k_folds"]),
+        test_ids=list(raw["test"]),
+        val_ids_by_fold=[list(entry["val"]) for entry in folds],
+    )

@@ -1,0 +1,283 @@
+"""Typed, validated parameters: the one object every step receives, loaded once from `params.yaml`.
+
+Every knob of the pipeline lives here. Unknown keys and invalid values are refused with a message
+that names the key and the allowed values, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from renalmae.errors import ParamsError
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    source: str = "phantom://renal?n=400&seed=0"
+    """Labelled input: a class-folder tree, a manifest CSV, or `phantom://renal?n=..&seed=..`."""
+    pool: list[str] = ["phantom://renal?n=200&seed=1&unlabelled=true"]
+    """Unlabelled pretraining pools (folders of images or phantom URIs); may be empty."""
+    classes: list[str] = ["normal", "utd", "mcdk"]
+    negative_class: str = "normal"
+    """The `binary` task is `negative_class` versus every other class."""
+    image_size: Annotated[int, Field(ge=16, le=1024)] = 64
+    """Working resolution (square): ingest resizes every image once to this size."""
+    group_column: Literal["series_id", "patient_id", "none"] = "series_id"
+    """Which manifest column groups correlated images; `none` makes every image its own group."""
+    max_image_pixels: PositiveInt = 50_000_000
+    """Images above this many pixels are refused (decompression-bomb guard)."""
+    decode_workers: Annotated[int, Field(ge=0)] = 2
+    """Parallel decoding processes at ingest (0 = decode in the calling process)."""
+
+    @model_validator(mode="after")
+    def _negative_class_is_a_class(self) -> DataParams:
+        if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+            raise ValueError(f"classes must be at least two distinct names (got {self.classes})")
+        if self.negative_class not in self.classes:
+            raise ValueError(f"negative_class '{self.negative_class}' must be one of classes {self.classes}")
+        return self
+
+
+class PhantomParams(Section):
+    difficulty: Probability = 0.6
+    """0 = lesions large and anechoic (easy), 1 = small, low-contrast lesions under heavy speckle."""
+    class_fractions: list[Probability] = [0.67, 0.27, 0.06]
+    """Fractions of normal / utd / mcdk (the study's 646 / 259 / 64)."""
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> PhantomParams:
+        if len(self.class_fractions) != 3 or abs(sum(self.class_fractions) - 1.0) > 1e-6:
+            raise ValueError(f"class_fractions must be 3 numbers summing to 1 (got {self.class_fractions})")
+        return self
+
+
+class ValidateParams(Section):
+    min_images_per_class: PositiveInt = 10
+    min_side: PositiveInt = 32
+    max_side: PositiveInt = 8192
+    max_aspect_ratio: Annotated[float, Field(ge=1.0)] = 3.0
+    min_pixel_std: Annotated[float, Field(ge=0.0)] = 2.0
+    """An image whose grey levels vary less than this is blank or constant."""
+
+
+class SplitParams(Section):
+    folds: list[int] = [0, 1, 2, 3, 4]
+    """Fold indices 0..k-1 (k = 5 by default); a list so that `dvc.yaml` can fan out over it."""
+    test_fraction: Annotated[float, Field(gt=0.0, lt=0.9)] = 0.2
+    seed: int = 0
+    use_given: bool = True
+    """Use the input's own `fold` / `split` columns when present instead of drawing new ones."""
+
+    @model_validator(mode="after")
+    def _folds_are_a_range(self) -> SplitParams:
+        if self.folds != list(range(len(self.folds))) or not 2 <= len(self.folds) <= 20:
+            raise ValueError(f"folds must be [0, 1, ..., k-1] with 2 <= k <= 20 (got {self.folds})")
+        return self
+
+    @property
+    def k_folds(self) -> int:
+        return len(self.folds)
+
+
+class EncoderParams(Section):
+    arch: str = "vit_tiny_patch16_224"
+    """A timm VisionTransformer name; the overrides below change its size."""
+    patch_size: PositiveInt = 8
+    embed_dim: PositiveInt | None = 96
+    depth: PositiveInt | None = 4
+    num_heads: PositiveInt | None = 3
+
+
+class MAEParams(Section):
+    mask_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.75
+    decoder_embed_dim: PositiveInt = 64
+    decoder_depth: PositiveInt = 2
+    decoder_num_heads: PositiveInt = 4
+    norm_pix_loss: bool = True
+
+
+class AugmentParams(Section):
+    crop_scale: tuple[Probability, Probability] = (0.7, 1.0)
+    hflip: Probability = 0.5
+    rotation_degrees: Annotated[float, Field(ge=0.0, le=180.0)] = 10.0
+    gamma: tuple[float, float] = (0.8, 1.25)
+    contrast: tuple[float, float] = (0.8, 1.2)
+    speckle_std: Annotated[float, Field(ge=0.0)] = 0.05
+
+
+class TrainParams(Section):
+    """Settings shared by every training step (the one training loop)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """`auto`: bf16 autocast on CUDA, fp32 on the CPU."""
+    compile: bool = False
+    checkpoint_every_steps: PositiveInt = 50
+    grad_accum_steps: PositiveInt = 1
+    progress: bool = True
+
+
+class PretrainParams(Section):
+    epochs: PositiveInt = 4
+    batch_size: PositiveInt = 64
+    base_lr: Annotated[float, Field(gt=0)] = 1.5e-4
+    """Scaled by batch_size / 256, as in MAE."""
+    warmup_epochs: Annotated[float, Field(ge=0)] = 1
+    weight_decay: Annotated[float, Field(ge=0)] = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip_grad: Annotated[float, Field(gt=0)] | None = 1.0
+    init_checkpoint: str | None = None
+    """Local path of a published MAE / USF-MAE checkpoint to start from; null = train from scratch."""
+    seed: int = 0
+
+
+class FinetuneParams(Section):
+    tasks: list[Literal["binary", "multiclass"]] = ["binary", "multiclass"]
+    epochs: PositiveInt = 4
+    batch_size: PositiveInt = 32
+    base_lr: Annotated[float, Field(gt=0)] = 5e-4
+    warmup_epochs: Annotated[float, Field(ge=0)] = 1
+    weight_decay: Annotated[float, Field(ge=0)] = 0.05
+    layer_decay: Annotated[float, Field(gt=0, le=1)] = 0.65
+    drop_path: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    class_balance: Literal["sampler", "loss", "none"] = "loss"
+    early_stopping_patience: Annotated[int, Field(ge=0)] = 3
+    seed: int = 0
+
+
+class BaselineParams(Section):
+    arch: str = "densenet169"
+    init_checkpoint: str | None = None
+    epochs: PositiveInt = 4
+    batch_size: PositiveInt = 32
+    base_lr: Annotated[float, Field(gt=0)] = 1e-3
+    warmup_epochs: Annotated[float, Field(ge=0)] = 1
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    class_balance: Literal["sampler", "loss", "none"] = "loss"
+    early_stopping_patience: Annotated[int, Field(ge=0)] = 3
+    seed: int = 0
+
+
+class EvaluateParams(Section):
+    threshold: Literal["youden", "sensitivity"] = "youden"
+    target_sensitivity: Probability = 0.9
+    bootstrap_resamples: Annotated[int, Field(ge=100)] = 2000
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    calibration_bins: Annotated[int, Field(ge=2)] = 10
+    seed: int = 0
+
+
+class ExplainParams(Section):
+    images_per_class: PositiveInt = 4
+    vit_layer: str = "blocks.-1.norm1"
+    batch_size: PositiveInt = 64
+
+
+class TrackingParams(Section):
+    enabled: bool = True
+    tracking_uri: str | None = None
+    """null: `MLFLOW_TRACKING_URI` when set, else the embedded `sqlite:///mlflow.db`."""
+    experiment: str = "renalmae"
+
+
+class RegistryParams(Section):
+    model_prefix: str = "renal"
+    min_auc: Probability = 0.6
+    min_f1: Probability = 0.0
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
+
+
+class Params(Section):
+    """All parameters of one pipeline run."""
+
+    profile: str = "tiny"
+    seed: int = 0
+    data: DataParams = DataParams()
+    phantom: PhantomParams = PhantomParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    split: SplitParams = SplitParams()
+    encoder: EncoderParams = EncoderParams()
+    mae: MAEParams = MAEParams()
+    augment: AugmentParams = AugmentParams()
+    train: TrainParams = TrainParams()
+    pretrain: PretrainParams = PretrainParams()
+    finetune: FinetuneParams = FinetuneParams()
+    baseline: BaselineParams = BaselineParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    explain: ExplainParams = ExplainParams()
+    tracking: TrackingParams = TrackingParams()
+    registry: RegistryParams = RegistryParams()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def hash(self) -> str:
+        """sha256 of the canonical JSON of every parameter (defaults included)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _describe_error(error: dict[str, Any], source: str) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key `{key}`; allowed keys here: {_allowed_keys(error['loc'])}"
+    message = error["msg"]
+    if kind == "literal_error":
+        message = f"must be one of {error['ctx']['expected']}"
+    got = error.get("input")
+    return f"{source}: key `{key}`: {message} (got {got!r})"
+
+
+def _allowed_keys(location: tuple) -> str:
+    model: type[BaseModel] = Params
+    for part in location[:-1]:
+        field = next(
+            (f for name, f in model.model_fields.items() if part in (name, f.alias)),
+            None,
+        )
+        if field is None or not isinstance(field.annotation, type):
+            break
+        model = field.annotation
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    return ", ".join(sorted(names))
+
+
+def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
+    """Validate a parsed params mapping; raise `ParamsError` naming every bad key."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        lines = [_describe_error(e, source) for e in error.errors()]
+        raise ParamsError("invalid parameters:\n  " + "\n  ".join(lines)) from None
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> Params:
+    """Read and validate a params YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file {path} not found; pass --params PATH or run from the project root")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML ({error}); fix the syntax") from None
+    return params_from_dict(raw, source=str(path))
