@@ -54,16 +54,25 @@ def cmd_pretrain(args, params):
 def cmd_finetune(args, params):
     out_dir = args.out or _fold_dir(FINETUNE_ROOT, args.task, args.fold)
     return _step("finetune")(
-        params, ingest_dir=args.ingest, splits_path=args.splits, encoder_dir=args.encoder,
-        task=args.task, fold=args.fold, out_dir=out_dir,
+        params,
+        ingest_dir=args.ingest,
+        splits_path=args.splits,
+        encoder_dir=args.encoder,
+        task=args.task,
+        fold=args.fold,
+        out_dir=out_dir,
     )
 
 
 def cmd_baseline(args, params):
     out_dir = args.out or _fold_dir(BASELINE_ROOT, args.task, args.fold)
     return _step("baseline")(
-        params, ingest_dir=args.ingest, splits_path=args.splits,
-        task=args.task, fold=args.fold, out_dir=out_dir,
+        params,
+        ingest_dir=args.ingest,
+        splits_path=args.splits,
+        task=args.task,
+        fold=args.fold,
+        out_dir=out_dir,
     )
 
 
@@ -78,25 +87,36 @@ def cmd_compare(args, params):
 
 def cmd_explain(args, params):
     return _step("explain")(
-        params, ingest_dir=args.ingest, splits_path=args.splits, run_dirs=_run_dirs(args.runs), out_dir=args.out,
+        params,
+        ingest_dir=args.ingest,
+        splits_path=args.splits,
+        run_dirs=_run_dirs(args.runs),
+        out_dir=args.out,
     )
 
 
 def cmd_register(args, params):
     return _step("register")(
-        params, run_dirs=_run_dirs(args.runs), comparison_dir=args.comparison,
-        validation_dir=args.validation, out_path=args.out,
+        params,
+        run_dirs=_run_dirs(args.runs),
+        comparison_dir=args.comparison,
+        validation_dir=args.validation,
+        out_path=args.out,
     )
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)"
+    )
 
 
 def _add_training_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, choices=["binary", "multiclass"])
     parser.add_argument("--fold", required=True, type=int, help="0-based fold index (< split.k_folds)")
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: models/<kind>/<task>/fold<k>)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output directory (default: models/<kind>/<task>/fold<k>)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="STEP")
 
     ingest = commands.add_parser(
-        "ingest", help="decode the input (folder, manifest CSV or phantom://) once into a table and a uint8 cache",
+        "ingest",
+        help="decode the input (folder, manifest CSV or phantom://) once into a table and a uint8 cache",
         description="Read the labelled source and unlabelled pools named in params `data`, check every file, "
         "and write table.parquet plus memory-mapped images.npy / masks.npy at the working resolution.",
     )
@@ -116,18 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(handler=cmd_ingest)
 
     validate = commands.add_parser(
-        "validate", help="run the great-expectations data suite; any failed rule stops the pipeline",
-        description="Check labels, nulls, class sizes, duplicates, image sizes, blank images and groups; write "
-        "the validation result and Data Docs to the report directory; exit non-zero naming failed rules.",
+        "validate",
+        help="run the great-expectations data suite; any failed rule stops the pipeline",
+        description="Check labels, nulls, class sizes, duplicates, image sizes, blank images and groups; "
+        "write the validation result and Data Docs to the report directory; exit non-zero naming failed rules.",
     )
     validate.add_argument("--ingest", type=Path, default=INGEST_DIR)
     validate.add_argument("--out", type=Path, default=VALIDATION_DIR)
     validate.set_defaults(handler=cmd_validate)
 
     split = commands.add_parser(
-        "split", help="grouped, stratified k folds plus a holdout test set → splits.json",
-        description="Draw (or take from the input) k grouped stratified folds and a grouped holdout test set; "
-        "refuses a split in which a group crosses folds or the train/test line.",
+        "split",
+        help="grouped, stratified k folds plus a holdout test set → splits.json",
+        description="Draw (or take from the input) k grouped stratified folds and a grouped holdout test "
+        "set; refuses a split in which a group crosses folds or the train/test line.",
     )
     split.add_argument("--ingest", type=Path, default=INGEST_DIR)
     split.add_argument("--validation", type=Path, default=VALIDATION_DIR)
@@ -135,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     split.set_defaults(handler=cmd_split)
 
     pretrain = commands.add_parser(
-        "pretrain", help="masked-autoencoder pretraining of the ViT encoder on pool + training images",
+        "pretrain",
+        help="masked-autoencoder pretraining of the ViT encoder on pool + training images",
         description="Pretrain the MAE on the unlabelled pools and the training part of the labelled set "
         "(never the holdout test); write encoder weights, loss curve and reconstructions.",
     )
@@ -145,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.set_defaults(handler=cmd_pretrain)
 
     finetune = commands.add_parser(
-        "finetune", help="fine-tune the pretrained ViT on one fold of one task",
+        "finetune",
+        help="fine-tune the pretrained ViT on one fold of one task",
         description="Fine-tune the MAE-initialised ViT on one fold; write weights and predictions for the "
         "validation fold and the holdout test.",
     )
@@ -156,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.set_defaults(handler=cmd_finetune)
 
     baseline = commands.add_parser(
-        "baseline", help="train the DenseNet-169 baseline on one fold of one task",
+        "baseline",
+        help="train the DenseNet-169 baseline on one fold of one task",
         description="Train the CNN baseline with the same splits, loop and augmentation as finetune.",
     )
     baseline.add_argument("--ingest", type=Path, default=INGEST_DIR)
@@ -165,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.set_defaults(handler=cmd_baseline)
 
     compare = commands.add_parser(
-        "compare", help="metrics and statistical comparison of USF-MAE vs DenseNet-169 → report",
+        "compare",
+        help="metrics and statistical comparison of USF-MAE vs DenseNet-169 → report",
         description="Compute metrics per model, task and fold and on the holdout; DeLong, McNemar, bootstrap "
         "CIs, Wilcoxon and Holm; write metrics.json, figures and an HTML report.",
     )
@@ -174,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=cmd_compare)
 
     explain = commands.add_parser(
-        "explain", help="Score-CAM explanations of holdout images and localisation against lesion masks",
+        "explain",
+        help="Score-CAM explanations of holdout images and localisation against lesion masks",
         description="Score-CAM maps for a sample of holdout images per class and model, overlays, a grid "
         "figure, localisation.json and an HTML page.",
     )
@@ -185,9 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(handler=cmd_explain)
 
     register = commands.add_parser(
-        "register", help="log the models to MLflow and register them as `challenger` versions",
-        description="Log each fine-tuned ViT and baseline as an MLflow model with its preprocessing, register a "
-        "version with lineage tags and set the `challenger` alias.",
+        "register",
+        help="log the models to MLflow and register them as `challenger` versions",
+        description="Log each fine-tuned ViT and baseline as an MLflow model with its preprocessing, "
+        "register a version with lineage tags and set the `challenger` alias.",
     )
     register.add_argument("--runs", type=Path, nargs="+", default=[FINETUNE_ROOT, BASELINE_ROOT])
     register.add_argument("--comparison", type=Path, default=COMPARISON_DIR)

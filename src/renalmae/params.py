@@ -263,7 +263,9 @@ def _allowed_keys(location: tuple) -> str:
 def params_from_dict(raw: dict[str, Any], source: str = "params") -> Params:
     """Validate a parsed params mapping; raise `ParamsError` naming every bad key."""
     if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+        raise ParamsError(
+            f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}"
+        )
     try:
         return Params.model_validate(raw)
     except ValidationError as error:

@@ -31,7 +31,9 @@ class Splits:
     def fold(self, fold: int) -> tuple[list[str], list[str]]:
         """(train ids, validation ids) of fold `fold` (0-based)."""
         if not 0 <= fold < self.k_folds:
-            raise ParamsError(f"fold {fold} is outside 0..{self.k_folds - 1} (splits have k={self.k_folds} folds)")
+            raise ParamsError(
+                f"fold {fold} is outside 0..{self.k_folds - 1} (splits have k={self.k_folds} folds)"
+            )
         val_ids = self.val_ids_by_fold[fold]
         train_ids = [i for f, ids in enumerate(self.val_ids_by_fold) if f != fold for i in ids]
         return train_ids, list(val_ids)

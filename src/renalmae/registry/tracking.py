@@ -92,7 +92,11 @@ def track_step(params: Params, step: str, **tags: Any) -> Iterator[StepTracker]:
     run = client.create_run(
         experiment.experiment_id,
         run_name=run_name,
-        tags={"renalmae.step": step, "renalmae.params_hash": params.hash(), **{f"renalmae.{k}": str(v) for k, v in tags.items()}},
+        tags={
+            "renalmae.step": step,
+            "renalmae.params_hash": params.hash(),
+            **{f"renalmae.{k}": str(v) for k, v in tags.items()},
+        },
     )
     tracker = StepTracker(client, run.info.run_id)
     try:
