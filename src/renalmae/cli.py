@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         "validate",
         help="run the great-expectations data suite; any failed rule stops the pipeline",
         description="Check labels, nulls, class sizes, duplicates, image sizes, blank images and groups; "
-        "write the validation result and Data Docs to the report directory; exit non-zero naming failed rules.",
+        "write the validation result and Data Docs to the report directory; exit non-zero naming "
+        "failed rules.",
     )
     validate.add_argument("--ingest", type=Path, default=INGEST_DIR)
     validate.add_argument("--out", type=Path, default=VALIDATION_DIR)
