@@ -126,6 +126,10 @@ class TrainParams(Section):
     """`auto`: bf16 autocast on CUDA, fp32 on the CPU."""
     compile: bool = False
     checkpoint_every_steps: PositiveInt = 50
+    checkpoint_dir: str | None = None
+    """Where resumable checkpoints go (`<dir>/<run name>/`); null = `<output parent>/.checkpoints/`."""
+    log_every_steps: PositiveInt = 10
+    """Losses are read back from the device (and logged) only every this many optimizer steps."""
     grad_accum_steps: PositiveInt = 1
     progress: bool = True
 
@@ -156,6 +160,7 @@ class FinetuneParams(Section):
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     class_balance: Literal["sampler", "loss", "none"] = "loss"
     early_stopping_patience: Annotated[int, Field(ge=0)] = 3
+    """Stop after this many epochs without a better validation AUC (0 = never); the best epoch is kept."""
     seed: int = 0
 
 
