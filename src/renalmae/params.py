@@ -41,6 +41,10 @@ class DataParams(Section):
     """Images above this many pixels are refused (decompression-bomb guard)."""
     decode_workers: Annotated[int, Field(ge=0)] = 2
     """Parallel decoding processes at ingest (0 = decode in the calling process)."""
+    drop_duplicates: bool = False
+    """Ingest keeps only the first copy of an image whose decoded pixels repeat (labelled before pool,
+    source order); copies under conflicting labels are all dropped. Dropped files are listed in ingest.json.
+    False: every copy is kept and `validate` refuses duplicates that cross groups or labels."""
 
     @model_validator(mode="after")
     def _negative_class_is_a_class(self) -> DataParams:

@@ -1,0 +1,234 @@
+"""Listing the inputs named in params `data`: class-folder trees, manifest CSVs, pool folders, phantom URIs.
+
+Listing reads no pixels. It turns each input into `SourceItem`s (one per image file, with label, group,
+mask, given fold / split) and collects every rule a file or row breaks as a `Problem` rather than
+stopping at the first, so the user sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
+PHANTOM_SCHEME = "phantom://"
+GROUP_COLUMNS = ("series_id", "patient_id")
+SPLIT_VALUES = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file (or manifest row) that breaks a rule of the data contract."""
+
+    where: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.rule}"
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One image file to ingest."""
+
+    source: str
+    label: str | None
+    group: str | None
+    mask: str | None
+    fold: int | None
+    split: str | None
+    origin: str
+    group_given: bool = False
+    """True when `group` comes from a manifest column (an empty cell then stays null)."""
+
+
+@dataclass
+class Listing:
+    items: list[SourceItem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def is_phantom(uri: str) -> bool:
+    return uri.startswith(PHANTOM_SCHEME)
+
+
+def check_label(label: str, classes: list[str]) -> str | None:
+    """The rule `label` breaks against `classes`, or None when it is one of them."""
+    if label in classes:
+        return None
+    same_but_case = [name for name in classes if name.lower() == label.lower()]
+    if same_but_case:
+        return (
+            f"label '{label}' differs from class '{same_but_case[0]}' only by case; "
+            f"labels must match data.classes exactly"
+        )
+    return f"label '{label}' is not one of data.classes {classes}; fix the label or add the class to params"
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _image_files(root: Path, listing: Listing) -> list[Path]:
+    """Image files under `root` (any depth, sorted); any other visible file is a problem."""
+    images = []
+    for path in sorted(root.rglob("*")):
+        if path.is_dir() or _is_hidden(path, root):
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(path)
+        else:
+            listing.problems.append(
+                Problem(str(path), f"not an image file (allowed: {', '.join(IMAGE_SUFFIXES)}); remove it")
+            )
+    return images
+
+
+def list_class_tree(root: Path, classes: list[str]) -> Listing:
+    """`root/<class>/*.{png,jpg,jpeg,dcm}`: the folder name is the label."""
+    listing = Listing()
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            listing.problems.append(
+                Problem(str(entry), "file at the top of a class-folder tree; put images in root/<class>/")
+            )
+            continue
+        rule = check_label(entry.name, classes)
+        if rule is not None:
+            listing.problems.append(Problem(f"folder {entry}", rule))
+            continue
+        for path in _image_files(entry, listing):
+            listing.items.append(
+                SourceItem(
+                    source=str(path),
+                    label=entry.name,
+                    group=None,
+                    mask=None,
+                    fold=None,
+                    split=None,
+                    origin="labelled",
+                )
+            )
+    if not listing.items and not listing.problems:
+        listing.problems.append(Problem(str(root), f"no images found; expected {root}/<class>/*.png|jpg|dcm"))
+    return listing
+
+
+def _parse_fold(cell: str) -> int:
+    value = float(cell)
+    if not value.is_integer():
+        raise ValueError(cell)
+    return int(value)
+
+
+def list_manifest(manifest: Path, classes: list[str], group_column: str) -> Listing:
+    """A manifest CSV `image,label[,patient_id|series_id][,mask][,fold|split]`, paths relative to it."""
+    listing = Listing()
+    base = manifest.parent
+    with manifest.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [name.strip() for name in reader.fieldnames or []]
+        missing = [name for name in ("image", "label") if name not in columns]
+        if missing:
+            listing.problems.append(
+                Problem(
+                    str(manifest),
+                    f"missing column(s) {missing}; a manifest needs image,label "
+                    "[,patient_id|series_id][,mask][,fold|split]",
+                )
+            )
+            return listing
+        reader.fieldnames = columns
+        has_group = group_column in columns
+        for row_number, row in enumerate(reader, start=2):  # row 1 is the header
+            where = f"{manifest.name} row {row_number}"
+            cells = {name: (value or "").strip() for name, value in row.items() if name is not None}
+            item_problems = []
+            if not cells["image"]:
+                item_problems.append("image path is empty")
+            image = base / cells["image"]
+            if cells["image"] and not image.is_file():
+                item_problems.append(f"image {image} does not exist; fix the path (relative to {base})")
+            label = cells["label"]
+            rule = (
+                check_label(label, classes) if label else "label is empty; every manifest row needs a label"
+            )
+            if rule:
+                item_problems.append(rule)
+            mask = base / cells["mask"] if cells.get("mask") else None
+            if mask is not None and not mask.is_file():
+                item_problems.append(f"mask {mask} does not exist; fix the path or leave the cell empty")
+            fold = None
+            if cells.get("fold"):
+                try:
+                    fold = _parse_fold(cells["fold"])
+                except ValueError:
+                    item_problems.append(f"fold '{cells['fold']}' is not an integer")
+            split = cells.get("split") or None
+            if split is not None and split not in SPLIT_VALUES:
+                item_problems.append(f"split '{split}' is not one of {list(SPLIT_VALUES)}")
+            if item_problems:
+                listing.problems.extend(Problem(where, rule) for rule in item_problems)
+                continue
+            listing.items.append(
+                SourceItem(
+                    source=str(image),
+                    label=label,
+                    group=(cells[group_column] or None) if has_group else None,
+                    mask=str(mask) if mask else None,
+                    fold=fold,
+                    split=split,
+                    origin="labelled",
+                    group_given=has_group,
+                )
+            )
+    return listing
+
+
+def list_pool_folder(root: Path) -> Listing:
+    """An unlabelled pool: every image file under `root`, at any depth."""
+    listing = Listing()
+    for path in _image_files(root, listing):
+        listing.items.append(
+            SourceItem(
+                source=str(path), label=None, group=None, mask=None, fold=None, split=None, origin="pool"
+            )
+        )
+    if not listing.items and not listing.problems:
+        listing.problems.append(Problem(str(root), "pool folder holds no images"))
+    return listing
+
+
+def list_source(source: str, classes: list[str], group_column: str) -> Listing:
+    """The labelled source: a manifest CSV file or a class-folder tree (phantom URIs are not listed here)."""
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return list_manifest(path, classes, group_column)
+    if path.is_dir():
+        return list_class_tree(path, classes)
+    return Listing(
+        problems=[
+            Problem(
+                source,
+                "data.source is not a manifest .csv, a folder or a phantom:// URI "
+                "(or it does not exist); fix data.source",
+            )
+        ]
+    )
+
+
+def list_pool(pool: str) -> Listing:
+    path = Path(pool)
+    if path.is_dir():
+        return list_pool_folder(path)
+    return Listing(
+        problems=[
+            Problem(
+                pool,
+                "data.pool entry is not a folder or a phantom:// URI (or it does not exist); fix data.pool",
+            )
+        ]
+    )

@@ -1,0 +1,53 @@
+"""Step `validate`: the great-expectations data suite over the ingested data; any failed rule stops the run.
+
+The report directory (validation_result.json, summary.json, index.html) is always written, also on
+failure, so the failed rules can be read; then a failure raises `DataValidationError` naming each rule
+and example files. The `split` step refuses to run unless summary.json says success.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from renalmae.data.cache import load_ingested
+from renalmae.data.expectations import render_html, run_suite, summarize, validation_frame
+from renalmae.errors import DataValidationError
+from renalmae.io import atomic_dir, write_json
+from renalmae.params import Params
+
+SUMMARY_FILE = "summary.json"
+RESULT_FILE = "validation_result.json"
+HTML_FILE = "index.html"
+MAX_EXAMPLES_IN_MESSAGE = 3
+
+
+def run(params: Params, ingest_dir: str | Path, report_dir: str | Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    ingested = load_ingested(ingest_dir)
+    frame = validation_frame(ingested.table, ingested.images)
+    validation = run_suite(frame, params).to_json_dict()
+    summary = summarize(validation, frame)
+    summary["statistics"]["seconds"] = round(time.perf_counter() - started, 3)
+    summary["ingest_dir"] = str(ingest_dir)
+    with atomic_dir(report_dir) as staging:
+        write_json(staging / RESULT_FILE, validation)
+        write_json(staging / SUMMARY_FILE, summary)
+        (staging / HTML_FILE).write_text(render_html(summary))
+    if not summary["success"]:
+        raise DataValidationError(failure_message(summary, Path(report_dir)))
+    return summary
+
+
+def failure_message(summary: dict[str, Any], report_dir: Path) -> str:
+    """One line per failed rule with its first example files, and where the full report is."""
+    lines = [f"data validation failed ({len(summary['failed'])} rule(s)); see {report_dir / HTML_FILE}:"]
+    for entry in summary["failed"]:
+        examples = "; ".join(entry["examples"][:MAX_EXAMPLES_IN_MESSAGE]) or "-"
+        more = len(entry["examples"]) - MAX_EXAMPLES_IN_MESSAGE
+        lines.append(
+            f"  {entry['rule']} ({entry['details']}): {examples}{f' (+{more} more)' if more > 0 else ''} "
+            f"-> {entry['fix']}"
+        )
+    return "\n".join(lines)
