@@ -1,0 +1,106 @@
+"""Training checkpoints for exact resume: weights, optimiser, schedule, every RNG, sampler and early stopping.
+
+A checkpoint lives outside the step's output directory (which is replaced atomically at the end):
+`<out_dir parent>/.checkpoints/<out_dir name>/`, or `<train.checkpoint_dir>/<run name>/` when set (a
+mounted volume on Kubeflow). It carries a fingerprint of the parameters that shape the run; a
+checkpoint with another fingerprint is ignored, and the log says so. It is deleted after success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from renalmae.params import Params
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "latest.pt"
+
+
+def checkpoint_dir(params: Params, out_dir: str | os.PathLike, run_name: str) -> Path:
+    """Where the checkpoints of the run writing `out_dir` live."""
+    if params.train.checkpoint_dir:
+        return Path(params.train.checkpoint_dir) / run_name
+    out_dir = Path(out_dir).absolute()
+    return out_dir.parent / ".checkpoints" / out_dir.name
+
+
+def fingerprint(params: Params, sections: list[str], **identity: Any) -> str:
+    """sha256 of the named params sections plus the run's identity (task, fold, inputs, ...)."""
+    raw = params.to_dict()
+    payload = {"sections": {name: raw[name] for name in sections}, "identity": identity}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def rng_state(augment_generator: torch.Generator) -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "augment": augment_generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], augment_generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    augment_generator.set_state(state["augment"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
+    """Write `state` to `<directory>/latest.pt` atomically (temporary file, then `os.replace`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(prefix=f".{CHECKPOINT_FILE}.tmp-", dir=directory)
+    os.close(fd)
+    try:
+        torch.save(state, staging)
+        os.replace(staging, directory / CHECKPOINT_FILE)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return directory / CHECKPOINT_FILE
+
+
+def load_checkpoint(directory: Path | None, expected_fingerprint: str) -> dict[str, Any] | None:
+    """The latest checkpoint of this run, or None (none there, or written by a run with other params)."""
+    if directory is None or not (directory / CHECKPOINT_FILE).is_file():
+        return None
+    path = directory / CHECKPOINT_FILE
+    # Our own file: it holds numpy / python RNG states, which the weights-only unpickler refuses.
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != expected_fingerprint:
+        log.warning(
+            "checkpoint %s was written by a run with other parameters (fingerprint %s, this run %s); "
+            "not resuming from it, training from the start",
+            path,
+            str(state.get("fingerprint"))[:12],
+            expected_fingerprint[:12],
+        )
+        return None
+    log.info("resuming from %s (step %d, epoch %d)", path, state["step"], state["sampler"]["epoch"])
+    return state
+
+
+def remove_checkpoints(directory: Path | None) -> None:
+    if directory is not None and directory.is_dir():
+        shutil.rmtree(directory, ignore_errors=True)
+        parent = directory.parent
+        if parent.name == ".checkpoints" and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()

@@ -1,0 +1,78 @@
+"""Data-parallel context: one process, or one rank of a `torchrun` job (gloo on CPU, NCCL on CUDA).
+
+`torchrun` sets RANK / WORLD_SIZE / LOCAL_RANK; this is the documented way a launcher talks to the
+process, so reading them here is the one exception to "no module reads the environment". Only rank 0
+writes files and logs metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+from renalmae.errors import ParamsError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """`auto` → CUDA when available, else the CPU; `cuda` without a GPU is a user error."""
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ParamsError(
+                "train.device is `cuda` but no CUDA device is visible; set train.device: cpu or auto"
+            )
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def setup(device_name: str) -> DistContext:
+    """Join the `torchrun` process group when launched by it; otherwise a single-process context."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size > 1 and not torch_dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch_dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def wrap(model: nn.Module, context: DistContext) -> nn.Module:
+    """DistributedDataParallel around `model` under a multi-process job; the model itself otherwise."""
+    if not context.enabled:
+        return model
+    device_ids = [context.device.index] if context.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def mean_across_ranks(value: torch.Tensor, context: DistContext) -> torch.Tensor:
+    if not context.enabled:
+        return value
+    value = value.detach().clone()
+    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.SUM)
+    return value / context.world_size
+
+
+def barrier(context: DistContext) -> None:
+    if context.enabled:
+        torch_dist.barrier()
