@@ -1,0 +1,31 @@
+"""Evaluation of trained models: metrics, validation-chosen thresholds, fold ensembles, comparison report."""
+
+from renalmae.evaluate.comparison import TaskComparison, compare_task, dvc_metrics, fold_metrics
+from renalmae.evaluate.metrics import (
+    auc_or_none,
+    brier_score,
+    classification_metrics,
+    expected_calibration_error,
+    predict,
+)
+from renalmae.evaluate.runs import BASELINE, CANDIDATE, MODELS, ModelRun, check_runs, load_run
+from renalmae.evaluate.thresholds import choose_threshold
+
+__all__ = [
+    "BASELINE",
+    "CANDIDATE",
+    "MODELS",
+    "ModelRun",
+    "TaskComparison",
+    "auc_or_none",
+    "brier_score",
+    "check_runs",
+    "choose_threshold",
+    "classification_metrics",
+    "compare_task",
+    "dvc_metrics",
+    "expected_calibration_error",
+    "fold_metrics",
+    "load_run",
+    "predict",
+]

@@ -1,0 +1,86 @@
+"""Step `compare`: metrics and statistical comparison of USF-MAE vs DenseNet-169, written as a report.
+
+Reads every trained-model run (run.json + predictions.parquet), refuses an incomplete or unpaired
+set, and writes into `out_dir` atomically:
+
+    metrics.json                   holdout ensemble metrics per task and model, p-values (DVC metrics)
+    comparison.json                per task: every metric, fold, test, p-value, Holm p, CI, difference
+    comparison.md, index.html      tables, figures and a plain-language summary (HTML is self-contained)
+    ensemble_predictions.parquet   holdout predictions of each fold ensemble (fold = -1), per task
+    figures/*.png, plots/*.csv     ROC / PR with bootstrap bands, confusion, reliability, folds; DVC curves
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from renalmae.data.predictions import probability_columns
+from renalmae.evaluate.comparison import TaskComparison, compare_task, dvc_metrics
+from renalmae.evaluate.figures import write_curve_csvs, write_figures
+from renalmae.evaluate.metrics import predict
+from renalmae.evaluate.report import render_html, render_markdown
+from renalmae.evaluate.runs import check_runs, load_run
+from renalmae.io import atomic_dir, write_json
+from renalmae.params import Params
+
+ENSEMBLE_FOLD = -1
+
+
+def ensemble_table(comparison: TaskComparison) -> pd.DataFrame:
+    """Holdout predictions of both fold ensembles of one task, in the predictions-table layout."""
+    frames = []
+    for model, probabilities in comparison.holdout_probabilities.items():
+        threshold = comparison.thresholds[model]
+        frame = pd.DataFrame(
+            {
+                "id": comparison.ids,
+                "model": model,
+                "task": comparison.task,
+                "fold": ENSEMBLE_FOLD,
+                "split": "test",
+                "y_true": comparison.y_true,
+                "y_pred": predict(probabilities, threshold),
+                "threshold": np.nan if threshold is None else threshold,
+            }
+        )
+        frame[probability_columns(comparison.classes)] = probabilities
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def run(params: Params, run_dirs: list[Path], out_dir: Path) -> Path:
+    """Compare the two models on every task in `params.finetune.tasks`; return `out_dir`."""
+    out_dir = Path(out_dir)
+    settings = params.evaluate
+    runs = [load_run(Path(run_dir)) for run_dir in tqdm(run_dirs, desc="compare: load runs", leave=False)]
+    indexed = check_runs(runs, list(params.finetune.tasks), list(params.split.folds))
+    comparisons = {
+        task: compare_task(task, indexed[task], settings)
+        for task in tqdm(indexed, desc="compare: metrics and tests", leave=False)
+    }
+    with atomic_dir(out_dir) as staging:
+        figures = {
+            task: write_figures(
+                comparison,
+                staging / "figures",
+                settings.bootstrap_resamples,
+                settings.confidence,
+                settings.seed,
+                settings.calibration_bins,
+            )
+            for task, comparison in tqdm(comparisons.items(), desc="compare: figures", leave=False)
+        }
+        for comparison in comparisons.values():
+            write_curve_csvs(comparison, staging / "plots")
+        write_json(staging / "metrics.json", dvc_metrics(comparisons))
+        write_json(staging / "comparison.json", {task: c.summary for task, c in comparisons.items()})
+        pd.concat([ensemble_table(c) for c in comparisons.values()], ignore_index=True).to_parquet(
+            staging / "ensemble_predictions.parquet", index=False
+        )
+        (staging / "comparison.md").write_text(render_markdown(comparisons, figures, staging))
+        (staging / "index.html").write_text(render_html(comparisons, figures))
+    return out_dir
