@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -180,6 +181,26 @@ def _add_pipeline_commands(commands) -> None:
         _add_common(action)
 
 
+def cmd_promote(args, params):
+    from renalmae.registry.connection import tracking_uri
+    from renalmae.registry.promote import promote
+
+    decision = promote(
+        tracking_uri(params), args.model, args.version, params.registry, to_registry=args.to_registry
+    )
+    return json.dumps(decision, indent=2, sort_keys=True, default=str)
+
+
+def cmd_predict(args, params):
+    from renalmae.registry.connection import tracking_uri
+    from renalmae.registry.serving import predict_files
+
+    table = predict_files(args.model, tracking_uri(params), args.images)
+    if args.json:
+        return table.to_json(orient="records", indent=2)
+    return table.to_string(index=False, float_format=lambda value: f"{value:.4f}")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)"
@@ -299,6 +320,37 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--validation", type=Path, default=VALIDATION_DIR)
     register.add_argument("--out", type=Path, default=REGISTERED_FILE)
     register.set_defaults(handler=cmd_register)
+
+    promote = commands.add_parser(
+        "promote",
+        help="gate a registered version and move the `champion` alias to it if it passes",
+        description="Gate: data validation passed, holdout AUC / F1 above registry.min_auc / min_f1, and not "
+        "worse than the current champion (one-sided DeLong on the same holdout images at registry.alpha). "
+        "Pass: `champion` moves and the decision is tagged on the version. "
+        "Fail: nothing changes, exit non-zero.",
+    )
+    promote.add_argument("--model", required=True, help="registered model name, e.g. renal-usfmae-binary")
+    promote.add_argument("--version", default=None, help="version to promote (default: the `challenger`)")
+    promote.add_argument(
+        "--to-registry",
+        default=None,
+        metavar="URI",
+        help="also copy the promoted version to this registry (staging → production) as champion",
+    )
+    promote.set_defaults(handler=cmd_promote)
+
+    predict = commands.add_parser(
+        "predict",
+        help="class probabilities of image files from a registered model",
+        description="Load a registered model (fold ensemble with its preprocessing) and print one row "
+        "of class probabilities per image.",
+    )
+    predict.add_argument(
+        "--model", default="models:/renal-usfmae-binary@champion", help="models:/NAME@ALIAS or /VERSION"
+    )
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG, JPEG or DICOM files")
+    predict.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    predict.set_defaults(handler=cmd_predict)
 
     for parser_of_command in commands.choices.values():
         _add_common(parser_of_command)

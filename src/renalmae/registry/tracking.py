@@ -1,33 +1,54 @@
 """Experiment tracking: one MLflow run per step invocation, nested under one parent run per pipeline run.
 
 Steps call `track_step(params, "finetune", task=..., fold=...)` and log through the `StepTracker` it
-yields. With `tracking.enabled: false` the tracker does nothing, so steps never branch on tracking.
+yields. With `tracking.enabled: false` the tracker does nothing (no run, no file, no connection), so
+steps never branch on tracking.
+
+Steps run as separate processes (DVC stages, KFP pods), so the parent run is found or created by the
+pipeline-run id (`renalmae.registry.lineage.pipeline_run_id`): the first process creates it; when
+two create it at once, both keep the earliest-created one and the other is deleted. Every run
+carries the lineage tags (git commit, DVC data / inputs version, params hash, engine, pipeline-run
+id); the parent also holds every parameter, flattened (`finetune.epochs`, ...).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from renalmae.params import Params
+from renalmae.registry.connection import DEFAULT_TRACKING_URI, mlflow_client, service_errors, tracking_uri
+from renalmae.registry.lineage import lineage_tags, pipeline_run_id
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+__all__ = ["DEFAULT_TRACKING_URI", "StepTracker", "track_step", "tracking_uri", "pipeline_parent_run"]
+
+PARENT_ROLE = "pipeline"
+MAX_PARAM_LENGTH = 6000
 
 
-def tracking_uri(params: Params) -> str:
-    """params `tracking.tracking_uri`, else `MLFLOW_TRACKING_URI`, else the embedded sqlite store."""
-    return params.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` → `{"a.b": 1}`; lists stay whole values."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 class StepTracker:
     """Logs to one MLflow run; every method is a no-op when tracking is off (`run_id` is None)."""
 
-    def __init__(self, client: Any = None, run_id: str | None = None):
+    def __init__(self, client: Any = None, run_id: str | None = None, uri: str | None = None):
         self.client = client
         self.run_id = run_id
+        self.uri = uri
 
     @property
     def enabled(self) -> bool:
@@ -35,73 +56,115 @@ class StepTracker:
 
     def log_params(self, values: dict[str, Any]) -> None:
         if self.enabled:
-            import mlflow
+            from mlflow.entities import Param
 
-            with _active(self.run_id):
-                mlflow.log_params({key: str(value)[:6000] for key, value in values.items()})
+            params = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in values.items()]
+            with service_errors(self.uri):
+                for start in range(0, len(params), 100):
+                    self.client.log_batch(self.run_id, params=params[start : start + 100])
 
     def log_metrics(self, values: dict[str, float], step: int | None = None) -> None:
         if self.enabled:
-            import mlflow
+            from mlflow.entities import Metric
 
-            with _active(self.run_id):
-                mlflow.log_metrics({key: float(value) for key, value in values.items()}, step=step)
+            now = int(time.time() * 1000)
+            metrics = [Metric(key, float(value), now, step or 0) for key, value in values.items()]
+            with service_errors(self.uri):
+                self.client.log_batch(self.run_id, metrics=metrics)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.enabled:
-            for key, value in tags.items():
-                self.client.set_tag(self.run_id, key, str(value))
+            from mlflow.entities import RunTag
+
+            with service_errors(self.uri):
+                self.client.log_batch(
+                    self.run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()]
+                )
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         if self.enabled:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+            with service_errors(self.uri, "MLflow artifact store"):
+                self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_artifacts(self, directory: str | os.PathLike, artifact_path: str | None = None) -> None:
         if self.enabled and Path(directory).is_dir():
-            self.client.log_artifacts(self.run_id, str(directory), artifact_path)
+            with service_errors(self.uri, "MLflow artifact store"):
+                self.client.log_artifacts(self.run_id, str(directory), artifact_path)
 
 
-@contextlib.contextmanager
-def _active(run_id: str) -> Iterator[None]:
-    import mlflow
+def _experiment_id(client: Any, name: str) -> str:
+    from mlflow.exceptions import MlflowException
 
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        yield
-        return
-    with mlflow.start_run(run_id=run_id, nested=active is not None):
-        yield
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:  # created by a concurrent step in between
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _parent_runs(client: Any, experiment_id: str, pipeline_id: str) -> list:
+    query = f"tags.`renalmae.role` = '{PARENT_ROLE}' and tags.`renalmae.pipeline_run_id` = '{pipeline_id}'"
+    runs = client.search_runs([experiment_id], filter_string=query, max_results=50)
+    return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
+
+
+def pipeline_parent_run(client: Any, experiment_id: str, params: Params, tags: dict[str, str]) -> str:
+    """Find or create the parent run of this pipeline run; concurrent creators agree on the earliest."""
+    pipeline_id = pipeline_run_id(params)
+    existing = _parent_runs(client, experiment_id, pipeline_id)
+    if existing:
+        return existing[0].info.run_id
+    created = client.create_run(
+        experiment_id,
+        run_name=f"pipeline-{pipeline_id}",
+        tags={**tags, "renalmae.role": PARENT_ROLE, "renalmae.pipeline_run_id": pipeline_id},
+    )
+    winner = _parent_runs(client, experiment_id, pipeline_id)[0].info.run_id
+    if winner != created.info.run_id:
+        client.delete_run(created.info.run_id)
+        return winner
+    StepTracker(client, winner, tracking_uri(params)).log_params(flatten(params.to_dict()))
+    return winner
 
 
 @contextlib.contextmanager
 def track_step(params: Params, step: str, **tags: Any) -> Iterator[StepTracker]:
-    """Open an MLflow run for one step invocation (nothing when tracking is disabled).
+    """Open an MLflow run for one step invocation, nested under the pipeline's parent run.
 
-    The run is marked FAILED if the block raises, FINISHED otherwise.
+    Nothing is logged (and no store is touched) when `tracking.enabled` is false. The run is marked
+    FAILED if the block raises, FINISHED otherwise; the parent's status follows its last step.
     """
     if not params.tracking.enabled:
         yield StepTracker()
         return
-    import mlflow
-    from mlflow import MlflowClient
-
-    mlflow.set_tracking_uri(tracking_uri(params))
-    experiment = mlflow.set_experiment(params.tracking.experiment)
-    client = MlflowClient()
-    run_name = "-".join([step, *[str(value) for value in tags.values()]])
-    run = client.create_run(
-        experiment.experiment_id,
-        run_name=run_name,
-        tags={
-            "renalmae.step": step,
-            "renalmae.params_hash": params.hash(),
-            **{f"renalmae.{k}": str(v) for k, v in tags.items()},
-        },
-    )
-    tracker = StepTracker(client, run.info.run_id)
+    uri = tracking_uri(params)
+    client = mlflow_client(uri)
+    with service_errors(uri):
+        experiment_id = _experiment_id(client, params.tracking.experiment)
+        lineage = lineage_tags(params)
+        parent_id = pipeline_parent_run(client, experiment_id, params, lineage)
+        run_name = "-".join([step, *[str(value) for value in tags.values()]])
+        run = client.create_run(
+            experiment_id,
+            run_name=run_name,
+            tags={
+                **lineage,
+                "mlflow.parentRunId": parent_id,
+                "renalmae.role": "step",
+                "renalmae.step": step,
+                **{f"renalmae.{key}": str(value) for key, value in tags.items()},
+            },
+        )
+    tracker = StepTracker(client, run.info.run_id, uri)
     try:
         yield tracker
     except BaseException:
-        client.set_terminated(run.info.run_id, status="FAILED")
+        with contextlib.suppress(Exception):
+            client.set_terminated(run.info.run_id, status="FAILED")
+            client.set_terminated(parent_id, status="FAILED")
         raise
-    client.set_terminated(run.info.run_id, status="FINISHED")
+    with service_errors(uri):
+        client.set_terminated(run.info.run_id, status="FINISHED")
+        client.set_terminated(parent_id, status="FINISHED")

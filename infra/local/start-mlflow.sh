@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Start a local MLflow tracking + registry server with a sqlite backend and S3 artifacts.
+#
+#   infra/local/start-mlflow.sh [PORT] [S3_ENDPOINT_URL] [BUCKET] [RUN_DIR]
+#
+# Defaults: port 5000, S3 at http://127.0.0.1:9000 (infra/local/start-s3.sh), bucket `mlflow`,
+# RUN_DIR .local-services/ (PID file, log, mlflow.db). The bucket must exist. The server proxies
+# artifacts (clients never talk to S3 directly) and stores them under s3://BUCKET/mlflow. AWS
+# credentials come from the caller's environment (any non-empty values work against moto).
+# Waits for /health (at most $RENALMAE_START_TIMEOUT seconds, default 90) and prints the URL.
+set -euo pipefail
+
+port="${1:-5000}"
+s3_endpoint="${2:-http://127.0.0.1:9000}"
+bucket="${3:-mlflow}"
+run_dir="${4:-.local-services}"
+timeout_s="${RENALMAE_START_TIMEOUT:-90}"
+mlflow_bin="${MLFLOW_BIN:-mlflow}"
+mkdir -p "$run_dir"
+run_dir="$(cd "$run_dir" && pwd)"
+
+export MLFLOW_S3_ENDPOINT_URL="$s3_endpoint"
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+
+setsid "$mlflow_bin" server \
+    --backend-store-uri "sqlite:///$run_dir/mlflow.db" \
+    --artifacts-destination "s3://$bucket/mlflow" \
+    --host 127.0.0.1 --port "$port" --workers 1 \
+    >"$run_dir/mlflow.log" 2>&1 &
+echo $! >"$run_dir/mlflow.pid"
+
+url="http://127.0.0.1:$port"
+for _ in $(seq 1 "$((timeout_s * 5))"); do
+    if curl -fs -o /dev/null "$url/health"; then
+        echo "$url"
+        exit 0
+    fi
+    if ! kill -0 "$(cat "$run_dir/mlflow.pid")" 2>/dev/null; then
+        echo "start-mlflow.sh: mlflow server exited; log follows" >&2
+        cat "$run_dir/mlflow.log" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+echo "start-mlflow.sh: $url did not answer within ${timeout_s}s; see $run_dir/mlflow.log" >&2
+exit 1

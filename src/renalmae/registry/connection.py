@@ -1,0 +1,73 @@
+"""Where MLflow lives (tracking / registry URI) and how its failures reach the user: one `ServiceError`.
+
+The URI comes from params `tracking.tracking_uri`, else `MLFLOW_TRACKING_URI`, else the embedded
+`sqlite:///mlflow.db` (artifacts in ./mlruns). At scale `MLFLOW_TRACKING_URI` points at an
+`mlflow server` (PostgreSQL + S3 artifacts). How long a request may take and how often it is retried
+are MLflow's own settings (`MLFLOW_HTTP_REQUEST_TIMEOUT`, `MLFLOW_HTTP_REQUEST_MAX_RETRIES`,
+`MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`); after the last retry the caller sees one `ServiceError`
+naming the server and the fix, never a deep traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from renalmae.errors import ModelError, ServiceError
+from renalmae.params import Params
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+
+
+def tracking_uri(params: Params | None = None) -> str:
+    """params `tracking.tracking_uri`, else `MLFLOW_TRACKING_URI`, else the embedded sqlite store."""
+    configured = params.tracking.tracking_uri if params is not None else None
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def mlflow_client(uri: str):
+    """An `MlflowClient` whose tracking and registry both live at `uri`."""
+    from mlflow import MlflowClient
+
+    with service_errors(uri):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _short(error: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def service_errors(uri: str, what: str = "MLflow") -> Iterator[None]:
+    """Turn MLflow / HTTP / S3 failures inside the block into one `ServiceError` (or `ModelError`)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        if error.error_code in NOT_FOUND_CODES:
+            raise ModelError(
+                f"{what} at {uri}: {_short(error)}; check the model name, version or alias"
+            ) from None
+        raise ServiceError(
+            f"{what} at {uri} is unreachable or refused the request ({_short(error)}); start it "
+            "(infra/local/start-mlflow.sh), or point MLFLOW_TRACKING_URI / tracking.tracking_uri "
+            "at a running one"
+        ) from None
+    except (ConnectionError, OSError, TimeoutError) as error:
+        raise ServiceError(
+            f"{what} at {uri}: a service is unreachable ({type(error).__name__}: {_short(error)}); "
+            "check that the MLflow server and its artifact store (S3 endpoint) are running"
+        ) from None
+    except Exception as error:
+        # requests / botocore / boto3 raise their own hierarchies for network and S3 failures.
+        module = type(error).__module__.split(".")[0]
+        if module in {"requests", "urllib3", "botocore", "boto3", "s3transfer"}:
+            raise ServiceError(
+                f"{what} at {uri}: the artifact store or server failed ({type(error).__name__}: "
+                f"{_short(error)}); check that the MLflow server and its S3 endpoint are running"
+            ) from None
+        raise

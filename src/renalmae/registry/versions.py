@@ -1,0 +1,195 @@
+"""Model versions: log a fold ensemble as an MLflow model, verify its upload, register it, tag it.
+
+Order matters: upload the model and its evaluation set, read the upload back and compare it file by
+file with what was sent, only then create the model version, then tag it, and only then move the
+`challenger` alias. A failure at any point (artifact store down, server gone) raises `ServiceError`
+and leaves every alias where it was, so no alias ever points at a version whose files are missing.
+
+The evaluation set stored with every version (`evaluation/holdout.parquet` in the model's run: id,
+y_true, prob_<class>) is the holdout ensemble prediction; `promote` compares a challenger and the
+champion on it with DeLong's test, image by image.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from renalmae.data.predictions import probability_columns
+from renalmae.errors import ServiceError
+from renalmae.registry.connection import service_errors
+from renalmae.registry.pyfunc import ENSEMBLE_ARTIFACT, FoldEnsemble, FoldEnsembleModel, pinned_requirements
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+EVALUATION_ARTIFACT = "evaluation/holdout.parquet"
+MODEL_ARTIFACT = "model"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """What `register` reports per model family and task (models/registered.json)."""
+
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+    alias_uri: str
+    source: str
+
+
+def evaluation_frame(
+    ids: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
+) -> pd.DataFrame:
+    frame = pd.DataFrame(probabilities, columns=probability_columns(classes))
+    frame.insert(0, "y_true", np.asarray(y_true, dtype=np.int64))
+    frame.insert(0, "id", np.asarray(ids).astype(str))
+    return frame
+
+
+def _remote_files(client: Any, run_id: str, path: str) -> dict[str, int]:
+    """Relative path → size of every artifact under `path` of a run, read back from the store."""
+    files: dict[str, int] = {}
+    pending = [path]
+    while pending:
+        for entry in client.list_artifacts(run_id, pending.pop()):
+            if entry.is_dir:
+                pending.append(entry.path)
+            else:
+                files[entry.path] = entry.file_size or 0
+    return files
+
+
+def _local_files(directory: Path, prefix: str) -> dict[str, int]:
+    return {
+        f"{prefix}/{path.relative_to(directory).as_posix()}": path.stat().st_size
+        for path in directory.rglob("*")
+        if path.is_file()
+    }
+
+
+def upload_and_verify(client: Any, uri: str, run_id: str, local_dir: Path, artifact_path: str) -> None:
+    """Upload `local_dir` as `artifact_path` of the run and check every file arrived with its size."""
+    with service_errors(uri, "MLflow artifact store"):
+        client.log_artifacts(run_id, str(local_dir), artifact_path)
+        remote = _remote_files(client, run_id, artifact_path)
+    expected = _local_files(local_dir, artifact_path)
+    missing = {path: size for path, size in expected.items() if remote.get(path) != size}
+    if missing:
+        raise ServiceError(
+            f"the artifact store at {uri} did not keep {len(missing)} uploaded file(s) of run {run_id} "
+            f"(e.g. {sorted(missing)[:3]}); no model version was created; check the S3 endpoint and retry"
+        )
+
+
+def save_ensemble_model(bundle_dir: Path, out_dir: Path) -> None:
+    """Write the pyfunc model directory (MLmodel, wrapper, bundled fold weights, signature, example)."""
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    ensemble = FoldEnsemble(bundle_dir)
+    size = int(ensemble.info["image_size"])
+    example = np.random.default_rng(0).integers(0, 256, size=(2, size, size), dtype=np.uint8)
+    signature = infer_signature(example, ensemble.predict_frame(example))
+    mlflow.pyfunc.save_model(
+        path=str(out_dir),
+        python_model=FoldEnsembleModel(),
+        artifacts={ENSEMBLE_ARTIFACT: str(bundle_dir)},
+        signature=signature,
+        input_example=example,
+        pip_requirements=pinned_requirements(),
+    )
+
+
+def register_version(
+    client: Any,
+    uri: str,
+    name: str,
+    run_id: str,
+    bundle_dir: Path,
+    evaluation: pd.DataFrame,
+    tags: dict[str, Any],
+) -> RegisteredVersion:
+    """Upload the model and evaluation set to the run, verify, create version `name`, tag it, alias it."""
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="renalmae-register-") as staging:
+        staging = Path(staging)
+        save_ensemble_model(bundle_dir, staging / MODEL_ARTIFACT)
+        evaluation_dir = staging / "evaluation"
+        evaluation_dir.mkdir()
+        evaluation.to_parquet(evaluation_dir / Path(EVALUATION_ARTIFACT).name, index=False)
+        upload_and_verify(client, uri, run_id, evaluation_dir, "evaluation")
+        upload_and_verify(client, uri, run_id, staging / MODEL_ARTIFACT, MODEL_ARTIFACT)
+    source = f"runs:/{run_id}/{MODEL_ARTIFACT}"
+    with service_errors(uri):
+        try:
+            client.create_registered_model(name, description="renalmae fold ensemble (mean probability)")
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(
+            name, source=source, run_id=run_id, tags={key: str(value) for key, value in tags.items()}
+        )
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return RegisteredVersion(
+        name=name,
+        version=str(version.version),
+        run_id=run_id,
+        model_uri=f"models:/{name}/{version.version}",
+        alias_uri=f"models:/{name}@{CHALLENGER}",
+        source=source,
+    )
+
+
+def version_tags(
+    lineage: dict[str, str],
+    validation_status: str,
+    metrics: dict[str, Any],
+    comparison: dict[str, Any],
+    negative_class: str,
+) -> dict[str, str]:
+    """Tags of a new version: lineage, validation status, holdout metrics and comparison p-values."""
+    tags = {key: value for key, value in lineage.items()}
+    tags["renalmae.validation_status"] = validation_status
+    tags["renalmae.negative_class"] = negative_class
+    for key in ("auc", "f1", "n", "accuracy", "balanced_accuracy"):
+        if metrics.get(key) is not None:
+            tags[f"holdout.{key}"] = str(metrics[key])
+    for key, value in comparison.items():
+        tags[f"comparison.{key}"] = str(value)
+    tags["renalmae.evaluation_artifact"] = EVALUATION_ARTIFACT
+    return tags
+
+
+def as_dict(version: RegisteredVersion) -> dict[str, str]:
+    return asdict(version)
+
+
+def flatten_numbers(values: Any, prefix: str = "") -> dict[str, float]:
+    """Every number in a nested JSON value, keyed by its dotted path (for comparison p-values)."""
+    if isinstance(values, dict):
+        flat: dict[str, float] = {}
+        for key, value in values.items():
+            flat.update(flatten_numbers(value, f"{prefix}{key}."))
+        return flat
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        return {prefix.rstrip("."): float(values)}
+    return {}
+
+
+def p_values(report: dict[str, Any], task: str) -> dict[str, float]:
+    """The p-values of one task in a compare report (metrics.json / comparison.json): keys named `*_p`,
+    `*_p_holm` or `*p_value*`, by dotted path, model sections excluded."""
+    section = report.get(task, report.get("tasks", {}).get(task, {}))
+    numbers = flatten_numbers(section)
+    return {
+        key: value
+        for key, value in numbers.items()
+        if (leaf := key.split(".")[-1]).endswith("_p") or "_p_" in leaf or "p_value" in leaf
+    }

@@ -1,0 +1,100 @@
+"""Register step: log each model family's fold ensemble per task to MLflow as a `challenger` version.
+
+For every (model family, task) among the run directories: the fold models are bundled into one pyfunc
+(mean probability, with preprocessing; see `renalmae.registry.pyfunc`), uploaded with the holdout
+evaluation set, verified, registered as a version of `<prefix>-<model>-<task>` with lineage, validation,
+holdout-metric and comparison tags, and given the `challenger` alias. `champion` is never touched here:
+only `renalmae promote` moves it. Writes `models/registered.json` (names, versions, run ids, URIs).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from renalmae.errors import DataError, ParamsError
+from renalmae.evaluate.metrics import classification_metrics
+from renalmae.evaluate.runs import ModelRun, holdout_ensemble, load_run
+from renalmae.io import read_json, write_json
+from renalmae.params import Params
+from renalmae.registry.connection import mlflow_client, tracking_uri
+from renalmae.registry.lineage import lineage_tags
+from renalmae.registry.pyfunc import bundle_ensemble
+from renalmae.registry.tracking import track_step
+from renalmae.registry.versions import as_dict, evaluation_frame, p_values, register_version, version_tags
+
+
+def validation_status(validation_dir: Path) -> str:
+    """`passed` / `failed` from reports/validation/summary.json, `unknown` when it is absent."""
+    summary_path = Path(validation_dir) / "summary.json"
+    if not summary_path.is_file():
+        return "unknown"
+    return "passed" if read_json(summary_path).get("success") is True else "failed"
+
+
+def comparison_report(comparison_dir: Path) -> dict[str, Any]:
+    """metrics.json merged over comparison.json of the compare step ({} when compare has not run)."""
+    report: dict[str, Any] = {}
+    for name in ("comparison.json", "metrics.json"):
+        path = Path(comparison_dir) / name
+        if path.is_file():
+            for task, section in read_json(path).items():
+                if isinstance(section, dict):
+                    report.setdefault(task, {}).update(section)
+    return report
+
+
+def holdout_metrics(runs: list[ModelRun], report: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Holdout metrics of the fold ensemble (compare's numbers when present) and its evaluation set."""
+    first = runs[0]
+    ids, y_true, probabilities = holdout_ensemble({run.fold: run for run in runs})
+    metrics = classification_metrics(y_true, probabilities, first.classes)
+    reported = report.get(first.task, {}).get(first.model, {})
+    for name in ("auc", "f1"):
+        if reported.get(f"test_{name}") is not None:
+            metrics[name] = reported[f"test_{name}"]
+    return metrics, evaluation_frame(ids, y_true, probabilities, first.classes)
+
+
+def run(
+    params: Params, run_dirs: list[Path], comparison_dir: Path, validation_dir: Path, out_path: Path
+) -> Path:
+    if not params.tracking.enabled:
+        raise ParamsError("register needs MLflow: set tracking.enabled: true in params.yaml")
+    groups: dict[tuple[str, str], list[ModelRun]] = defaultdict(list)
+    for run_dir in run_dirs:
+        model_run = load_run(run_dir)
+        groups[(model_run.model, model_run.task)].append(model_run)
+    if not groups:
+        raise DataError(
+            "register found no trained-model directories (run.json); run finetune / baseline first"
+        )
+    status = validation_status(validation_dir)
+    report = comparison_report(comparison_dir)
+    uri = tracking_uri(params)
+    client = mlflow_client(uri)
+    registered = []
+    for (model, task), runs in sorted(groups.items()):
+        metrics, evaluation = holdout_metrics(runs, report)
+        name = f"{params.registry.model_prefix}-{model}-{task}"
+        tags = version_tags(
+            lineage_tags(params), status, metrics, p_values(report, task), params.data.negative_class
+        )
+        with track_step(params, "register", model=model, task=task) as tracker:
+            tracker.log_metrics(
+                {f"holdout_{key}": metrics[key] for key in ("auc", "f1") if metrics.get(key) is not None}
+            )
+            with tempfile.TemporaryDirectory(prefix="renalmae-bundle-") as staging:
+                bundle_dir = Path(staging) / "ensemble"
+                bundle_ensemble([run.run_dir for run in runs], params.data.negative_class, bundle_dir)
+                version = register_version(client, uri, name, tracker.run_id, bundle_dir, evaluation, tags)
+            tracker.set_tags(
+                {"renalmae.registered_model": name, "renalmae.registered_version": version.version}
+            )
+        registered.append(
+            {**as_dict(version), "model": model, "task": task, "folds": sorted(r.fold for r in runs)}
+        )
+    write_json(out_path, {"tracking_uri": uri, "models": registered})
+    return Path(out_path)
