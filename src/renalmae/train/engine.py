@@ -274,8 +274,9 @@ def fit(
             result.step_losses.extend(
                 (epoch, step - len(values) + offset + 1, value) for offset, value in enumerate(values)
             )
-        row = {"epoch": epoch, "step": step, "train_loss": float(np.mean(epoch_losses)) if epoch_losses else math.nan,
-               "lr": max(group["lr"] for group in optimizer.param_groups)}  # fmt: skip
+        train_loss = float(np.mean(epoch_losses)) if epoch_losses else math.nan
+        peak_lr = max(group["lr"] for group in optimizer.param_groups)
+        row = {"epoch": epoch, "step": step, "train_loss": train_loss, "lr": peak_lr}
         epoch_losses = []
         if validate is not None:
             model.eval()

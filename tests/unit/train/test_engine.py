@@ -30,8 +30,8 @@ class Killed(Exception):
 
 def test_fit_lowers_the_training_loss_and_learns_the_task():
     images, targets = _data()
-    result = fit(_model(), images, targets, classification_objective(), CONFIG.__class__(**{**CONFIG.__dict__, "epochs": 6}),
-                 TRAIN, AugmentParams())  # fmt: skip
+    config = FitConfig(**{**CONFIG.__dict__, "epochs": 6})
+    result = fit(_model(), images, targets, classification_objective(), config, TRAIN, AugmentParams())
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < losses[0]
     assert len(result.step_losses) == 6 * 5
