@@ -7,7 +7,7 @@ from components import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def targets(params_yaml: str) -> list:
-    """`[{"task_name": "binary", "fold": 0}, ...]`: finetune.tasks × split.folds."""
+    """`[{"task_type": "binary", "fold": 0}, ...]`: finetune.tasks × split.folds."""
     from renalmae import kfp_io
 
     return kfp_io.training_targets(kfp_io.component_params(params_yaml))

@@ -1,0 +1,24 @@
+"""The compare component, called as a plain function on the collected fold models of both kinds."""
+
+from kfp.dsl import HTML, Dataset, Metrics, Model
+
+from components.compare.component import compare
+from components.testkit import artifact, step_or_skip
+
+
+def test_compare_reports_on_every_collected_model(params_yaml, trained_runs, tmp_path):
+    step_or_skip("compare")
+    report, metrics = artifact(HTML, tmp_path / "report.html"), artifact(Metrics, tmp_path / "metrics")
+
+    compare.python_func(
+        params_yaml=params_yaml,
+        finetuned=[artifact(Model, path) for path in trained_runs["finetuned"]],
+        baselines=[artifact(Model, path) for path in trained_runs["baselines"]],
+        comparison=artifact(Dataset, tmp_path / "comparison"),
+        report=report,
+        metrics=metrics,
+    )
+
+    assert (tmp_path / "comparison").is_dir() and any((tmp_path / "comparison").iterdir())
+    assert (tmp_path / "report.html").is_file()
+    assert metrics.metadata
