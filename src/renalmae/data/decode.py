@@ -15,6 +15,7 @@ import concurrent.futures
 import functools
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +92,9 @@ def _rgb_to_grey(pixels: np.ndarray) -> np.ndarray:
 def decode_pillow(data: bytes, max_pixels: int) -> Image.Image:
     """PNG / JPEG bytes → full-resolution uint8 greyscale; the size is checked before decoding."""
     try:
-        image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
+            image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
         width, height = image.size
         if width * height > max_pixels:
             raise BadImage(
@@ -140,6 +143,8 @@ def decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "PALETTE COLOR":
         pixels = apply_color_lut(pixels, dataset)
+        entry_bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
+        pixels = np.round(pixels * (255.0 / (2**entry_bits - 1))).astype(np.uint8)
     if pixels.ndim == 3:
         pixels = _rgb_to_grey(pixels)
     pixels = to_uint8(pixels)

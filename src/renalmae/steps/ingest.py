@@ -161,8 +161,6 @@ def run(params: Params, out_dir: str | Path) -> Path:
                 width=result.width,
                 height=result.height,
             )
-            if not row.pop("group_given") or data.group_column == "none":
-                row["group"] = row["id"]
             images[result.cache_index] = result.image
             masks[result.cache_index] = result.mask
         if problems.problems:
@@ -170,6 +168,8 @@ def run(params: Params, out_dir: str | Path) -> Path:
 
         table = pd.DataFrame(rows, columns=TABLE_COLUMNS[:-1])
         table["id"] = _unique_ids(table["id"].tolist())
+        own_group = [not row.get("group_given", True) or data.group_column == "none" for row in rows]
+        table.loc[own_group, "group"] = table.loc[own_group, "id"]
         table["fold"] = table["fold"].astype("Int64")
         table[["width", "height"]] = table[["width", "height"]].astype("int64")
         dropped = duplicates_to_drop(table) if data.drop_duplicates else {}

@@ -1,0 +1,128 @@
+"""Helpers of the ingest / validate tests: tiny PNG, JPEG and DICOM files, class trees, manifests, params."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from renalmae.params import params_from_dict
+
+SIZE = 40
+
+
+def noise(seed: int, size: int = SIZE, height: int | None = None) -> np.ndarray:
+    """A textured greyscale image, different for every seed (so no two are duplicates)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(height or size, size), dtype=np.uint8)
+
+
+def gradient(size: int = SIZE) -> np.ndarray:
+    return np.tile(np.linspace(0, 255, size).astype(np.uint8), (size, 1))
+
+
+def write_png(path: Path, pixels: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def class_tree(root: Path, counts: dict[str, int], first_seed: int = 0) -> Path:
+    """`root/<class>/<class>_<i>.png` with `counts[class]` distinct images per class."""
+    seed = first_seed
+    for label, count in counts.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            write_png(root / label / f"{label}_{index:03d}.png", noise(seed))
+            seed += 1
+    return root
+
+
+def write_manifest(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    columns = columns or list(rows[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def manifest_dataset(root: Path, series: dict[str, tuple[str, int, int | None]], frames: int = 3) -> Path:
+    """Images, masks and `root/manifest.csv`; `series` maps series id → (label, fold, first seed)."""
+    rows = []
+    for series_id, (label, fold, first_seed) in series.items():
+        for frame in range(frames):
+            image = write_png(root / "images" / f"{series_id}_{frame}.png", noise((first_seed or 0) + frame))
+            mask_pixels = np.zeros((SIZE, SIZE), dtype=np.uint8)
+            mask_pixels[10:20, 10:30] = 255
+            mask = write_png(root / "masks" / f"{series_id}_{frame}.png", mask_pixels)
+            rows.append(
+                {
+                    "image": str(image.relative_to(root)),
+                    "mask": str(mask.relative_to(root)),
+                    "label": label,
+                    "fold": fold,
+                    "series_id": series_id,
+                }
+            )
+    return write_manifest(root / "manifest.csv", rows)
+
+
+def write_dicom(path: Path, pixels: np.ndarray | None, photometric: str = "MONOCHROME2") -> Path:
+    """A tiny ultrasound DICOM file; `pixels` None writes one without PixelData (a structured report, say)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        UltrasoundImageStorage,
+        UltrasoundMultiFrameImageStorage,
+        generate_uid,
+    )
+
+    multi_frame = pixels is not None and pixels.ndim == (4 if photometric == "RGB" else 3)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage if multi_frame else UltrasoundImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.Modality = "US"
+    dataset.PatientID = "test-patient"
+    if pixels is None:
+        dataset.Rows, dataset.Columns = SIZE, SIZE
+    else:
+        dataset.set_pixel_data(pixels, photometric_interpretation=photometric, bits_stored=8)
+    if photometric == "PALETTE COLOR":
+        # a grey ramp in reverse: index i shows grey 255 - i (16-bit LUT entries)
+        ramp = ((255 - np.arange(256)) * 257).astype("<u2").tobytes()
+        for colour in ("Red", "Green", "Blue"):
+            setattr(dataset, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+            setattr(dataset, f"{colour}PaletteColorLookupTableData", ramp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def tiny_params(source: str | Path, pool: list | None = None, classes: list[str] | None = None, **sections):
+    """Params for a tiny ingest: decoding in-process, no progress bars, 2 folds, small class minimum."""
+    classes = classes or ["normal", "utd"]
+    raw = {
+        "data": {
+            "source": str(source),
+            "pool": [str(p) for p in pool or []],
+            "classes": classes,
+            "negative_class": classes[0],
+            "image_size": 32,
+            "decode_workers": 0,
+        },
+        "validate": {"min_images_per_class": 2},
+        "split": {"folds": [0, 1]},
+        "train": {"progress": False},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return params_from_dict(raw)
