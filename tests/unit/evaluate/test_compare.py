@@ -1,0 +1,194 @@
+"""The `compare` step end to end on synthetic runs, and each bad input it must refuse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from evaluatekit import FOLDS, rewrite_predictions, write_prediction_runs
+
+from renalmae.data.predictions import check_predictions, probability_columns
+from renalmae.errors import DataError
+from renalmae.params import params_from_dict
+from renalmae.steps.compare import run
+
+PARAMS = params_from_dict({"evaluate": {"bootstrap_resamples": 200}})
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory) -> tuple[Path, list[Path]]:
+    root = tmp_path_factory.mktemp("compare")
+    run_dirs = write_prediction_runs(root / "models")
+    return run(PARAMS, run_dirs, root / "reports" / "comparison"), run_dirs
+
+
+def _runs_of(run_dirs, model, task):
+    root = "finetune" if model == "usfmae" else "baseline"
+    return [d for d in run_dirs if d.parts[-3] == root and d.parts[-2] == task]
+
+
+def test_writes_every_output(compared):
+    out_dir, _ = compared
+    for name in (
+        "metrics.json",
+        "comparison.json",
+        "comparison.md",
+        "index.html",
+        "ensemble_predictions.parquet",
+    ):
+        assert (out_dir / name).is_file(), name
+    for task in ("binary", "multiclass"):
+        for figure in ("roc", "pr", "confusion", "reliability", "folds"):
+            assert (out_dir / "figures" / f"{figure}_{task}.png").stat().st_size > 1000
+        for model in ("usfmae", "densenet169"):
+            roc = pd.read_csv(out_dir / "plots" / f"roc_{task}_{model}.csv")
+            assert {"fpr", "tpr"} <= set(roc.columns) and roc["tpr"].is_monotonic_increasing
+            assert {"recall", "precision"} <= set(
+                pd.read_csv(out_dir / "plots" / f"pr_{task}_{model}.csv").columns
+            )
+    assert not [p for p in out_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_the_stronger_model_is_found_better(compared):
+    out_dir, _ = compared
+    comparison = json.loads((out_dir / "comparison.json").read_text())
+    binary = comparison["binary"]
+    assert binary["better_model"] == "usfmae"
+    assert binary["differences"]["auc"]["absolute"] > 0
+    assert binary["bootstrap"]["auc_difference"]["low"] <= binary["differences"]["auc"]["absolute"]
+    assert binary["p_values_holm"]["delong"] >= binary["p_values"]["delong"]
+    assert set(comparison["multiclass"]["delong"]) == {"normal", "utd", "mcdk"}
+
+
+def test_metrics_json_is_flat_enough_for_dvc(compared):
+    out_dir, _ = compared
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    for task in ("binary", "multiclass"):
+        for model in ("usfmae", "densenet169"):
+            assert 0.5 < metrics[task][model]["test_auc"] <= 1.0
+            assert 0.0 <= metrics[task][model]["test_f1"] <= 1.0
+        assert 0.0 <= metrics[task]["delong_p"] <= 1.0
+        leaves = [
+            v
+            for entry in metrics[task].values()
+            for v in (entry.values() if isinstance(entry, dict) else [entry])
+        ]
+        assert all(isinstance(v, int | float) for v in leaves)
+
+
+def test_html_report_is_self_contained_with_a_plain_summary(compared):
+    out_dir, _ = compared
+    page = (out_dir / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 10
+    assert 'src="figures' not in page and "http" not in page
+    assert "USF-MAE separated anomalous from normal kidneys better than DenseNet-169" in page
+    assert "confidence interval" in page
+    assert "| AUC |" in (out_dir / "comparison.md").read_text()
+
+
+def test_ensemble_predictions_are_the_mean_of_the_fold_models(compared):
+    out_dir, run_dirs = compared
+    ensemble = pd.read_parquet(out_dir / "ensemble_predictions.parquet")
+    assert set(ensemble["fold"]) == {-1}
+    multiclass = ensemble[(ensemble["task"] == "multiclass") & (ensemble["model"] == "densenet169")]
+    classes = ["normal", "utd", "mcdk"]
+    check_predictions(multiclass, classes, source="ensemble")
+    folds = [
+        pd.read_parquet(d / "predictions.parquet") for d in _runs_of(run_dirs, "densenet169", "multiclass")
+    ]
+    tests = [f[f["split"] == "test"].set_index("id")[probability_columns(classes)] for f in folds]
+    expected = sum(tests) / len(tests)
+    got = multiclass.set_index("id")[probability_columns(classes)].loc[expected.index]
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy())
+
+
+@pytest.fixture
+def runs(tmp_path) -> list[Path]:
+    return write_prediction_runs(tmp_path / "models", tasks=("binary",))
+
+
+BINARY_ONLY = params_from_dict({"finetune": {"tasks": ["binary"]}, "evaluate": {"bootstrap_resamples": 100}})
+
+
+def _refused(run_dirs, tmp_path, match):
+    out_dir = tmp_path / "reports" / "comparison"
+    with pytest.raises(DataError, match=match):
+        run(BINARY_ONLY, run_dirs, out_dir)
+    assert not out_dir.exists()
+
+
+def test_models_on_different_image_ids_are_refused(runs, tmp_path):
+    def rename_one_test_image(frame):
+        frame.loc[frame["id"] == "test_0005", "id"] = "test_9999"
+        return frame
+
+    rewrite_predictions(_runs_of(runs, "densenet169", "binary")[2], rename_one_test_image)
+    _refused(runs, tmp_path, "different holdout image ids")
+
+
+def test_nan_probabilities_are_refused(runs, tmp_path):
+    def nan(frame):
+        frame.loc[3, "prob_anomaly"] = np.nan
+        return frame
+
+    rewrite_predictions(runs[0], nan)
+    _refused(runs, tmp_path, "NaN")
+
+
+def test_out_of_range_probabilities_are_refused(runs, tmp_path):
+    def too_large(frame):
+        frame.loc[3, "prob_anomaly"] = 1.5
+        return frame
+
+    rewrite_predictions(runs[0], too_large)
+    _refused(runs, tmp_path, r"outside \[0, 1\]")
+
+
+def test_mismatched_class_lists_are_refused(tmp_path):
+    run_dirs = write_prediction_runs(tmp_path / "models", tasks=("multiclass",))
+    run_file = _runs_of(run_dirs, "densenet169", "multiclass")[0] / "run.json"
+    info = json.loads(run_file.read_text())
+    run_file.write_text(json.dumps(info | {"classes": ["normal", "mcdk", "utd"]}))
+    params = params_from_dict({"finetune": {"tasks": ["multiclass"]}})
+    with pytest.raises(DataError, match="mismatched class lists"):
+        run(params, run_dirs, tmp_path / "out")
+
+
+def test_a_missing_model_is_refused(runs, tmp_path):
+    _refused(
+        [d for d in runs if "baseline" not in d.parts], tmp_path, "model densenet169, task binary: folds"
+    )
+
+
+def test_a_missing_fold_is_refused(runs, tmp_path):
+    missing = _runs_of(runs, "usfmae", "binary")[3]
+    shutil.rmtree(missing)
+    _refused([d for d in runs if d != missing], tmp_path, r"usfmae, task binary: folds \[3\] missing")
+
+
+def test_a_missing_task_is_refused(runs, tmp_path):
+    with pytest.raises(DataError, match="task multiclass"):
+        run(PARAMS, runs, tmp_path / "out")
+
+
+def test_a_holdout_with_one_class_reports_auc_as_undefined(runs, tmp_path):
+    def only_normal_test_images(frame):
+        test = frame["split"] == "test"
+        frame.loc[test, "y_true"] = 0
+        return frame
+
+    for run_dir in runs:
+        rewrite_predictions(run_dir, only_normal_test_images)
+    out_dir = run(BINARY_ONLY, runs, tmp_path / "comparison")
+    comparison = json.loads((out_dir / "comparison.json").read_text())["binary"]
+    assert comparison["ensemble"]["usfmae"]["auc"] is None
+    assert comparison["delong"] is None and comparison["p_values"]["delong"] is None
+    assert all(f["test"]["auc"] is None for f in comparison["folds"]["usfmae"])
+    assert comparison["ensemble"]["usfmae"]["specificity"] is not None
+    assert json.loads((out_dir / "metrics.json").read_text())["binary"]["usfmae"]["test_auc"] is None
+    assert "| AUC | n/a" in (out_dir / "comparison.md").read_text()
+    assert len(FOLDS) == len(comparison["folds"]["densenet169"])
