@@ -157,6 +157,7 @@ class FinetuneParams(Section):
     epochs: PositiveInt = 4
     batch_size: PositiveInt = 32
     base_lr: Annotated[float, Field(gt=0)] = 5e-4
+    """Scaled by batch_size / 256, as in MAE fine-tuning."""
     warmup_epochs: Annotated[float, Field(ge=0)] = 1
     weight_decay: Annotated[float, Field(ge=0)] = 0.05
     layer_decay: Annotated[float, Field(gt=0, le=1)] = 0.65
@@ -174,6 +175,7 @@ class BaselineParams(Section):
     epochs: PositiveInt = 4
     batch_size: PositiveInt = 32
     base_lr: Annotated[float, Field(gt=0)] = 1e-3
+    """The peak learning rate itself (not scaled by batch size)."""
     warmup_epochs: Annotated[float, Field(ge=0)] = 1
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1

@@ -7,14 +7,19 @@ writes files and logs metrics.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as torch_dist
 from torch import nn
 
 from renalmae.errors import ParamsError
+from renalmae.io import atomic_dir
 
 
 @dataclass(frozen=True)
@@ -76,3 +81,14 @@ def mean_across_ranks(value: torch.Tensor, context: DistContext) -> torch.Tensor
 def barrier(context: DistContext) -> None:
     if context.enabled:
         torch_dist.barrier()
+
+
+@contextlib.contextmanager
+def output_dir(final_dir: str | os.PathLike, context: DistContext) -> Iterator[Path]:
+    """Rank 0 writes into an atomic staging directory for `final_dir`; other ranks into a discarded one."""
+    if context.is_main:
+        with atomic_dir(final_dir) as staging:
+            yield staging
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            yield Path(scratch)

@@ -185,7 +185,7 @@ def fit(
 
     device_images = to_device_images(np.asarray(images), device)
     device_targets = (
-        None if targets is None else torch.as_tensor(np.asarray(targets), dtype=torch.long).to(device)
+        None if targets is None else torch.as_tensor(np.array(targets), dtype=torch.long).to(device)
     )
     forward_model = wrap(model, context)
     if train.compile:
@@ -284,6 +284,8 @@ def fit(
         result.history.append(row)
         if config.monitor is not None:
             value = row[config.monitor]
+            if math.isnan(value):
+                value = -math.inf  # an undefined score (e.g. one class in validation) never wins
             if result.best_value is None or value > result.best_value:
                 result.best_epoch, result.best_value = epoch, float(value)
                 best_state, epochs_without_gain = _snapshot(model), 0

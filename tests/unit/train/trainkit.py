@@ -83,7 +83,7 @@ TINY_PARAMS = {
     "mae": {"decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2},
     "train": {"device": "cpu", "progress": False, "checkpoint_every_steps": 2, "log_every_steps": 1},
     "pretrain": {"epochs": 2, "batch_size": 16, "base_lr": 1e-3},
-    "finetune": {"epochs": 3, "batch_size": 16, "base_lr": 2e-3, "tasks": ["binary"]},
+    "finetune": {"epochs": 5, "batch_size": 16, "base_lr": 4e-2, "tasks": ["binary"], "layer_decay": 0.9},
     "baseline": {"epochs": 1, "batch_size": 16},
     "tracking": {"enabled": False},
 }

@@ -1,0 +1,76 @@
+"""Step `baseline`: train the CNN baseline (DenseNet-169) on one fold of one task, exactly like `finetune`.
+
+Same splits, loop, augmentation, class balancing and early stopping on validation AUC; optional
+initial weights from `baseline.init_checkpoint`. Same outputs as `finetune`, model name `densenet169`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from renalmae.models import create_model, load_init_checkpoint, model_spec
+from renalmae.params import Params
+from renalmae.registry.tracking import StepTracker, track_step
+from renalmae.train import checkpoint as ckpt
+from renalmae.train.classifier import file_digest, load_fold, train_classifier, write_run
+from renalmae.train.distributed import output_dir, setup
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    params: Params,
+    ingest_dir: str | Path,
+    splits_path: str | Path,
+    task: str,
+    fold: int,
+    out_dir: str | Path,
+) -> Path:
+    started = time.time()
+    out_dir = Path(out_dir)
+    section = params.baseline
+    fold_data = load_fold(params, ingest_dir, splits_path, task, fold)
+    model = create_model("cnn", params, num_classes=len(fold_data.classes))
+    spec = model_spec("cnn", params, num_classes=len(fold_data.classes))
+    info: dict = {"init_checkpoint": section.init_checkpoint}
+    if section.init_checkpoint:
+        report = load_init_checkpoint(model, section.init_checkpoint, param_key="baseline.init_checkpoint")
+        log.info("%s", report)
+        info["init_load"] = report.to_dict()
+    fingerprint = ckpt.fingerprint(
+        params,
+        ["data", "augment", "train", "baseline"],
+        task=task,
+        fold=fold,
+        splits=file_digest(splits_path),
+    )
+    context = setup(params.train.device)
+    tracking = (
+        track_step(params, "baseline", task=task, fold=fold)
+        if context.is_main
+        else contextlib.nullcontext(StepTracker())
+    )
+    with tracking as tracker, output_dir(out_dir, context) as staging:
+        result = train_classifier(
+            model, fold_data, params, section,
+            lr=section.base_lr,
+            channels_last=True,
+            on_metrics=tracker.log_metrics,
+            checkpoint_dir=ckpt.checkpoint_dir(params, out_dir, f"baseline-{task}-fold{fold}"),
+            fingerprint=fingerprint,
+            context=context,
+        )  # fmt: skip
+        metrics = write_run(staging, model, spec, info, fold_data, result, section.arch, params, started)
+        tracker.log_metrics({key: float(value) for key, value in metrics.items() if value is not None})
+        tracker.log_artifacts(staging)
+    log.info(
+        "baseline %s fold %d: val AUC %.3f, test AUC %.3f",
+        task,
+        fold,
+        metrics["val_auc"],
+        metrics["test_auc"],
+    )
+    return out_dir

@@ -1,0 +1,211 @@
+"""Training a classifier on one fold, shared by `finetune` (ViT) and `baseline` (CNN): fold data, the
+`fit` call with validation AUC early stopping, and the run directory it writes (weights, predictions,
+history, metrics)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from renalmae.data.cache import load_ingested
+from renalmae.data.predictions import (
+    PREDICTIONS_FILE,
+    probability_columns,
+    task_classes,
+    task_targets,
+    write_predictions,
+)
+from renalmae.data.splits import load_splits
+from renalmae.errors import DataError
+from renalmae.io import write_json
+from renalmae.models.trained import save_trained_model
+from renalmae.params import BaselineParams, FinetuneParams, Params
+from renalmae.train.data import class_weights
+from renalmae.train.distributed import DistContext
+from renalmae.train.engine import FitConfig, FitResult, MetricsHook, classification_objective, fit
+from renalmae.train.predict import predict_probabilities
+
+log = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """The images (uint8 [N, H, W]) and integer targets of one fold's train / val and the holdout test."""
+
+    task: str
+    fold: int
+    classes: list[str]
+    ids: dict[str, list[str]]
+    images: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray]
+
+
+def load_fold(
+    params: Params, ingest_dir: str | os.PathLike, splits_path: str | os.PathLike, task: str, fold: int
+):
+    """Train / val ids of `fold` and the holdout test ids, with their images and `task` targets."""
+    classes = task_classes(params.data.classes, params.data.negative_class, task)
+    splits = load_splits(splits_path)
+    train_ids, val_ids = splits.fold(fold)
+    data = load_ingested(ingest_dir)
+    ids = {"train": train_ids, "val": val_ids, "test": splits.test_ids}
+    images, targets = {}, {}
+    for split, split_ids in ids.items():
+        rows = data.rows(split_ids)
+        if rows["label"].isna().any():
+            raise DataError(
+                f"splits {splits_path} put unlabelled images into '{split}'; run `renalmae split` again"
+            )
+        images[split] = np.asarray(data.images[rows["cache_index"].to_numpy()])
+        targets[split] = task_targets(rows["label"], params.data.classes, params.data.negative_class, task)
+    if not train_ids:
+        raise DataError(f"fold {fold} of {splits_path} has no training images; use fewer folds or more data")
+    return FoldData(task=task, fold=fold, classes=classes, ids=ids, images=images, targets=targets)
+
+
+def auc(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """ROC AUC: binary on the positive class; multiclass the macro one-vs-rest mean over the classes
+    present (NaN when fewer than two classes are present)."""
+    if probabilities.shape[1] == 2:
+        return (
+            float(roc_auc_score(y_true, probabilities[:, 1])) if len(np.unique(y_true)) == 2 else float("nan")
+        )
+    scores = [
+        roc_auc_score(y_true == index, probabilities[:, index])
+        for index in range(probabilities.shape[1])
+        if 0 < (y_true == index).sum() < len(y_true)
+    ]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def train_classifier(
+    model: nn.Module,
+    fold_data: FoldData,
+    params: Params,
+    section: FinetuneParams | BaselineParams,
+    lr: float,
+    *,
+    layer_decay: float = 1.0,
+    channels_last: bool = False,
+    on_metrics: MetricsHook | None = None,
+    checkpoint_dir: Path | None = None,
+    fingerprint: str = "",
+    context: DistContext | None = None,
+) -> FitResult:
+    """Fit `model` on the fold's training images, early-stopping on validation AUC (best epoch kept)."""
+    num_classes = len(fold_data.classes)
+    train_targets = fold_data.targets["train"]
+    weights = class_weights(train_targets, num_classes) if section.class_balance == "loss" else None
+    if section.class_balance == "sampler":
+        class_weights(train_targets, num_classes)  # refuses a class without training images
+    config = FitConfig(
+        epochs=section.epochs,
+        batch_size=section.batch_size,
+        lr=lr,
+        warmup_epochs=section.warmup_epochs,
+        weight_decay=section.weight_decay,
+        seed=section.seed,
+        class_balance=section.class_balance,
+        early_stopping_patience=section.early_stopping_patience,
+        monitor="val_auc",
+        layer_decay=layer_decay,
+        channels_last=channels_last,
+    )
+    eval_batch = max(section.batch_size, 64)
+
+    def validate(trained: nn.Module) -> dict[str, float]:
+        probabilities = predict_probabilities(trained, fold_data.images["val"], eval_batch)
+        return {"val_auc": auc(fold_data.targets["val"], probabilities)}
+
+    objective = classification_objective(weights, section.label_smoothing)
+    return fit(
+        model,
+        fold_data.images["train"],
+        train_targets,
+        objective,
+        config,
+        params.train,
+        params.augment,
+        validate=validate,
+        on_metrics=on_metrics,
+        checkpoint_dir=checkpoint_dir,
+        fingerprint=fingerprint,
+        context=context,
+    )
+
+
+def predictions_table(
+    model: nn.Module, fold_data: FoldData, model_name: str, batch_size: int = 64
+) -> pd.DataFrame:
+    """Rows for the fold's validation images and the holdout test, in the predictions contract."""
+    frames = []
+    for split in ("val", "test"):
+        probabilities = predict_probabilities(model, fold_data.images[split], batch_size)
+        frame = pd.DataFrame(probabilities, columns=probability_columns(fold_data.classes))
+        frame.insert(0, "id", fold_data.ids[split])
+        frame.insert(1, "model", model_name)
+        frame.insert(2, "task", fold_data.task)
+        frame.insert(3, "fold", fold_data.fold)
+        frame.insert(4, "split", split)
+        frame.insert(5, "y_true", fold_data.targets[split])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_run(
+    run_dir: Path,
+    model: nn.Module,
+    spec: dict,
+    info: dict,
+    fold_data: FoldData,
+    result: FitResult,
+    model_name: str,
+    params: Params,
+    started: float,
+) -> dict[str, float]:
+    """Write weights + run.json, predictions.parquet, history.csv and metrics.json; return the metrics."""
+    table = predictions_table(model, fold_data, model_name)
+    write_predictions(run_dir / PREDICTIONS_FILE, table, fold_data.classes)
+    pd.DataFrame(result.history).to_csv(run_dir / HISTORY_FILE, index=False)
+    columns = probability_columns(fold_data.classes)
+    by_split = {split: table[table["split"] == split] for split in ("val", "test")}
+    metrics = {
+        "val_auc": auc(by_split["val"]["y_true"].to_numpy(), by_split["val"][columns].to_numpy()),
+        "test_auc": auc(by_split["test"]["y_true"].to_numpy(), by_split["test"][columns].to_numpy()),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "train_seconds": round(time.time() - started, 1),
+    }
+    record = {
+        "model": model_name,
+        "arch": spec["name"],
+        "task": fold_data.task,
+        "fold": fold_data.fold,
+        "classes": fold_data.classes,
+        "image_size": params.data.image_size,
+        "best_epoch": result.best_epoch,
+        "best_val_auc": result.best_value,
+        "params_hash": params.hash(),
+        **info,
+    }
+    save_trained_model(run_dir, model, spec, record)
+    write_json(run_dir / METRICS_FILE, metrics)
+    return metrics
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (identifies the inputs of a run in its checkpoint fingerprint)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,118 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from trainkit import tiny_params, write_ingest, write_splits
+
+from renalmae.data.predictions import read_predictions
+from renalmae.errors import DataError, ModelError, ParamsError
+from renalmae.models import create_model, load_trained_model
+from renalmae.steps import baseline, finetune, pretrain
+from renalmae.steps.pretrain import pretraining_ids
+
+SMALL_CNN = {"arch": "resnet10t", "epochs": 1, "batch_size": 16, "base_lr": 3e-3}
+
+
+@pytest.fixture
+def encoder_dir(tmp_path, dataset, params):
+    ingest_dir, splits_path = dataset
+    return pretrain.run(params, ingest_dir, splits_path, tmp_path / "pretrain")
+
+
+def test_pretrain_writes_the_encoder_loss_curve_and_reconstructions(encoder_dir, dataset):
+    splits = json.loads(dataset[1].read_text())
+    metrics = json.loads((encoder_dir / "metrics.json").read_text())
+    development = sum(len(fold["val"]) for fold in splits["folds"])
+    assert metrics["images"] == 24 + development  # pool + development, never the holdout test
+    for name in ("encoder.safetensors", "encoder.json", "loss.csv", "loss.png", "reconstructions.png"):
+        assert (encoder_dir / name).is_file(), name
+    loss = pd.read_csv(encoder_dir / "loss.csv")
+    assert list(loss.columns) == ["epoch", "step", "loss"] and np.isfinite(loss["loss"]).all()
+    assert not (encoder_dir.parent / ".checkpoints").exists()
+
+
+def test_pretraining_pool_never_contains_holdout_test_ids(dataset):
+    table = pd.read_parquet(dataset[0] / "table.parquet")
+    splits = json.loads(dataset[1].read_text())
+    development = [i for fold in splits["folds"] for i in fold["val"]]
+    ids = pretraining_ids(table, development, splits["test"])
+    assert not set(ids) & set(splits["test"])
+    with pytest.raises(DataError, match="holdout test"):
+        pretraining_ids(table, development + splits["test"][:1], splits["test"])
+
+
+def test_pretrain_refuses_an_empty_pool(tmp_path, params):
+    table = write_ingest(tmp_path / "ingested", ["normal"] * 4, pool=0)
+    folds = [{"fold": 0, "val": []}, {"fold": 1, "val": []}]
+    splits = {"k_folds": 2, "seed": 0, "origin": "drawn", "test": table["id"].tolist(), "folds": folds}
+    (tmp_path / "splits.json").write_text(json.dumps(splits))
+    with pytest.raises(DataError, match="pool is empty"):
+        pretrain.run(params, tmp_path / "ingested", tmp_path / "splits.json", tmp_path / "out")
+
+
+def test_finetune_writes_predictions_for_validation_and_holdout_and_learns(
+    tmp_path, dataset, encoder_dir, params
+):
+    ingest_dir, splits_path = dataset
+    run_dir = finetune.run(
+        params, ingest_dir, splits_path, encoder_dir, "binary", 0, tmp_path / "ft" / "fold0"
+    )
+    table = read_predictions(run_dir / "predictions.parquet", ["normal", "anomaly"])
+    splits = json.loads(splits_path.read_text())
+    assert set(table.loc[table["split"] == "val", "id"]) == set(splits["folds"][0]["val"])
+    assert set(table.loc[table["split"] == "test", "id"]) == set(splits["test"])
+    assert (table["model"] == "usfmae").all()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["val_auc"] > 0.5
+    model, info = load_trained_model(run_dir)
+    assert info["classes"] == ["normal", "anomaly"] and info["best_epoch"] is not None
+    assert len(pd.read_csv(run_dir / "history.csv")) == metrics["epochs_run"]
+
+
+def test_baseline_trains_a_cnn_with_the_same_outputs(tmp_path, dataset):
+    ingest_dir, splits_path = dataset
+    params = tiny_params(baseline=SMALL_CNN)
+    run_dir = baseline.run(params, ingest_dir, splits_path, "multiclass", 1, tmp_path / "bl" / "fold1")
+    table = read_predictions(run_dir / "predictions.parquet", ["normal", "utd", "mcdk"])
+    assert set(table["split"]) == {"val", "test"} and (table["model"] == "resnet10t").all()
+    assert (run_dir / "weights.safetensors").is_file() and (run_dir / "metrics.json").is_file()
+
+
+def test_finetune_refuses_a_fold_outside_k(tmp_path, dataset, params):
+    with pytest.raises(ParamsError, match="fold 5 is outside"):
+        finetune.run(params, *dataset, tmp_path / "none", "binary", 5, tmp_path / "out")
+
+
+def test_baseline_refuses_an_unknown_task(tmp_path, dataset, params):
+    with pytest.raises(DataError, match="unknown task"):
+        baseline.run(params, *dataset, "ternary", 0, tmp_path / "out")
+
+
+def test_baseline_refuses_an_unknown_model_name(tmp_path, dataset):
+    params = tiny_params(baseline={"arch": "densenet1690"})
+    with pytest.raises(ModelError, match="unknown timm model"):
+        baseline.run(params, *dataset, "binary", 0, tmp_path / "out")
+
+
+def test_baseline_refuses_a_checkpoint_of_another_architecture(tmp_path, dataset):
+    vit_weights = tmp_path / "vit.pth"
+    torch.save(create_model("vit", tiny_params(), num_classes=2).state_dict(), vit_weights)
+    params = tiny_params(baseline={**SMALL_CNN, "init_checkpoint": str(vit_weights)})
+    with pytest.raises(ModelError, match="vit.pth"):
+        baseline.run(params, *dataset, "binary", 0, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_finetune_refuses_a_missing_encoder(tmp_path, dataset, params):
+    with pytest.raises(ModelError, match="run pretrain first"):
+        finetune.run(params, *dataset, tmp_path / "no-encoder", "binary", 0, tmp_path / "out")
+
+
+def test_fold_without_a_class_in_training_is_refused(tmp_path, params):
+    table = write_ingest(tmp_path / "ingested", ["normal"] * 20 + ["utd"] * 2, pool=0)
+    write_splits(tmp_path / "splits.json", table, k=2, test_fraction=0.5)
+    with pytest.raises(DataError, match="no training images"):
+        baseline.run(tiny_params(baseline=SMALL_CNN), tmp_path / "ingested", tmp_path / "splits.json",
+                     "binary", 0, tmp_path / "out")  # fmt: skip
