@@ -1,0 +1,130 @@
+"""The compiled Kubeflow pipeline: up to date with its source, and holding the DAG a cluster needs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+COMPILED = REPO_ROOT / "pipelines" / "renal_pipeline.yaml"
+STEPS = ["ingest", "validate", "split", "pretrain", "finetune", "baseline", "compare", "explain", "register"]
+GPU_STEPS = ["pretrain", "finetune", "baseline", "explain"]
+
+
+def compile_to(output: Path, data_pvc: str | None = None) -> list[dict]:
+    """Compile in this process, as `renalmae pipeline compile` does; return the YAML documents."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from pipelines.entrypoints import compile_pipeline
+
+    compile_pipeline(output, data_pvc=data_pvc)
+    return list(yaml.safe_load_all(output.read_text()))
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> list[dict]:
+    return compile_to(tmp_path_factory.mktemp("compiled") / "renal_pipeline.yaml")
+
+
+def test_committed_pipeline_yaml_is_up_to_date(compiled):
+    if any(key.startswith("RENALMAE_IMAGE") for key in os.environ):
+        pytest.skip("RENALMAE_IMAGE* is set, so image names differ from the committed defaults")
+    assert COMPILED.is_file(), "pipelines/renal_pipeline.yaml is missing: run `renalmae pipeline compile`"
+    assert list(yaml.safe_load_all(COMPILED.read_text())) == compiled, (
+        "pipelines/renal_pipeline.yaml is out of date with pipelines/ and components/: "
+        "run `renalmae pipeline compile` and commit the result"
+    )
+
+
+def test_compiled_pipeline_loads_with_kfp():
+    from kfp import components
+
+    pipeline = components.load_component_from_file(str(COMPILED))
+
+    assert pipeline.name == "renalmae"
+    assert list(pipeline.component_spec.inputs) == ["params_yaml"]
+
+
+def test_every_step_is_a_task_of_the_pipeline(compiled):
+    spec = compiled[0]
+    executors = spec["deploymentSpec"]["executors"]
+    for step in STEPS:
+        assert f"exec-{step}" in executors, step
+        assert f"renalmae.steps import {step}" in " ".join(
+            executors[f"exec-{step}"]["container"]["command"]
+        ), step
+
+
+def test_finetune_and_baseline_fan_out_over_task_and_fold(compiled):
+    spec = compiled[0]
+    loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
+    loop_tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--targets-Output"
+    assert set(loop_tasks) == {"finetune", "baseline"}
+    collected = spec["root"]["dag"]["tasks"]["compare"]["inputs"]["artifacts"]
+    assert collected["finetuned"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+    assert collected["baselines"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+
+
+def test_model_steps_request_one_gpu_and_others_none(compiled):
+    executors = compiled[0]["deploymentSpec"]["executors"]
+    for step in STEPS:
+        resources = executors[f"exec-{step}"]["container"]["resources"]
+        assert resources["memoryLimit"] and resources["cpuLimit"], step
+        if step in GPU_STEPS:
+            accelerator = resources["accelerator"]
+            assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1"), (
+                step
+            )
+            assert executors[f"exec-{step}"]["container"]["image"].endswith("-cuda"), step
+        else:
+            assert "accelerator" not in resources, step
+            assert executors[f"exec-{step}"]["container"]["image"].endswith("-cpu"), step
+
+
+def test_training_steps_retry_with_backoff(compiled):
+    spec = compiled[0]
+    tasks = {**spec["root"]["dag"]["tasks"], **spec["components"]["comp-for-loop-1"]["dag"]["tasks"]}
+    for step in ("pretrain", "finetune", "baseline"):
+        policy = tasks[step]["retryPolicy"]
+        assert policy["maxRetryCount"] >= 1 and policy["backoffDuration"], step
+    assert "retryPolicy" not in tasks["register"]
+
+
+def test_tracking_steps_get_mlflow_and_s3_secrets_as_env(compiled):
+    platform = compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    register_env = {
+        item["envVar"] for secret in platform["exec-register"]["secretAsEnv"] for item in secret["keyToEnv"]
+    }
+    assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"} <= register_env
+    assert "exec-targets" not in platform
+
+
+def test_data_pvc_is_mounted_only_when_named(tmp_path, compiled):
+    with_pvc = compile_to(tmp_path / "with_pvc.yaml", data_pvc="renal-data")
+    platform = with_pvc[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+    assert platform["exec-ingest"]["pvcMount"][0]["mountPath"] == "/mnt/renalmae"
+    assert "pvcMount" not in platform["exec-compare"]
+    assert all(
+        "pvcMount" not in executor
+        for executor in compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+    )
+
+
+def test_image_tag_comes_from_the_environment(tmp_path):
+    """CI sets the tag to the git sha; image names are read when components are imported (fresh process)."""
+    env = {**os.environ, "RENALMAE_IMAGE": "registry.example.org/renalmae", "RENALMAE_IMAGE_TAG": "abc123"}
+    output = tmp_path / "tagged.yaml"
+    command = [sys.executable, "-m", "renalmae.cli", "pipeline", "compile", "--output", str(output)]
+    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=120)
+
+    executors = next(yaml.safe_load_all(output.read_text()))["deploymentSpec"]["executors"]
+    images = {executor["container"]["image"] for executor in executors.values()}
+    assert images == {"registry.example.org/renalmae:abc123-cpu", "registry.example.org/renalmae:abc123-cuda"}
