@@ -2,9 +2,9 @@
 
 Both models are scored on the same resampled images (paired), and each resample keeps the class
 counts of the original set (stratified), so every resample has positives and negatives. AUC is
-computed from midranks of each resample in one vectorised call, so 2,000 resamples of 10,000 images
-take seconds. `scipy.stats.bootstrap` is not used because it cannot stratify or share the resample
-between several statistics. Intervals are percentile intervals.
+counted per resample from the score levels of the original cases (no sort per resample), so 2,000
+resamples of 10,000 images take seconds. `scipy.stats.bootstrap` is not used because it can neither
+stratify nor share one resample between several statistics. Intervals are percentile intervals.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 _MAX_CELLS_PER_CHUNK = 2_000_000
 
@@ -54,24 +53,49 @@ def stratified_indices(y_true, resamples: int, rng: np.random.Generator) -> np.n
     return np.concatenate(blocks, axis=1)
 
 
-def _auc_rows(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """AUC of every row of `scores` (resamples x n) against one positive mask shared by all rows."""
-    positives, negatives = int(positive.sum()), int((~positive).sum())
-    ranks = rankdata(scores, axis=1)
-    return (ranks[:, positive].sum(axis=1) - positives * (positives + 1) / 2.0) / (positives * negatives)
+def _auc_rows(level_rows: np.ndarray, positive: np.ndarray, n_levels: int) -> np.ndarray:
+    """AUC of every resample from the score *levels* (ranks of the distinct original scores).
+
+    A resample only repeats original cases, so instead of sorting each resample we count, per row,
+    the positives and negatives at each score level; AUC = sum over levels of positives x (negatives
+    below + half the negatives tied) / (m n). Linear in the resample size, ties handled exactly.
+    """
+    rows = len(level_rows)
+    flat = level_rows + (np.arange(rows) * n_levels)[:, None]
+    positive_counts = np.bincount(flat[:, positive].ravel(), minlength=rows * n_levels).reshape(
+        rows, n_levels
+    )
+    negative_counts = np.bincount(flat[:, ~positive].ravel(), minlength=rows * n_levels).reshape(
+        rows, n_levels
+    )
+    negatives_below = np.cumsum(negative_counts, axis=1) - negative_counts
+    pairs = int(positive.sum()) * int((~positive).sum())
+    return (positive_counts * (negatives_below + 0.5 * negative_counts)).sum(axis=1) / pairs
 
 
-def _macro_auc_rows(probs: np.ndarray, labels: np.ndarray, index: np.ndarray) -> np.ndarray | None:
-    """Binary: AUC of column 1. Multiclass: mean one-vs-rest AUC over classes present with both sides."""
+def _macro_auc_rows(
+    levels: list[tuple[np.ndarray, int]], labels: np.ndarray, index: np.ndarray
+) -> np.ndarray | None:
+    """Binary: AUC of class 1. Multiclass: mean one-vs-rest AUC over classes present with both sides."""
     row_labels = labels[index[0]]
-    classes = [1] if probs.shape[1] == 2 else range(probs.shape[1])
+    classes = [1] if len(levels) == 2 else range(len(levels))
     per_class = []
     for k in classes:
         positive = row_labels == k
         if positive.all() or not positive.any():
             continue
-        per_class.append(_auc_rows(probs[:, k][index], positive))
+        class_levels, n_levels = levels[k]
+        per_class.append(_auc_rows(class_levels[index], positive, n_levels))
     return np.mean(per_class, axis=0) if per_class else None
+
+
+def _score_levels(probs: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """Per class: the rank level of each case's score among the distinct scores, and their number."""
+    levels = []
+    for k in range(probs.shape[1]):
+        distinct, level = np.unique(probs[:, k], return_inverse=True)
+        levels.append((level.ravel(), len(distinct)))
+    return levels
 
 
 def _f1_rows(predicted: np.ndarray, labels: np.ndarray, index: np.ndarray, n_classes: int) -> np.ndarray:
@@ -127,7 +151,8 @@ def paired_bootstrap(
     predicted_a, predicted_b = _predict(probs_a, threshold_a), _predict(probs_b, threshold_b)
     rng = np.random.default_rng(seed)
     identity = np.arange(len(labels))[np.argsort(labels, kind="stable")][None, :]
-    auc_point = [_macro_auc_rows(p, labels, identity) for p in (probs_a, probs_b)]
+    levels = [_score_levels(probs_a), _score_levels(probs_b)]
+    auc_point = [_macro_auc_rows(side_levels, labels, identity) for side_levels in levels]
     f1_point = [_f1_rows(p, labels, identity, n_classes)[0] for p in (predicted_a, predicted_b)]
 
     chunk = max(1, _MAX_CELLS_PER_CHUNK // max(1, len(labels)))
@@ -135,8 +160,8 @@ def paired_bootstrap(
     f1_samples: list[list[np.ndarray]] = [[], []]
     for start in range(0, resamples, chunk):
         index = stratified_indices(labels, min(chunk, resamples - start), rng)
-        for side, (probs, predicted) in enumerate(((probs_a, predicted_a), (probs_b, predicted_b))):
-            auc_rows = _macro_auc_rows(probs, labels, index)
+        for side, predicted in enumerate((predicted_a, predicted_b)):
+            auc_rows = _macro_auc_rows(levels[side], labels, index)
             if auc_rows is not None:
                 auc_samples[side].append(auc_rows)
             f1_samples[side].append(_f1_rows(predicted, labels, index, n_classes))
