@@ -197,6 +197,14 @@ class ExplainParams(Section):
     images_per_class: PositiveInt = 4
     vit_layer: str = "blocks.-1.norm1"
     batch_size: PositiveInt = 64
+    cnn_layer: str = "features.denseblock4"
+    """The CNN's Score-CAM layer: DenseNet's last feature map, before its final norm + ReLU."""
+    target: Literal["true", "predicted"] = "true"
+    """Class whose evidence is mapped: the image's true class (localisation metrics) or the predicted one."""
+    pointing_tolerance_px: Annotated[int, Field(ge=0)] = 1
+    """The pointing game counts a map maximum this many pixels outside the lesion mask as a hit."""
+    seed: int = 0
+    """Seed of the sample of holdout images explained per class."""
 
 
 class TrackingParams(Section):
