@@ -22,6 +22,7 @@ import difflib
 from typing import Any, Literal
 
 import timm
+from timm.models import model_entrypoint, split_model_name_tag
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
@@ -32,6 +33,7 @@ from renalmae.params import Params
 ModelKind = Literal["mae", "vit", "cnn"]
 MODEL_KINDS: tuple[str, ...] = ("mae", "vit", "cnn")
 SPEC_VERSION = 1
+VIT_MODULES = ("timm.models.vision_transformer", "timm.models.deit")
 
 
 def create_model(kind: str, params: Params, num_classes: int | None = None) -> nn.Module:
@@ -77,18 +79,21 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
         ) from None
     if kind not in MODEL_KINDS:
         raise ModelError(f"unknown model kind '{kind}' in spec; use one of {', '.join(MODEL_KINDS)}")
-    model = _timm_model(name, kwargs, param_key="baseline.arch" if kind == "cnn" else "encoder.arch")
+    param_key = "baseline.arch" if kind == "cnn" else "encoder.arch"
+    _check_known(name, param_key)
+    is_vit_family = model_entrypoint(split_model_name_tag(name)[0]).__module__ in VIT_MODULES
+    if kind != "cnn" and not is_vit_family:
+        raise ModelError(
+            f"encoder.arch '{name}' is not a timm VisionTransformer; "
+            "pick e.g. vit_tiny_patch16_224, vit_small_patch16_224 or vit_base_patch16_224"
+        )
+    model = _timm_model(name, kwargs, param_key)
     if kind == "cnn":
         if isinstance(model, VisionTransformer):
-            raise ModelError(
-                f"baseline.arch '{name}' is a ViT; the baseline must be a CNN such as densenet169"
-            )
+            raise ModelError(f"baseline.arch '{name}' is a ViT; the baseline must be a CNN, e.g. densenet169")
         return model
     if not isinstance(model, VisionTransformer):
-        raise ModelError(
-            f"encoder.arch '{name}' is a {type(model).__name__}, not a timm VisionTransformer; "
-            f"pick one of {', '.join(timm.list_models('vit_*_patch16_224')[:5])}"
-        )
+        raise ModelError(f"encoder.arch '{name}' builds a {type(model).__name__}, not a VisionTransformer")
     if kind == "vit":
         return model
     return MaskedAutoencoderViT(model, **spec["mae"])
@@ -129,13 +134,16 @@ def _require_classes(kind: str, num_classes: int | None) -> int:
     return num_classes
 
 
-def _timm_model(name: str, kwargs: dict[str, Any], param_key: str) -> nn.Module:
+def _check_known(name: str, param_key: str) -> None:
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.5)
         examples = close or ["vit_tiny_patch16_224", "vit_base_patch16_224", "densenet169", "resnet50"]
         raise ModelError(
             f"{param_key}: unknown timm model '{name}'; close valid names: {', '.join(examples)}"
         )
+
+
+def _timm_model(name: str, kwargs: dict[str, Any], param_key: str) -> nn.Module:
     try:
         return timm.create_model(name, pretrained=False, **kwargs)
     except (TypeError, ValueError, AssertionError) as error:
