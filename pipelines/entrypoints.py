@@ -92,50 +92,63 @@ def submit(
 
     params_yaml = read_params_text(params_path)
     token = token if token is not None else os.environ.get(TOKEN_ENV)
+    hint = f"check --host, --namespace and the token in ${TOKEN_ENV}"
     try:
         with tempfile.TemporaryDirectory(prefix="renalmae-submit-") as scratch:
             package = Path(package) if package else compile_pipeline(Path(scratch) / "renal_pipeline.yaml")
-            client = kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=token or None)
-            pipeline_id = client.get_pipeline_id(_pipeline_name())
-            if pipeline_id is None:
-                pipeline_id = client.upload_pipeline(str(package), pipeline_name=_pipeline_name()).pipeline_id
-            pipeline_version = client.upload_pipeline_version(
-                str(package), pipeline_version_name=version, pipeline_id=pipeline_id
-            )
-            experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
-            run = client.run_pipeline(
-                experiment_id=experiment_id,
-                job_name=f"{_pipeline_name()}-{version}-{time.strftime('%Y%m%d-%H%M%S')}",
-                params={"params_yaml": params_yaml},
-                pipeline_id=pipeline_id,
-                version_id=pipeline_version.pipeline_version_id,
-            )
-            submitted = SubmittedRun(
-                run_id=run.run_id,
-                url=f"{host.rstrip('/')}/#/runs/details/{run.run_id}",
-                pipeline_id=pipeline_id,
-                version_id=pipeline_version.pipeline_version_id,
-                experiment_id=experiment_id,
-            )
+            try:
+                client = kfp.Client(
+                    host=host, namespace=namespace or "kubeflow", existing_token=token or None
+                )
+            except TimeoutError:  # the client gives up after retrying its health check
+                raise ServiceError(f"KFP API at {host} does not answer its health check; {hint}") from None
+            submitted = _upload_and_start(client, package, experiment, version, namespace, params_yaml, host)
             if not wait:
                 return submitted
-            state = client.wait_for_run_completion(run.run_id, timeout=timeout_s).state
+            try:
+                state = client.wait_for_run_completion(submitted.run_id, timeout=timeout_s).state
+            except TimeoutError:
+                raise ServiceError(
+                    f"KFP run {submitted.run_id} did not finish within {timeout_s} s: {submitted.url}"
+                ) from None
     except ApiException as error:
         raise ServiceError(
-            f"KFP API at {host} refused the request: HTTP {error.status} {error.reason}; "
-            f"check --host, --namespace and the token in ${TOKEN_ENV}"
+            f"KFP API at {host} refused the request: HTTP {error.status} {error.reason}; {hint}"
         ) from None
     except (HTTPError, OSError) as error:
         raise ServiceError(
             f"KFP API at {host} is unreachable ({type(error).__name__}); check --host"
         ) from None
-    except TimeoutError:
-        raise ServiceError(
-            f"KFP run {submitted.run_id} did not finish within {timeout_s} s: {submitted.url}"
-        ) from None
     if str(state).upper() != "SUCCEEDED":
         raise ServiceError(f"KFP run {submitted.run_id} ended {state}: {submitted.url}")
     return SubmittedRun(**{**submitted.__dict__, "state": state})
+
+
+def _upload_and_start(
+    client, package: Path, experiment: str, version: str, namespace, params_yaml: str, host: str
+):
+    name = _pipeline_name()
+    pipeline_id = client.get_pipeline_id(name)
+    if pipeline_id is None:
+        pipeline_id = client.upload_pipeline(str(package), pipeline_name=name).pipeline_id
+    pipeline_version = client.upload_pipeline_version(
+        str(package), pipeline_version_name=version, pipeline_id=pipeline_id
+    )
+    experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
+    run = client.run_pipeline(
+        experiment_id=experiment_id,
+        job_name=f"{name}-{version}-{time.strftime('%Y%m%d-%H%M%S')}",
+        params={"params_yaml": params_yaml},
+        pipeline_id=pipeline_id,
+        version_id=pipeline_version.pipeline_version_id,
+    )
+    return SubmittedRun(
+        run_id=run.run_id,
+        url=f"{host.rstrip('/')}/#/runs/details/{run.run_id}",
+        pipeline_id=pipeline_id,
+        version_id=pipeline_version.pipeline_version_id,
+        experiment_id=experiment_id,
+    )
 
 
 def _pipeline_name() -> str:

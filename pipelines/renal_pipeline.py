@@ -108,7 +108,8 @@ def build_pipeline(data_pvc: str | None = None):
         targets_task = _on_cpu(targets(params_yaml=params_yaml), "targets (task × fold)")
 
         with dsl.ParallelFor(targets_task.output, parallelism=MAX_PARALLEL_TRAINING) as target:
-            fold_target = {"task_name": target.task_name, "fold": target.fold}
+            # Not `target.task_name`: on a loop item that is the name of the task producing the items.
+            fold_target = {"task_name": target.task_type, "fold": target.fold}
             finetune_task = _with_secrets(
                 _on_gpu(
                     finetune(encoder=pretrain_task.outputs["encoder"], **fold_target, **data, **common),
