@@ -1,0 +1,149 @@
+import argparse
+
+import pytest
+import timm
+import torch
+from modelkit import IMAGE_SIZE, tiny_params
+from safetensors.torch import save_file
+
+from renalmae.errors import ModelError
+from renalmae.models import create_model, encoder_state_dict, load_encoder_into_vit, load_init_checkpoint
+
+VIT_SIZE = {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
+
+
+def timm_vit(in_chans: int = 1, img_size: int = IMAGE_SIZE, num_classes: int = 0, **size) -> torch.nn.Module:
+    """A timm ViT as a published checkpoint would hold it (3 channels, other grids, other heads)."""
+    kwargs = {**VIT_SIZE, **size, "img_size": img_size, "in_chans": in_chans, "num_classes": num_classes}
+    return timm.create_model("vit_tiny_patch16_224", global_pool="avg", fc_norm=False, **kwargs)
+
+
+def test_mae_checkpoint_loads_fully_into_an_mae(params, tmp_path):
+    source = create_model("mae", params)
+    torch.save({"model": source.state_dict(), "epoch": 3}, tmp_path / "mae.pth")
+    target = create_model("mae", params)
+    report = load_init_checkpoint(target, tmp_path / "mae.pth")
+    assert report.loaded == report.total and not (report.missing or report.unexpected or report.adapted)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_published_mae_layout_maps_onto_the_encoder(params, tmp_path):
+    """facebookresearch/mae checkpoints name encoder keys without a prefix (`blocks.0...`, `norm.weight`)."""
+    source = create_model("mae", params)
+    published = {key.removeprefix("encoder."): value for key, value in source.state_dict().items()}
+    assert "blocks.0.attn.qkv.weight" in published and "decoder_pred.weight" in published
+    torch.save({"model": published}, tmp_path / "mae_pretrain.pth")
+    target = create_model("mae", params)
+    report = load_init_checkpoint(target, tmp_path / "mae_pretrain.pth")
+    assert report.loaded == report.total
+    assert torch.equal(target.encoder.blocks[0].attn.qkv.weight, source.encoder.blocks[0].attn.qkv.weight)
+
+
+def test_mae_checkpoint_into_classifier_ignores_decoder_and_reports_missing_head(params, tmp_path):
+    torch.save({"model": create_model("mae", params).state_dict()}, tmp_path / "mae.pth")
+    vit = create_model("vit", params, num_classes=3)
+    report = load_init_checkpoint(vit, tmp_path / "mae.pth")
+    assert sorted(report.missing) == ["head.bias", "head.weight"]
+    assert "mask_token" in report.unexpected and "decoder_pred.weight" in report.unexpected
+    text = str(report)
+    assert f"loaded {report.total - 2}/{report.total} tensors" in text
+    assert "missing (kept at init): head.* (2)" in text and "decoder_blocks.*" in text
+
+
+def test_training_checkpoint_with_its_argparse_namespace_loads(params, tmp_path):
+    state = create_model("mae", params).state_dict()
+    torch.save({"model": state, "args": argparse.Namespace(mask_ratio=0.75)}, tmp_path / "checkpoint-799.pth")
+    report = load_init_checkpoint(create_model("mae", params), tmp_path / "checkpoint-799.pth")
+    assert report.loaded == report.total
+
+
+def test_safetensors_checkpoint_loads(params, tmp_path):
+    source = create_model("vit", params, num_classes=2)
+    save_file(
+        {key: value.contiguous() for key, value in source.state_dict().items()}, tmp_path / "vit.safetensors"
+    )
+    target = create_model("vit", params, num_classes=2).eval()
+    report = load_init_checkpoint(target, tmp_path / "vit.safetensors")
+    assert report.loaded == report.total
+    images = torch.randn(2, 1, IMAGE_SIZE, IMAGE_SIZE)
+    torch.testing.assert_close(target(images), source.eval()(images))
+
+
+def test_three_channel_checkpoint_is_adapted_to_greyscale(params, tmp_path):
+    colour = timm_vit(in_chans=3).eval()
+    torch.save(colour.state_dict(), tmp_path / "rgb_vit.pth")
+    grey = create_model("vit", params, num_classes=2).eval()
+    report = load_init_checkpoint(grey, tmp_path / "rgb_vit.pth")
+    assert report.adapted == ["patch_embed.proj.weight: (32, 3, 8, 8)→(32, 1, 8, 8)"]
+    # a grey image seen as 3 equal channels by the colour model gives the features of the grey model
+    image = torch.randn(2, 1, IMAGE_SIZE, IMAGE_SIZE)
+    torch.testing.assert_close(
+        grey.forward_features(image), colour.forward_features(image.expand(-1, 3, -1, -1))
+    )
+
+
+def test_three_channel_densenet_checkpoint_is_adapted(tmp_path):
+    params = tiny_params()
+    torch.save({"state_dict": timm.create_model("densenet121", in_chans=3).state_dict()}, tmp_path / "dn.pth")
+    cnn = create_model("cnn", params, num_classes=2)
+    report = load_init_checkpoint(cnn, tmp_path / "dn.pth", param_key="baseline.init_checkpoint")
+    assert [entry.split(":")[0] for entry in report.adapted] == ["features.conv0.weight"]
+    assert sorted(report.reinitialised) == ["classifier.bias", "classifier.weight"]
+    assert report.loaded == report.total - 2
+
+
+def test_position_embeddings_are_resampled_from_another_grid(params, tmp_path):
+    torch.save(timm_vit(img_size=2 * IMAGE_SIZE).state_dict(), tmp_path / "vit64.pth")
+    vit = create_model("vit", params, num_classes=2)
+    report = load_init_checkpoint(vit, tmp_path / "vit64.pth")
+    assert "pos_embed: (1, 65, 32)→(1, 17, 32)" in report.adapted
+
+
+def test_head_with_another_class_count_is_reinitialised(params, tmp_path):
+    torch.save(create_model("vit", params, num_classes=5).state_dict(), tmp_path / "vit5.pth")
+    report = load_init_checkpoint(create_model("vit", params, num_classes=2), tmp_path / "vit5.pth")
+    assert sorted(report.reinitialised) == ["head.bias", "head.weight"]
+    assert "re-initialised (head shape differs): head.* (2)" in str(report)
+
+
+def test_checkpoint_of_another_model_size_is_refused(params, tmp_path):
+    torch.save(timm_vit(embed_dim=64, num_heads=4).state_dict(), tmp_path / "wider.pth")
+    with pytest.raises(ModelError, match=r"wider.pth does not fit this model.*checkpoint \(1, 17, 64\)"):
+        load_init_checkpoint(create_model("vit", params, num_classes=2), tmp_path / "wider.pth")
+
+
+def test_checkpoint_of_another_architecture_is_refused(params, tmp_path):
+    torch.save(timm.create_model("test_resnet", in_chans=1).state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(ModelError, match=r"resnet.pth fits only 0/\d+ tensors of this model"):
+        load_init_checkpoint(create_model("mae", params), tmp_path / "resnet.pth")
+
+
+def test_missing_checkpoint_file_names_the_param_to_fix(params, tmp_path):
+    with pytest.raises(ModelError, match=r"absent.pth not found; set baseline.init_checkpoint"):
+        load_init_checkpoint(
+            create_model("vit", params, 2), tmp_path / "absent.pth", "baseline.init_checkpoint"
+        )
+
+
+def test_unreadable_checkpoint_file_is_refused(params, tmp_path):
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="cannot read checkpoint .*broken.pth"):
+        load_init_checkpoint(create_model("vit", params, num_classes=2), tmp_path / "broken.pth")
+
+
+def test_checkpoint_without_tensors_is_refused(params, tmp_path):
+    torch.save({"epoch": 3}, tmp_path / "empty.pth")
+    with pytest.raises(ModelError, match="empty.pth holds no tensors"):
+        load_init_checkpoint(create_model("vit", params, num_classes=2), tmp_path / "empty.pth")
+
+
+def test_pretrained_encoder_hands_off_to_the_classifier_with_identical_features(params):
+    mae = create_model("mae", params).eval()
+    vit = create_model("vit", params, num_classes=3).eval()
+    report = load_encoder_into_vit(vit, encoder_state_dict(mae))
+    assert sorted(report.missing) == ["head.bias", "head.weight"] and not report.unexpected
+    images = torch.randn(2, 1, IMAGE_SIZE, IMAGE_SIZE)
+    tokens = vit.forward_features(images)
+    torch.testing.assert_close(tokens, mae.encoder.forward_features(images), rtol=0, atol=0)
+    torch.testing.assert_close(vit.forward_head(tokens, pre_logits=True), mae.encoder(images), rtol=0, atol=0)
