@@ -54,6 +54,11 @@ def plain_summary(summary: dict) -> str:
             "present), so the models cannot be ranked by AUC on this set."
         )
     better, worse = (a, b) if auc_a >= auc_b else (b, a)
+    skill = (
+        "separated anomalous from normal kidneys"
+        if len(summary["classes"]) == 2
+        else "told " + ", ".join(summary["classes"]) + " kidneys apart (mean one-vs-rest AUC)"
+    )
     difference = summary["differences"]["auc"]
     low, high = boot["auc_difference"]["low"], boot["auc_difference"]["high"]
     f1 = summary["differences"]["f1"]
@@ -67,9 +72,8 @@ def plain_summary(summary: dict) -> str:
     )
     relative = difference["relative_percent"]
     return (
-        f"On {summary['n_test']} holdout images, {LABELS[better]} separated anomalous from normal "
-        f"kidneys better than {LABELS[worse]}: AUC {number(max(auc_a, auc_b))} versus "
-        f"{number(min(auc_a, auc_b))} "
+        f"On {summary['n_test']} holdout images, {LABELS[better]} {skill} better than {LABELS[worse]}: "
+        f"AUC {number(max(auc_a, auc_b))} versus {number(min(auc_a, auc_b))} "
         f"({number(abs(difference['absolute']))} AUC points"
         + (f", {abs(relative):.2f} % relative" if relative is not None else "")
         + f"). The {confidence} confidence interval of the AUC difference ({LABELS[a]} minus "
@@ -92,6 +96,9 @@ def tables(summary: dict) -> list[Table]:
             cells = [f"{c} ({_interval(boot[k])})" for c, k in zip(cells, ci, strict=True)]
         relative = difference["relative_percent"]
         metrics_rows.append([METRIC_NAMES[name], *cells, "n/a" if relative is None else f"{relative:+.2f} %"])
+    if summary["thresholds"][a] is not None:
+        threshold_row = ["decision threshold on P(anomaly)", number(summary["thresholds"][a])]
+        metrics_rows.append([*threshold_row, number(summary["thresholds"][b]), "", ""])
     per_class = ensemble[a].get("auc_per_class") or {}
     for name in per_class:
         metrics_rows.append(

@@ -113,12 +113,18 @@ def check_runs(
     for task in tasks:
         for model in MODELS:
             present = table.get(task, {}).get(model, {})
+            step = "finetune" if model == CANDIDATE else "baseline"
+            if not present:
+                raise DataError(
+                    f"no runs of model {model} for task {task} among the given run directories; run "
+                    f"`renalmae {step} --task {task} --fold N` for folds {folds}, or pass its directory "
+                    "to --runs"
+                )
             missing = [fold for fold in folds if fold not in present]
             if missing:
                 raise DataError(
                     f"model {model}, task {task}: folds {missing} missing (expected folds {folds}); run "
-                    f"`renalmae {'finetune' if model == CANDIDATE else 'baseline'} --task {task} --fold N` "
-                    "for each"
+                    f"`renalmae {step} --task {task} --fold N` for each"
                 )
         task_runs = [table[task][model][fold] for model in MODELS for fold in folds]
         reference = task_runs[0]

@@ -160,7 +160,9 @@ def test_mismatched_class_lists_are_refused(tmp_path):
 
 def test_a_missing_model_is_refused(runs, tmp_path):
     _refused(
-        [d for d in runs if "baseline" not in d.parts], tmp_path, "model densenet169, task binary: folds"
+        [d for d in runs if "baseline" not in d.parts],
+        tmp_path,
+        "no runs of model densenet169 for task binary",
     )
 
 
