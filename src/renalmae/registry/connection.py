@@ -48,7 +48,8 @@ def service_errors(uri: str, what: str = "MLflow") -> Iterator[None]:
     try:
         yield
     except MlflowException as error:
-        if error.error_code in NOT_FOUND_CODES:
+        unknown_alias = error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(error).lower()
+        if error.error_code in NOT_FOUND_CODES or unknown_alias:
             raise ModelError(
                 f"{what} at {uri}: {_short(error)}; check the model name, version or alias"
             ) from None
