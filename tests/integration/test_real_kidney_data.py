@@ -76,7 +76,9 @@ def write_rows(path: Path, rows: list[dict]) -> Path:
 def profile_params(tmp_path: Path, **data) -> Path:
     """The kidney-cpu profile with `data` overrides, as a params file in tmp (no progress bars)."""
     raw = yaml.safe_load(PROFILE.read_text())
-    raw["data"].update({key: str(value) if isinstance(value, Path) else value for key, value in data.items()})
+    for key, value in data.items():
+        raw["data"][key] = [str(v) for v in value] if isinstance(value, list) else value
+        raw["data"][key] = str(value) if isinstance(value, Path) else raw["data"][key]
     raw["train"]["progress"] = False
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -1,4 +1,8 @@
-"""The validate step: a clean data set passes; each broken rule fails with a report naming the files."""
+"""The validate step: a clean data set passes; each broken rule fails with a report naming the files.
+
+GX costs seconds per run whatever the data, so the bad-input cases share one broken data set (module
+fixture) holding one defect per rule, and each case is its own named test of what the report says.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +12,77 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ingestkit import class_tree, manifest_dataset, noise, tiny_params, write_manifest, write_png
+from ingestkit import class_tree, noise, tiny_params, write_manifest, write_png
+from PIL import Image
 
 from renalmae.cli import main as cli_main
 from renalmae.errors import DataValidationError
 from renalmae.steps import ingest, validate
 
-
-def validated(params, tmp_path: Path) -> dict:
-    ingest.run(params, tmp_path / "ingested")
-    return validate.run(params, tmp_path / "ingested", tmp_path / "report")
+CLASSES = ["normal", "utd", "mcdk", "cyst"]  # `cyst` has no images; `mcdk` has one (k = 2 folds)
 
 
-def failed(params, tmp_path: Path) -> tuple[str, dict]:
-    """Ingest and validate expecting failure; return (error message, summary.json written anyway)."""
-    ingest.run(params, tmp_path / "ingested")
+def broken_manifest(root: Path) -> Path:
+    """A manifest with one defect per validation rule (and a legitimately repeated frame)."""
+    rows = []
+
+    def add(name: str, label: str, series: str, fold: int | None = 0, split: str = "train", pixels=None):
+        path = root / f"{name}.png"
+        if pixels is not None:
+            write_png(path, pixels)
+        rows.append({"image": path.name, "label": label, "series_id": series, "fold": fold, "split": split})
+
+    for index in range(6):
+        add(f"normal_{index}", "normal", f"n{index}", fold=index % 2, pixels=noise(index))
+    for index in range(4):
+        add(f"utd_{index}", "utd", f"u{index}", fold=index % 2, pixels=noise(10 + index))
+    add("mcdk_only", "mcdk", "m0", pixels=noise(20))
+    (root / "relabelled.png").write_bytes((root / "normal_1.png").read_bytes())
+    add("relabelled", "utd", "r1")
+    Image.open(root / "utd_1.png").save(root / "reencoded.png", compress_level=0)
+    add("reencoded", "utd", "d1", fold=1)
+    (root / "frozen_frame.png").write_bytes((root / "normal_2.png").read_bytes())
+    add("frozen_frame", "normal", "n2", fold=0)  # same series, same label as normal_2: not a duplicate
+    add("fold_a", "normal", "g", fold=0, pixels=noise(30))
+    add("fold_b", "normal", "g", fold=1, pixels=noise(31))
+    add("split_a", "utd", "s", fold=1, pixels=noise(32))
+    add("split_b", "utd", "s", fold=1, split="test", pixels=noise(33))
+    add("no_series", "normal", "", pixels=noise(34))
+    add("blank", "normal", "b", pixels=np.full((40, 40), 7, dtype=np.uint8))
+    add("tiny", "utd", "t", pixels=noise(35, size=20))
+    add("strip", "utd", "w", pixels=noise(36, size=160, height=40))
+    write_png(root / "pool" / "pool_copy.png", noise(12))  # the pixels of utd_2.png
+    return write_manifest(root / "manifest.csv", rows)
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory) -> tuple[str, dict]:
+    """(DataValidationError message, summary.json) of validating the broken data set."""
+    root = tmp_path_factory.mktemp("broken")
+    params = tiny_params(broken_manifest(root), pool=[root / "pool"], classes=CLASSES)
+    ingest.run(params, root / "ingested")
     with pytest.raises(DataValidationError) as error:
-        validate.run(params, tmp_path / "ingested", tmp_path / "report")
-    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert summary["success"] is False
-    assert (tmp_path / "report" / "index.html").is_file() and (
-        tmp_path / "report" / "validation_result.json"
-    ).is_file()
+        validate.run(params, root / "ingested", root / "report")
+    summary = json.loads((root / "report" / "summary.json").read_text())
+    summary["report_files"] = sorted(path.name for path in (root / "report").iterdir())
+    summary["html"] = (root / "report" / "index.html").read_text()
     return str(error.value), summary
 
 
-def failed_rules(summary: dict) -> dict[str, list[str]]:
-    return {entry["rule"]: entry["examples"] for entry in summary["failed"]}
+def examples(summary: dict, rule: str) -> str:
+    entries = [entry for entry in summary["failed"] if entry["rule"] == rule]
+    assert entries, f"rule {rule} did not fail; failed: {[entry['rule'] for entry in summary['failed']]}"
+    return " | ".join(entries[0]["examples"])
+
+
+def names(summary: dict, rule: str) -> set[str]:
+    return {Path(example).name for example in examples(summary, rule).split(" | ")}
 
 
 def test_clean_data_passes_and_writes_the_report(tmp_path):
-    summary = validated(tiny_params(class_tree(tmp_path / "tree", {"normal": 3, "utd": 3})), tmp_path)
+    params = tiny_params(class_tree(tmp_path / "tree", {"normal": 3, "utd": 3}))
+    ingest.run(params, tmp_path / "ingested")
+    summary = validate.run(params, tmp_path / "ingested", tmp_path / "report")
     assert summary["success"] is True and summary["failed"] == []
     report = tmp_path / "report"
     assert json.loads((report / "summary.json").read_text())["success"] is True
@@ -47,122 +91,97 @@ def test_clean_data_passes_and_writes_the_report(tmp_path):
     assert summary["statistics"]["labelled"] == {"normal": 3, "utd": 3}
 
 
-def test_same_image_under_two_labels_fails_naming_both_files(tmp_path):
-    tree = class_tree(tmp_path / "tree", {"normal": 3, "utd": 3})
-    (tree / "utd" / "relabelled.png").write_bytes((tree / "normal" / "normal_001.png").read_bytes())
-    message, summary = failed(tiny_params(tree), tmp_path)
-    examples = failed_rules(summary)["conflicting_labels"]
-    assert "normal_001.png" in examples[0] and "relabelled.png" in examples[0]
-    assert "conflicting_labels" in message and "normal_001.png" in message and "relabelled.png" in message
+def test_failed_validation_still_writes_the_whole_report(broken):
+    message, summary = broken
+    assert summary["success"] is False
+    assert summary["report_files"] == ["index.html", "summary.json", "validation_result.json"]
+    assert "FAILED" in summary["html"] and "conflicting_labels" in summary["html"]
+    assert message.startswith("data validation failed")
 
 
-def test_duplicate_image_fails(tmp_path):
-    tree = class_tree(tmp_path / "tree", {"normal": 3, "utd": 3})
-    # a re-encoded copy (JPEG-free: PNG with other compression) has other bytes but the same pixels
-    from PIL import Image
-
-    Image.open(tree / "utd" / "utd_000.png").save(tree / "utd" / "copy.png", compress_level=0)
-    message, summary = failed(tiny_params(tree), tmp_path)
-    rules = failed_rules(summary)
-    assert set(rules) == {"duplicate_image"}
-    assert "utd_000.png" in rules["duplicate_image"][0] and "copy.png" in rules["duplicate_image"][0]
-    assert "duplicate_image" in message
+def test_same_image_under_two_labels_fails_naming_both_files(broken):
+    message, summary = broken
+    assert "normal_1.png [normal] == " in examples(summary, "conflicting_labels")
+    assert "relabelled.png [utd]" in examples(summary, "conflicting_labels")
+    assert "conflicting_labels" in message and "relabelled.png" in message
 
 
-def test_duplicate_between_labelled_data_and_pool_fails(tmp_path):
-    tree = class_tree(tmp_path / "tree", {"normal": 3, "utd": 3})
-    write_png(tmp_path / "pool" / "p.png", noise(0))  # the pixels of normal_000.png
-    _, summary = failed(tiny_params(tree, pool=[tmp_path / "pool"]), tmp_path)
-    assert "p.png" in failed_rules(summary)["duplicate_image"][0]
+def test_duplicate_image_fails(broken):
+    _, summary = broken
+    found = examples(summary, "duplicate_image")
+    assert "utd_1.png [utd] == " in found and "reencoded.png [utd]" in found, (
+        "a re-encoded copy is a duplicate"
+    )
 
 
-def test_repeated_frame_within_one_series_passes(tmp_path):
-    """A frozen frame repeated inside one clip (same group, same label) cannot leak: not a failure."""
-    root = tmp_path / "data"
-    manifest = manifest_dataset(root, {"s1": ("normal", 0, 0), "s2": ("utd", 1, 10)}, frames=3)
-    (root / "images" / "s1_2.png").write_bytes((root / "images" / "s1_1.png").read_bytes())
-    summary = validated(tiny_params(manifest), tmp_path)
-    assert summary["success"] is True and summary["statistics"]["repeated_images"] == 1
+def test_duplicate_between_labelled_data_and_pool_fails(broken):
+    _, summary = broken
+    assert "pool_copy.png [(pool)]" in examples(summary, "duplicate_image")
 
 
-def test_group_in_two_given_folds_fails(tmp_path):
-    root = tmp_path / "data"
-    manifest = manifest_dataset(root, {"s1": ("normal", 0, 0), "s2": ("utd", 1, 10)}, frames=3)
-    text = manifest.read_text().splitlines()
-    text[2] = text[2].replace(",0,s1", ",1,s1")  # second frame of series s1 moved to fold 1
-    manifest.write_text("\n".join(text) + "\n")
-    message, summary = failed(tiny_params(manifest), tmp_path)
-    assert "group_in_one_fold" in failed_rules(summary)
-    assert "s1_" in message and "group_in_one_fold" in message
+def test_repeated_frame_within_one_series_is_not_a_duplicate(broken):
+    _, summary = broken
+    assert "frozen_frame.png" not in examples(summary, "duplicate_image")
 
 
-def test_group_across_given_split_fails(tmp_path):
-    rows = []
-    for index in range(6):
-        write_png(tmp_path / f"{index}.png", noise(index))
-        rows.append(
-            {
-                "image": f"{index}.png",
-                "label": ["normal", "utd"][index % 2],
-                "patient_id": f"p{index // 2}",
-                "split": "test" if index == 1 else "train",
-            }
-        )
-    params = tiny_params(write_manifest(tmp_path / "manifest.csv", rows), data={"group_column": "patient_id"})
-    _, summary = failed(params, tmp_path)
-    examples = failed_rules(summary)["group_in_one_split"]
-    assert {Path(example).name for example in examples} == {"0.png", "1.png"}
+def test_group_in_two_given_folds_fails(broken):
+    message, summary = broken
+    assert names(summary, "group_in_one_fold") == {"fold_a.png", "fold_b.png"}
+    assert "group_in_one_fold" in message
 
 
-def test_class_too_small_for_k_folds_fails(tmp_path):
-    tree = class_tree(tmp_path / "tree", {"normal": 6, "utd": 3})
-    params = tiny_params(tree, validate={"min_images_per_class": 1}, split={"folds": [0, 1, 2, 3]})
-    message, summary = failed(params, tmp_path)
-    assert set(failed_rules(summary)) == {"class_min_images"}
-    assert all("/utd/" in example for example in failed_rules(summary)["class_min_images"])
-    assert ">= 4 images" in message
+def test_group_across_given_split_fails(broken):
+    _, summary = broken
+    assert names(summary, "group_in_one_split") == {"split_a.png", "split_b.png"}
 
 
-def test_empty_class_fails(tmp_path):
-    tree = class_tree(tmp_path / "tree", {"normal": 3, "utd": 3})
-    message, summary = failed(tiny_params(tree, classes=["normal", "utd", "mcdk"]), tmp_path)
-    assert "class_not_empty" in failed_rules(summary) and "mcdk" in message
+def test_class_too_small_for_k_folds_fails(broken):
+    _, summary = broken
+    assert names(summary, "class_min_images") == {"mcdk_only.png"}
 
 
-def test_blank_image_fails(tmp_path):
-    tree = class_tree(tmp_path / "tree", {"normal": 3, "utd": 3})
-    write_png(tree / "utd" / "blank.png", np.full((40, 40), 7, dtype=np.uint8))
-    _, summary = failed(tiny_params(tree), tmp_path)
-    assert [Path(e).name for e in failed_rules(summary)["not_blank"]] == ["blank.png"]
+def test_empty_class_fails(broken):
+    message, summary = broken
+    assert "cyst" in next(e["details"] for e in summary["failed"] if e["rule"] == "class_not_empty")
+    assert "class_not_empty" in message
 
 
-def test_too_small_image_fails(tmp_path):
-    tree = class_tree(tmp_path / "tree", {"normal": 3, "utd": 3})
-    write_png(tree / "utd" / "tiny.png", noise(99, size=20))
-    _, summary = failed(tiny_params(tree), tmp_path)
-    assert [Path(e).name for e in failed_rules(summary)["width_in_range"]] == ["tiny.png"]
+def test_missing_group_fails(broken):
+    _, summary = broken
+    assert names(summary, "group_present") == {"no_series.png"}
 
 
-def test_too_elongated_image_fails(tmp_path):
-    tree = class_tree(tmp_path / "tree", {"normal": 3, "utd": 3})
-    write_png(tree / "utd" / "strip.png", noise(99, size=160, height=40))
-    _, summary = failed(tiny_params(tree), tmp_path)
-    assert [Path(e).name for e in failed_rules(summary)["aspect_ratio"]] == ["strip.png"]
+def test_blank_image_fails(broken):
+    _, summary = broken
+    assert names(summary, "not_blank") == {"blank.png"}
 
 
-def test_missing_group_fails(tmp_path):
-    rows = []
-    for index in range(6):
-        write_png(tmp_path / f"{index}.png", noise(index))
-        rows.append(
-            {
-                "image": f"{index}.png",
-                "label": ["normal", "utd"][index % 2],
-                "series_id": "" if index == 4 else f"s{index}",
-            }
-        )
-    _, summary = failed(tiny_params(write_manifest(tmp_path / "manifest.csv", rows)), tmp_path)
-    assert [Path(e).name for e in failed_rules(summary)["group_present"]] == ["4.png"]
+def test_too_small_image_fails(broken):
+    _, summary = broken
+    assert names(summary, "width_in_range") == {"tiny.png"}
+    assert names(summary, "height_in_range") == {"tiny.png"}, "strip.png is 40 px high: within range"
+
+
+def test_too_elongated_image_fails(broken):
+    _, summary = broken
+    assert names(summary, "aspect_ratio") == {"strip.png"}
+
+
+def test_no_other_rule_fails_on_the_broken_set(broken):
+    _, summary = broken
+    assert {entry["rule"] for entry in summary["failed"]} == {
+        "aspect_ratio",
+        "class_min_images",
+        "class_not_empty",
+        "conflicting_labels",
+        "duplicate_image",
+        "group_in_one_fold",
+        "group_in_one_split",
+        "group_present",
+        "height_in_range",
+        "not_blank",
+        "width_in_range",
+    }
 
 
 def test_cli_validate_exits_non_zero_naming_the_rule(tmp_path, capsys):
