@@ -1,11 +1,11 @@
-"""Fixtures of the evaluate tests: synthetic trained-model runs (see evaluatekit)."""
+"""Fixtures of the evaluate tests: synthetic trained-model runs (see tests/comparekit.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from evaluatekit import write_prediction_runs
+from comparekit import write_prediction_runs
 
 
 @pytest.fixture

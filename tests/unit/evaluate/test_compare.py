@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from evaluatekit import FOLDS, rewrite_predictions, write_prediction_runs
+from comparekit import FOLDS, rewrite_predictions, write_prediction_runs
 
 from renalmae.data.predictions import check_predictions, probability_columns
 from renalmae.errors import DataError

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from evaluatekit import FOLDS, rewrite_predictions
+from comparekit import FOLDS, rewrite_predictions
 
 from renalmae.errors import DataError
 from renalmae.evaluate import check_runs, choose_threshold, compare_task, fold_metrics, load_run

@@ -1,4 +1,4 @@
-"""Synthetic trained-model runs: what finetune / baseline write, for 5 folds, both tasks and both models.
+"""Test kit for compare: synthetic trained-model runs as finetune / baseline write them.
 
 The development images are split into 5 validation folds; every fold model of both models predicts
 the same holdout test images. USF-MAE is given a stronger signal than DenseNet-169, so a correct
