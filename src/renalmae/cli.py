@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from renalmae.errors import RenalMAEError
+from renalmae.errors import ParamsError, RenalMAEError
 from renalmae.params import load_params
 
 INGEST_DIR = Path("data/ingested")
@@ -25,6 +25,7 @@ FINETUNE_ROOT = Path("models/finetune")
 BASELINE_ROOT = Path("models/baseline")
 COMPARISON_DIR = Path("reports/comparison")
 EXPLAIN_DIR = Path("reports/explain")
+EXPLAIN_IMAGES_DIR = Path("reports/explain-images")
 REGISTERED_FILE = Path("models/registered.json")
 
 
@@ -87,13 +88,30 @@ def cmd_compare(args, params):
 
 
 def cmd_explain(args, params):
+    if args.model is not None or args.images:
+        return _explain_files(args, params)
     return _step("explain")(
         params,
         ingest_dir=args.ingest,
         splits_path=args.splits,
         run_dirs=_run_dirs(args.runs),
-        out_dir=args.out,
+        out_dir=args.out or EXPLAIN_DIR,
     )
+
+
+def _explain_files(args, params):
+    """`renalmae explain --model RUN_DIR|models:/… IMAGE…`: Score-CAM of the predicted class of each file."""
+    from renalmae.explain.images import explain_images
+
+    if args.model is None or not args.images:
+        raise ParamsError("explaining image files needs --model RUN_DIR|models:/NAME@ALIAS and IMAGE files")
+    tracking_uri = None
+    if args.model.startswith("models:/"):
+        from renalmae.registry.connection import tracking_uri as registry_uri
+
+        tracking_uri = registry_uri(params)
+    out_dir = args.out or EXPLAIN_IMAGES_DIR
+    return explain_images(args.model, args.images, out_dir, params.explain, tracking_uri=tracking_uri)
 
 
 def cmd_register(args, params):
@@ -306,7 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--ingest", type=Path, default=INGEST_DIR)
     explain.add_argument("--splits", type=Path, default=SPLITS_FILE)
     explain.add_argument("--runs", type=Path, nargs="+", default=[FINETUNE_ROOT, BASELINE_ROOT])
-    explain.add_argument("--out", type=Path, default=EXPLAIN_DIR)
+    explain.add_argument(
+        "--out", type=Path, default=None,
+        help=f"output directory (default: {EXPLAIN_DIR}, or {EXPLAIN_IMAGES_DIR} with --model)",
+    )  # fmt: skip
+    explain.add_argument(
+        "--model", default=None,
+        help="explain IMAGE files with this trained-model directory or models:/NAME@ALIAS URI instead",
+    )  # fmt: skip
+    explain.add_argument("images", type=Path, nargs="*", metavar="IMAGE", help="image files (with --model)")
     explain.set_defaults(handler=cmd_explain)
 
     register = commands.add_parser(

@@ -1,0 +1,76 @@
+"""Which trained fold model of each model and task is explained: the one with the best validation AUC.
+
+Explaining one fold model per model and task keeps the report small; the best fold by validation AUC
+(computed from its own `predictions.parquet`, split `val`, one-vs-rest macro AUC for more than two
+classes; ties go to the lowest fold) is the model a reader would most want to see. The holdout test
+images are never used to choose.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from renalmae.data.predictions import PREDICTIONS_FILE, RUN_FILE, probability_columns, read_predictions
+from renalmae.errors import DataError
+from renalmae.io import read_json
+
+
+@dataclass(frozen=True)
+class ChosenRun:
+    model: str
+    task: str
+    fold: int
+    run_dir: Path
+    val_auc: float | None
+
+
+def validation_auc(run_dir: Path, classes: list[str]) -> float | None:
+    """Validation AUC of a run from its predictions table; None when it has no usable `val` rows."""
+    frame = read_predictions(run_dir / PREDICTIONS_FILE, classes)
+    val = frame[frame["split"] == "val"]
+    labels = val["y_true"].to_numpy()
+    if len(np.unique(labels)) < 2:
+        return None
+    probabilities = val[probability_columns(classes)].to_numpy(dtype=float)
+    if len(classes) == 2:
+        return float(roc_auc_score(labels, probabilities[:, 1]))
+    present = np.unique(labels)
+    if len(present) < len(classes):
+        return None
+    return float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"))
+
+
+def choose_runs(run_dirs: list[Path]) -> list[ChosenRun]:
+    """The best fold model (by validation AUC) of each (model, task), sorted by model then task."""
+    if not run_dirs:
+        raise DataError(
+            "no trained-model directories (with run.json) were given; run finetune and baseline first"
+        )
+    best: dict[tuple[str, str], ChosenRun] = {}
+    for run_dir in sorted(Path(path) for path in run_dirs):
+        run_file = run_dir / RUN_FILE
+        if not run_file.is_file():
+            raise DataError(
+                f"{run_file} is missing; pass trained-model directories (finetune / baseline outputs)"
+            )
+        info = read_json(run_file)
+        missing = [key for key in ("model", "task", "fold", "classes") if key not in info]
+        if missing:
+            raise DataError(f"{run_file}: missing keys {missing}; re-run the training step that wrote it")
+        auc = validation_auc(run_dir, list(info["classes"]))
+        candidate = ChosenRun(info["model"], info["task"], int(info["fold"]), run_dir, auc)
+        key = (candidate.model, candidate.task)
+        if key not in best or _better(candidate, best[key]):
+            best[key] = candidate
+    return [best[key] for key in sorted(best)]
+
+
+def _better(candidate: ChosenRun, incumbent: ChosenRun) -> bool:
+    score = -math.inf if candidate.val_auc is None else candidate.val_auc
+    incumbent_score = -math.inf if incumbent.val_auc is None else incumbent.val_auc
+    return score > incumbent_score or (score == incumbent_score and candidate.fold < incumbent.fold)

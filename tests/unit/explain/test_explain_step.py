@@ -1,0 +1,131 @@
+"""The `explain` step and the single-image entry point, on a tiny phantom set and untrained tiny models."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from explainkit import tiny_params
+from PIL import Image
+
+from renalmae.cli import main as cli_main
+from renalmae.data.cache import load_ingested
+from renalmae.data.predictions import PREDICTIONS_FILE, task_classes, task_targets, write_predictions
+from renalmae.data.splits import load_splits
+from renalmae.errors import DataError
+from renalmae.explain.images import explain_images
+from renalmae.models.factory import create_model, model_spec
+from renalmae.models.trained import save_trained_model
+from renalmae.steps.explain import run as explain_step
+
+PARAMS = tiny_params()
+
+
+def make_run(root: Path, ingest: tuple[Path, Path], kind: str, name: str, task: str, fold: int, skill: float):
+    """A trained-model dir with an (untrained) model and validation predictions of the given `skill`."""
+    ingest_dir, splits_path = ingest
+    classes = task_classes(PARAMS.data.classes, PARAMS.data.negative_class, task)
+    run_dir = root / name / task / f"fold{fold}"
+    info = {"model": name, "task": task, "fold": fold, "classes": classes, "image_size": 32}
+    save_trained_model(
+        run_dir, create_model(kind, PARAMS, len(classes)), model_spec(kind, PARAMS, len(classes)), info
+    )
+    val = load_ingested(ingest_dir).rows(load_splits(splits_path).fold(fold)[1])
+    y_true = task_targets(val["label"], PARAMS.data.classes, PARAMS.data.negative_class, task)
+    probabilities = np.full((len(val), len(classes)), (1 - skill) / len(classes))
+    probabilities[np.arange(len(val)), y_true] += skill
+    frame = pd.DataFrame({"id": val["id"], "model": name, "task": task, "fold": fold, "split": "val",
+                          "y_true": y_true})  # fmt: skip
+    for index, class_name in enumerate(classes):
+        frame[f"prob_{class_name}"] = probabilities[:, index]
+    write_predictions(run_dir / PREDICTIONS_FILE, frame, classes)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def explained(tiny_ingest, tmp_path_factory) -> tuple[Path, list[Path]]:
+    root = tmp_path_factory.mktemp("runs")
+    runs = [
+        make_run(root, tiny_ingest, "vit", "usfmae", "binary", 0, skill=0.0),
+        make_run(root, tiny_ingest, "vit", "usfmae", "binary", 1, skill=0.5),
+        make_run(root, tiny_ingest, "vit", "usfmae", "multiclass", 0, skill=0.5),
+        make_run(root, tiny_ingest, "cnn", "densenet169", "multiclass", 0, skill=0.5),
+    ]
+    out_dir = explain_step(PARAMS, *tiny_ingest, run_dirs=runs, out_dir=root / "reports" / "explain")
+    return Path(out_dir), runs
+
+
+def test_localisation_is_reported_per_model_task_and_lesion_class(explained):
+    out_dir, _ = explained
+    localisation = json.loads((out_dir / "localisation.json").read_text())
+    assert set(localisation) == {"usfmae", "densenet169"}
+    assert set(localisation["usfmae"]) == {"binary", "multiclass"}
+    for lesion in ("utd", "mcdk"):
+        entry = localisation["usfmae"]["multiclass"][lesion]
+        assert entry["n"] == 2
+        assert 0.0 <= entry["energy_in_mask"] <= 1.0
+        assert entry["energy_ratio_vs_uniform"] > 0.0
+        assert entry["pointing_game"] in (0.0, 0.5, 1.0)
+    assert localisation["densenet169"]["multiclass"]["normal"]["n"] == 0  # normal kidneys have no mask
+
+
+def test_the_fold_with_the_best_validation_auc_is_explained(explained):
+    out_dir, runs = explained
+    selection = json.loads((out_dir / "selection.json").read_text())
+    binary = next(entry for entry in selection if entry["model"] == "usfmae" and entry["task"] == "binary")
+    assert binary["fold"] == 1 and binary["run_dir"] == str(runs[1])
+
+
+def test_overlays_have_four_panels_per_sampled_image(explained):
+    out_dir, _ = explained
+    overlays = sorted((out_dir / "usfmae" / "multiclass").glob("*_*.png"))
+    assert [path.name.split("_")[0] for path in overlays].count("utd") == 2
+    assert len(overlays) == 6  # 2 images per class, 3 classes
+    width, height = Image.open(overlays[0]).size
+    assert width > 4 * height - 16  # image | CAM | overlay | mask outline, side by side
+    assert (out_dir / "densenet169" / "multiclass" / "grid.png").is_file()
+
+
+def test_html_page_is_self_contained(explained):
+    page = (out_dir := explained[0]) and (out_dir / "index.html").read_text()
+    sources = re.findall(r"src='([^']*)'", page)
+    assert sources and all(source.startswith("data:image/png;base64,") for source in sources)
+    assert "energy ratio vs uniform" in page
+
+
+def test_step_without_trained_models_is_refused(tiny_ingest, tmp_path):
+    with pytest.raises(DataError, match="no trained-model directories"):
+        explain_step(PARAMS, *tiny_ingest, run_dirs=[], out_dir=tmp_path / "explain")
+
+
+def test_explain_images_writes_an_overlay_per_image_file(explained, tiny_ingest, tmp_path):
+    images = load_ingested(tiny_ingest[0]).images
+    paths = []
+    for index in range(2):
+        paths.append(tmp_path / f"scan{index}.png")
+        Image.fromarray(np.asarray(images[index])).resize((50, 40)).save(paths[-1])
+    out_dir = explain_images(explained[1][2], paths, tmp_path / "out", settings=PARAMS.explain)
+    record = json.loads((out_dir / "explanations.json").read_text())
+    assert [Path(entry["image"]).name for entry in record["images"]] == ["scan0.png", "scan1.png"]
+    assert all(entry["predicted"] in PARAMS.data.classes for entry in record["images"])
+    assert len(list(out_dir.glob("*.png"))) == 2 and (out_dir / "index.html").is_file()
+
+
+def test_explain_images_refuses_an_unreadable_file(explained, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="broken.png"):
+        explain_images(explained[1][2], [bad], tmp_path / "out")
+
+
+def test_cli_explains_image_files_with_a_run_dir(explained, tiny_ingest, tmp_path, monkeypatch, repo_root):
+    image = tmp_path / "scan.png"
+    Image.fromarray(np.asarray(load_ingested(tiny_ingest[0]).images[0])).save(image)
+    monkeypatch.chdir(repo_root)
+    code = cli_main(["explain", "--model", str(explained[1][2]), str(image), "--out", str(tmp_path / "cli")])
+    assert code == 0
+    assert (tmp_path / "cli" / "explanations.json").is_file()

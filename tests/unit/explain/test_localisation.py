@@ -1,0 +1,68 @@
+"""Localisation metrics: energy in the lesion mask, the same against a uniform map, and the pointing game."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from renalmae.explain.localisation import localise, summarise
+
+
+def square_mask(size: int = 20, start: int = 5, stop: int = 10) -> np.ndarray:
+    mask = np.zeros((size, size), dtype=np.uint8)
+    mask[start:stop, start:stop] = 1
+    return mask
+
+
+def test_a_map_equal_to_the_mask_puts_all_energy_inside():
+    mask = square_mask()
+    result = localise(mask.astype(float), mask)
+    assert result.energy_in_mask == pytest.approx(1.0)
+    assert result.energy_ratio_vs_uniform == pytest.approx(1.0 / mask.mean())
+    assert result.pointing_game == 1.0
+
+
+def test_a_uniform_map_is_no_better_than_uniform():
+    result = localise(np.ones((20, 20)), square_mask())
+    assert result.energy_ratio_vs_uniform == pytest.approx(1.0)
+
+
+def test_a_map_away_from_the_lesion_scores_below_uniform_and_misses():
+    cam = np.zeros((20, 20))
+    cam[15:, 15:] = 1.0
+    result = localise(cam, square_mask())
+    assert result.energy_in_mask == 0.0
+    assert result.pointing_game == 0.0
+
+
+def test_a_peak_on_the_lesion_rim_counts_as_a_hit_only_within_the_tolerance():
+    cam = np.zeros((20, 20))
+    cam[10, 7] = 1.0  # one pixel below the mask (rows 5..9)
+    assert localise(cam, square_mask(), tolerance_px=1).pointing_game == 1.0
+    assert localise(cam, square_mask(), tolerance_px=0).pointing_game == 0.0
+
+
+def test_images_without_a_lesion_are_not_measured():
+    assert localise(np.random.default_rng(0).random((20, 20)), np.zeros((20, 20))) is None
+
+
+def test_negative_map_values_carry_no_energy():
+    cam = -np.ones((20, 20))
+    cam[5:10, 5:10] = 1.0
+    assert localise(cam, square_mask()).energy_in_mask == pytest.approx(1.0)
+
+
+def test_a_map_and_mask_of_different_shapes_are_refused():
+    with pytest.raises(ValueError, match="shape"):
+        localise(np.ones((10, 10)), square_mask())
+
+
+def test_summary_averages_per_class_and_reports_unmeasured_classes_as_null():
+    mask = square_mask()
+    hit, miss = localise(mask.astype(float), mask), localise(np.ones((20, 20)), mask)
+    summary = summarise([("utd", hit), ("utd", miss), ("normal", None)])
+    assert summary["utd"]["n"] == 2
+    assert summary["utd"]["pointing_game"] == pytest.approx(0.5)
+    assert summary["utd"]["energy_ratio_vs_uniform"] == pytest.approx((1 / mask.mean() + 1.0) / 2, rel=1e-5)
+    assert summary["normal"] == {"n": 0, "energy_in_mask": None, "energy_ratio_vs_uniform": None,
+                                 "pointing_game": None}  # fmt: skip
