@@ -1,7 +1,8 @@
 """Trained-model runs for comparison: load each run's predictions, check the set is complete and paired.
 
 Every fold model of both models must have predicted the same holdout test images (with the same true
-labels) and use the same class list, so the comparison is paired; anything else is a `DataError`
+labels), fold k of both models the same validation images, and all use the same class list, so the
+comparison is paired; anything else is a `DataError`
 naming the run and the fix. The fold ensemble of a model is the mean probability of its fold models
 on the holdout set.
 """
@@ -138,6 +139,14 @@ def check_runs(
             _check_split(run, "val")
             _check_split(run, "test")
             _check_paired_holdout(reference, run)
+        for fold in folds:
+            candidate, baseline = table[task][CANDIDATE][fold], table[task][BASELINE][fold]
+            if set(candidate.split("val")["id"]) != set(baseline.split("val")["id"]):
+                raise DataError(
+                    f"validation fold {fold} of task {task} holds different images for {candidate.name} and "
+                    f"{baseline.name}; the fold-level comparison needs both models trained from the same "
+                    "splits.json"
+                )
     return {task: {model: dict(sorted(table[task][model].items())) for model in MODELS} for task in tasks}
 
 

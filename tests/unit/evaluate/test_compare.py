@@ -130,6 +130,16 @@ def test_models_on_different_image_ids_are_refused(runs, tmp_path):
     _refused(runs, tmp_path, "different holdout image ids")
 
 
+def test_models_validated_on_different_folds_are_refused(runs, tmp_path):
+    def rename_one_validation_image(frame):
+        first_val = frame.index[frame["split"] == "val"][0]
+        frame.loc[first_val, "id"] = "dev_9999"
+        return frame
+
+    rewrite_predictions(_runs_of(runs, "usfmae", "binary")[1], rename_one_validation_image)
+    _refused(runs, tmp_path, "validation fold 1 of task binary holds different images")
+
+
 def test_nan_probabilities_are_refused(runs, tmp_path):
     def nan(frame):
         frame.loc[3, "prob_anomaly"] = np.nan
