@@ -143,6 +143,17 @@ def list_manifest(manifest: Path, classes: list[str], group_column: str) -> List
             return listing
         reader.fieldnames = columns
         has_group = group_column in columns
+        other_groups = [name for name in GROUP_COLUMNS if name in columns and name != group_column]
+        if not has_group and group_column != "none" and other_groups:
+            # grouping silently by image would let frames of one series leak across folds
+            listing.problems.append(
+                Problem(
+                    str(manifest),
+                    f"has column {other_groups[0]} but data.group_column is "
+                    f"'{group_column}'; set data.group_column: {other_groups[0]}",
+                )
+            )
+            return listing
         for row_number, row in enumerate(reader, start=2):  # row 1 is the header
             where = f"{manifest.name} row {row_number}"
             cells = {name: (value or "").strip() for name, value in row.items() if name is not None}

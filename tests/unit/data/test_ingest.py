@@ -269,3 +269,9 @@ def test_mask_of_another_size_is_refused(tmp_path):
     write_png(tmp_path / "data" / "masks" / "s1_0.png", np.zeros((SIZE, SIZE + 4), dtype=np.uint8))
     message = refused(tiny_params(manifest), tmp_path)
     assert "s1_0.png" in message and "a mask must match its image" in message
+
+
+def test_manifest_grouped_by_another_column_than_asked_is_refused(tmp_path):
+    manifest = manifest_dataset(tmp_path / "data", {"s1": ("normal", 1, 0)}, frames=2)
+    message = refused(tiny_params(manifest, data={"group_column": "patient_id"}), tmp_path)
+    assert "has column series_id but data.group_column is 'patient_id'" in message
