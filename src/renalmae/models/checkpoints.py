@@ -83,7 +83,7 @@ def load_init_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint {path} not found; set {param_key} to an existing local file or null")
-    return load_state_into(model, read_state_dict(path), source=str(path))
+    return load_state_into(model, read_state_dict(path), source=f"checkpoint {path}")
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
@@ -141,6 +141,8 @@ def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str) -> 
         if target_key is None:
             report.unexpected.append(canonical)
             continue
+        if _canonical(target_key) != canonical:
+            report.adapted.append(f"{canonical}→{_canonical(target_key)} (MAE norm / timm fc_norm)")
         expected = target[target_key]
         if value.shape == expected.shape:
             matched[target_key] = value
@@ -157,13 +159,13 @@ def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str) -> 
             )
     if mismatched:
         raise ModelError(
-            f"checkpoint {source} does not fit this model (another architecture or size?): "
-            f"{len(mismatched)} shape mismatches, first: {'; '.join(mismatched[:5])}"
+            f"{source} does not fit this model (another architecture or size? make encoder.* / "
+            f"baseline.arch match it): {len(mismatched)} shape mismatches, first: {'; '.join(mismatched[:5])}"
         )
     report.loaded = len(matched)
     if report.loaded < MIN_LOADED_FRACTION * report.total:
         raise ModelError(
-            f"checkpoint {source} fits only {report.loaded}/{report.total} tensors of this model "
+            f"{source} fits only {report.loaded}/{report.total} tensors of this model "
             f"(another architecture?); first unused checkpoint keys: {', '.join(report.unexpected[:5])}"
         )
     result = model.load_state_dict(matched, strict=False)

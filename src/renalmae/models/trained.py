@@ -60,12 +60,13 @@ def load_trained_model(
         raise ModelError(f"{run_path} has no 'spec'; re-run the training step that wrote it")
     model = build_from_spec(info["spec"])
     state = _load_tensors(run_dir / WEIGHTS_FILE)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
         raise ModelError(
-            f"{run_dir / WEIGHTS_FILE} does not match the spec in {run_path}: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}; re-run the training step"
-        )
+            f"{run_dir / WEIGHTS_FILE} does not match the spec in {run_path} ({str(error)[:300]}); "
+            "re-run the training step"
+        ) from None
     return model.to(device).eval(), info
 
 

@@ -7,15 +7,23 @@ from modelkit import IMAGE_SIZE, tiny_params
 from safetensors.torch import save_file
 
 from renalmae.errors import ModelError
-from renalmae.models import create_model, encoder_state_dict, load_encoder_into_vit, load_init_checkpoint
+from renalmae.models import (
+    MaskedAutoencoderViT,
+    build_from_spec,
+    create_model,
+    encoder_state_dict,
+    load_encoder_into_vit,
+    load_init_checkpoint,
+    model_spec,
+)
 
 VIT_SIZE = {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
 
 
 def timm_vit(in_chans: int = 1, img_size: int = IMAGE_SIZE, num_classes: int = 0, **size) -> torch.nn.Module:
     """A timm ViT as a published checkpoint would hold it (3 channels, other grids, other heads)."""
-    kwargs = {**VIT_SIZE, **size, "img_size": img_size, "in_chans": in_chans, "num_classes": num_classes}
-    return timm.create_model("vit_tiny_patch16_224", global_pool="avg", fc_norm=False, **kwargs)
+    kwargs = {"fc_norm": False, **VIT_SIZE, **size, "img_size": img_size, "in_chans": in_chans}
+    return timm.create_model("vit_tiny_patch16_224", global_pool="avg", num_classes=num_classes, **kwargs)
 
 
 def test_mae_checkpoint_loads_fully_into_an_mae(params, tmp_path):
@@ -147,3 +155,24 @@ def test_pretrained_encoder_hands_off_to_the_classifier_with_identical_features(
     tokens = vit.forward_features(images)
     torch.testing.assert_close(tokens, mae.encoder.forward_features(images), rtol=0, atol=0)
     torch.testing.assert_close(vit.forward_head(tokens, pre_logits=True), mae.encoder(images), rtol=0, atol=0)
+
+
+def test_three_channel_mae_with_its_decoder_loads_into_the_greyscale_mae(params, tmp_path):
+    """A published colour MAE (visualisation checkpoints keep the decoder): pixel head is re-initialised."""
+    spec = model_spec("mae", params)
+    colour = MaskedAutoencoderViT(timm_vit(in_chans=3), **spec["mae"])
+    torch.save({"model": colour.state_dict()}, tmp_path / "mae_visualize.pth")
+    grey = build_from_spec(spec)
+    report = load_init_checkpoint(grey, tmp_path / "mae_visualize.pth")
+    assert [entry.split(":")[0] for entry in report.adapted] == ["encoder.patch_embed.proj.weight"]
+    assert sorted(report.reinitialised) == ["decoder_pred.bias", "decoder_pred.weight"]
+    assert report.loaded == report.total - 2
+
+
+def test_fine_tuned_checkpoint_with_fc_norm_fills_the_final_norm(params, tmp_path):
+    timm_style = timm_vit(fc_norm=None, num_classes=2)  # timm's default for avg pooling: norm after pooling
+    torch.save(timm_style.state_dict(), tmp_path / "finetuned.pth")
+    vit = create_model("vit", params, num_classes=2)
+    report = load_init_checkpoint(vit, tmp_path / "finetuned.pth")
+    assert "fc_norm.weight→norm.weight (MAE norm / timm fc_norm)" in report.adapted
+    assert torch.equal(vit.norm.weight, timm_style.fc_norm.weight)

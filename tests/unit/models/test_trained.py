@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from modelkit import IMAGE_SIZE
+from modelkit import IMAGE_SIZE, tiny_params
 
 from renalmae.errors import ModelError
 from renalmae.models import (
@@ -74,10 +74,15 @@ def test_missing_weights_file_is_refused(params, tmp_path):
         load_trained_model(tmp_path)
 
 
-def test_weights_that_do_not_match_the_spec_are_refused(params, tmp_path):
-    save_trained_model(
-        tmp_path, create_model("cnn", params, num_classes=3), model_spec("vit", params, 3), INFO
-    )
+def test_weights_of_another_architecture_are_refused(params, tmp_path):
+    save_trained_model(tmp_path, create_model("mae", params), model_spec("vit", params, 3), INFO)
+    with pytest.raises(ModelError, match=r"weights.safetensors does not match the spec"):
+        load_trained_model(tmp_path)
+
+
+def test_weights_of_another_class_count_are_refused(params, tmp_path):
+    spec = model_spec("vit", params, 3)
+    save_trained_model(tmp_path, create_model("vit", params, num_classes=2), spec, INFO)
     with pytest.raises(ModelError, match=r"weights.safetensors does not match the spec"):
         load_trained_model(tmp_path)
 
@@ -110,3 +115,11 @@ def test_directory_without_encoder_is_refused(tmp_path):
         ModelError, match=r"encoder.json not found: .* holds no pretrained encoder; run pretrain"
     ):
         load_encoder(tmp_path)
+
+
+def test_encoder_pretrained_at_another_width_is_refused_by_the_classifier(params, tmp_path):
+    save_encoder(tmp_path, create_model("mae", params), model_spec("mae", params))
+    encoder_state, _ = load_encoder(tmp_path)
+    wider = create_model("vit", tiny_params(encoder={"embed_dim": 64, "num_heads": 4}), num_classes=2)
+    with pytest.raises(ModelError, match=r"pretrained encoder does not fit this model .*make encoder.\*"):
+        load_encoder_into_vit(wider, encoder_state)
