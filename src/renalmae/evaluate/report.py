@@ -42,6 +42,23 @@ def _interval(interval: dict, digits: int = 3) -> str:
     return f"{number(interval['low'], digits)} – {number(interval['high'], digits)}"
 
 
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f} %"
+
+
+def _operating_point(summary: dict) -> str:
+    """Binary only: what each model's validation-chosen threshold does on the holdout, in percentages."""
+    if len(summary["classes"]) != 2:
+        return ""
+    parts = [
+        f"{LABELS[model]} found {_percent(summary['ensemble'][model]['sensitivity'])} of anomalies "
+        f"(sensitivity) and cleared {_percent(summary['ensemble'][model]['specificity'])} of normal "
+        "kidneys (specificity)"
+        for model in (summary["candidate"], summary["baseline"])
+    ]
+    return f" At the decision thresholds chosen on validation data, {parts[0]}; {parts[1]}."
+
+
 def plain_summary(summary: dict) -> str:
     """Which model is better, by how much and how sure, in words a clinical reader can follow."""
     a, b = summary["candidate"], summary["baseline"]
@@ -51,36 +68,44 @@ def plain_summary(summary: dict) -> str:
     if auc_a is None or auc_b is None:
         return (
             f"On the {summary['n_test']} holdout images the AUC is undefined (only one class is "
-            "present), so the models cannot be ranked by AUC on this set."
+            "present), so the models cannot be ranked by AUC on this set." + _operating_point(summary)
         )
-    better, worse = (a, b) if auc_a >= auc_b else (b, a)
     skill = (
         "separated anomalous from normal kidneys"
         if len(summary["classes"]) == 2
         else "told " + ", ".join(summary["classes"]) + " kidneys apart (mean one-vs-rest AUC)"
     )
     difference = summary["differences"]["auc"]
+    relative = difference["relative_percent"]
+    if auc_a == auc_b:
+        headline = (
+            f"On {summary['n_test']} holdout images, both models {skill} equally well (AUC {number(auc_a)})."
+        )
+    else:
+        better, worse = (a, b) if auc_a > auc_b else (b, a)
+        headline = (
+            f"On {summary['n_test']} holdout images, {LABELS[better]} {skill} better than {LABELS[worse]}: "
+            f"AUC {number(max(auc_a, auc_b))} versus {number(min(auc_a, auc_b))} "
+            f"({number(abs(difference['absolute']))} AUC points"
+            + (f", {abs(relative):.2f} % relative" if relative is not None else "")
+            + ")."
+        )
     low, high = boot["auc_difference"]["low"], boot["auc_difference"]["high"]
-    f1 = summary["differences"]["f1"]
     sure = (
         f"This difference is statistically significant (DeLong test, Holm-adjusted p = "
         f"{p_value(summary['delong_p_holm'])}, below {summary['alpha']:g}), so it is unlikely to be "
         "chance alone."
         if summary["significant"]
-        else f"This difference is not statistically significant (DeLong test, Holm-adjusted p = "
+        else f"The difference is not statistically significant (DeLong test, Holm-adjusted p = "
         f"{p_value(summary['delong_p_holm'])}): with this many test images it could be chance."
     )
-    relative = difference["relative_percent"]
+    f1 = summary["differences"]["f1"]
     return (
-        f"On {summary['n_test']} holdout images, {LABELS[better]} {skill} better than {LABELS[worse]}: "
-        f"AUC {number(max(auc_a, auc_b))} versus {number(min(auc_a, auc_b))} "
-        f"({number(abs(difference['absolute']))} AUC points"
-        + (f", {abs(relative):.2f} % relative" if relative is not None else "")
-        + f"). The {confidence} confidence interval of the AUC difference ({LABELS[a]} minus "
+        f"{headline} The {confidence} confidence interval of the AUC difference ({LABELS[a]} minus "
         f"{LABELS[b]}) runs from {number(low)} to {number(high)}. {sure} F1 (the balance of missed "
         f"anomalies and false alarms at the chosen operating point) differs by {number(f1['absolute'])} "
-        f"({LABELS[a]} minus {LABELS[b]}). An AUC of 1 means every anomaly scores above every normal "
-        "image; 0.5 is a coin toss."
+        f"({LABELS[a]} minus {LABELS[b]})." + _operating_point(summary) + " An AUC of 1 means every "
+        "anomaly scores above every normal image; 0.5 is a coin toss."
     )
 
 
