@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.testkit import TINY_PARAMS, step_or_skip
+from components.testkit import TINY_PARAMS, step_or_skip, synthetic_runs
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +104,12 @@ def trained_runs(params, work, ingested, splits, encoder) -> dict[str, list[Path
             )
         )
     return runs
+
+
+@pytest.fixture(scope="session")
+def predicted_runs(params, work) -> dict[str, list[Path]]:
+    """Run folders with seeded predictions for every fold (no training): enough for `compare`."""
+    return synthetic_runs(work / "predicted", params.split.folds)
 
 
 @pytest.fixture(scope="session")

@@ -59,3 +59,41 @@ def imported_list(kind, paths: list[Path]):
     with dsl.ParallelFor([str(path) for path in paths]) as uri:
         importer_task = dsl.importer(artifact_uri=uri, artifact_class=kind, reimport=True)
     return dsl.Collected(importer_task.output)
+
+
+def synthetic_runs(root: Path, folds: list[int], n_val: int = 12, n_test: int = 16, seed: int = 0) -> dict:
+    """Trained-run folders (run.json + predictions.parquet, the data contract of `compare`) with seeded,
+    informative predictions for both models on the binary task, without training anything. Both models
+    predict the same holdout ids, as the fold models of one split do."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from renalmae.data.predictions import write_predictions
+    from renalmae.evaluate.runs import BASELINE, CANDIDATE
+
+    rng = np.random.default_rng(seed)
+    classes = ["normal", "anomaly"]
+    test_truth = np.arange(n_test) % 2
+    runs: dict[str, list[Path]] = {"finetuned": [], "baselines": []}
+    for model, key, skill in ((CANDIDATE, "finetuned", 2.0), (BASELINE, "baselines", 1.0)):
+        for fold in folds:
+            val_truth = np.arange(n_val) % 2
+            rows = []
+            for split, truth, ids in (
+                ("val", val_truth, [f"f{fold}-{i}" for i in range(n_val)]),
+                ("test", test_truth, [f"t{i}" for i in range(n_test)]),
+            ):
+                score = 1 / (1 + np.exp(-(skill * (2 * truth - 1) + rng.normal(size=len(truth)))))
+                rows.append(pd.DataFrame({
+                    "id": ids, "model": model, "task": "binary", "fold": fold, "split": split,
+                    "y_true": truth, "prob_normal": 1 - score, "prob_anomaly": score,
+                }))  # fmt: skip
+            run_dir = root / model / f"fold{fold}"
+            run_dir.mkdir(parents=True)
+            write_predictions(run_dir / "predictions.parquet", pd.concat(rows, ignore_index=True), classes)
+            info = {"model": model, "task": "binary", "fold": fold, "classes": classes}
+            (run_dir / "run.json").write_text(json.dumps(info))
+            runs[key].append(run_dir)
+    return runs

@@ -33,7 +33,8 @@ S3_SECRET_KEYS = {
     key: key for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL")
 }
 DATA_MOUNT_PATH = "/mnt/renalmae"
-"""Where the optional data PVC is mounted: point `data.source`, `data.pool` and `*.init_checkpoint` there."""
+"""Where the optional data PVC is mounted on ingest and the training steps: point `data.source`, `data.pool`,
+`*.init_checkpoint` and `train.checkpoint_dir` there (the last so a retried pod resumes its checkpoint)."""
 MAX_PARALLEL_TRAINING = 4
 """At most this many finetune (and baseline) pods at once: one GPU each."""
 CPU_RESOURCES = {"cpu": "2", "memory": "8Gi"}
@@ -110,10 +111,12 @@ def build_pipeline(data_pvc: str | None = None):
         with dsl.ParallelFor(targets_task.output, parallelism=MAX_PARALLEL_TRAINING) as target:
             # Not `target.task_name`: on a loop item that is the name of the task producing the items.
             fold_target = {"task_name": target.task_type, "fold": target.fold}
-            finetune_task = _with_secrets(
-                _on_gpu(
-                    finetune(encoder=pretrain_task.outputs["encoder"], **fold_target, **data, **common),
-                    "finetune (ViT)",
+            finetune_task = _with_data(
+                _with_secrets(
+                    _on_gpu(
+                        finetune(encoder=pretrain_task.outputs["encoder"], **fold_target, **data, **common),
+                        "finetune (ViT)",
+                    )
                 )
             )
             baseline_task = _with_data(

@@ -31,5 +31,5 @@ def baseline(
         fold=fold,
         out_dir=model.path,
     )
-    kfp_io.log_json_metrics(metrics, f"{model.path}/run.json")
+    kfp_io.log_json_metrics(metrics, f"{model.path}/metrics.json")
     kfp_io.log_confusion_matrix(holdout_confusion, model.path)

@@ -28,5 +28,5 @@ def finetune(
         params, ingest_dir=ingested.path, splits_path=splits.path, encoder_dir=encoder.path,
         task=task_name, fold=fold, out_dir=model.path,
     )  # fmt: skip
-    kfp_io.log_json_metrics(metrics, f"{model.path}/run.json")
+    kfp_io.log_json_metrics(metrics, f"{model.path}/metrics.json")
     kfp_io.log_confusion_matrix(holdout_confusion, model.path)

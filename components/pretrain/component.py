@@ -21,4 +21,4 @@ def pretrain(
 
     params = kfp_io.component_params(params_yaml, pipeline_run_id)
     step.run(params, ingest_dir=ingested.path, splits_path=splits.path, out_dir=encoder.path)
-    kfp_io.log_json_metrics(metrics, f"{encoder.path}/pretrain.json")
+    kfp_io.log_json_metrics(metrics, f"{encoder.path}/metrics.json")

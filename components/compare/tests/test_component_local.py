@@ -9,15 +9,15 @@ from components.compare.component import compare
 from components.testkit import imported_list, step_or_skip
 
 
-def test_compare_runs_under_kfp_local(kfp_local, params_yaml, trained_runs):
+def test_compare_runs_under_kfp_local(kfp_local, params_yaml, predicted_runs):
     step_or_skip("compare")
 
     @dsl.pipeline
     def compare_only(params_yaml: str) -> Dataset:
         task = compare(
             params_yaml=params_yaml,
-            finetuned=imported_list(Model, trained_runs["finetuned"]),
-            baselines=imported_list(Model, trained_runs["baselines"]),
+            finetuned=imported_list(Model, predicted_runs["finetuned"]),
+            baselines=imported_list(Model, predicted_runs["baselines"]),
         )
         return task.outputs["comparison"]
 

@@ -1,19 +1,21 @@
 """The compare component, called as a plain function on the collected fold models of both kinds."""
 
+import pytest
 from kfp.dsl import HTML, Dataset, Metrics, Model
 
 from components.compare.component import compare
 from components.testkit import artifact, step_or_skip
 
 
-def test_compare_reports_on_every_collected_model(params_yaml, trained_runs, tmp_path):
+@pytest.mark.slow  # the same step as the kfp.local test, which stays in the default run
+def test_compare_reports_on_every_collected_model(params_yaml, predicted_runs, tmp_path):
     step_or_skip("compare")
     report, metrics = artifact(HTML, tmp_path / "report.html"), artifact(Metrics, tmp_path / "metrics")
 
     compare.python_func(
         params_yaml=params_yaml,
-        finetuned=[artifact(Model, path) for path in trained_runs["finetuned"]],
-        baselines=[artifact(Model, path) for path in trained_runs["baselines"]],
+        finetuned=[artifact(Model, path) for path in predicted_runs["finetuned"]],
+        baselines=[artifact(Model, path) for path in predicted_runs["baselines"]],
         comparison=artifact(Dataset, tmp_path / "comparison"),
         report=report,
         metrics=metrics,
