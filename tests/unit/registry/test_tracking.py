@@ -1,0 +1,124 @@
+"""Tracking: one parent run per pipeline run, nested step runs with lineage tags, nothing when disabled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from renalmae.params import params_from_dict
+from renalmae.registry.connection import mlflow_client
+from renalmae.registry.lineage import pipeline_run_id
+from renalmae.registry.tracking import track_step
+
+ENV_KEYS = (
+    "RENALMAE_ENGINE",
+    "RENALMAE_PIPELINE_RUN_ID",
+    "KFP_RUN_ID",
+    "DVC_STAGE",
+    "DVC_ROOT",
+    "MLFLOW_TRACKING_URI",
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory) -> str:
+    """One embedded sqlite store for the module (creating its schema takes seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}"
+
+
+def _params(store_uri: str, **sections):
+    return params_from_dict({"tracking": {"tracking_uri": store_uri, "experiment": "unit"}, **sections})
+
+
+def test_disabled_tracking_writes_nothing(clean_env, tmp_path):
+    params = params_from_dict({"tracking": {"enabled": False}})
+    (tmp_path / "curve.txt").write_text("1\n")
+    with track_step(params, "finetune", task="binary", fold=0) as tracker:
+        tracker.log_params({"lr": 1})
+        tracker.log_metrics({"loss": 1.0}, step=0)
+        tracker.set_tags({"x": "y"})
+        tracker.log_artifact(tmp_path / "curve.txt")
+    assert not tracker.enabled
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["curve.txt"]
+
+
+def test_steps_of_one_pipeline_run_nest_under_one_parent(clean_env, store_uri):
+    clean_env.setenv("RENALMAE_PIPELINE_RUN_ID", "pipeline-42")
+    params = _params(store_uri)
+    with track_step(params, "ingest") as ingest:
+        ingest.log_params({"images": 12})
+    with track_step(params, "finetune", task="binary", fold=1) as finetune:
+        for epoch, loss in enumerate([0.9, 0.5]):
+            finetune.log_metrics({"train_loss": loss}, step=epoch)
+
+    client = mlflow_client(store_uri)
+    experiment = client.get_experiment_by_name("unit")
+    runs = client.search_runs([experiment.experiment_id], "tags.`renalmae.pipeline_run_id` = 'pipeline-42'")
+    parents = [run for run in runs if run.data.tags["renalmae.role"] == "pipeline"]
+    steps = {run.data.tags["renalmae.step"]: run for run in runs if run.data.tags["renalmae.role"] == "step"}
+    assert len(parents) == 1 and set(steps) == {"ingest", "finetune"}
+    assert {run.data.tags["mlflow.parentRunId"] for run in steps.values()} == {parents[0].info.run_id}
+    assert parents[0].data.params["finetune.epochs"] == str(params.finetune.epochs)
+    finetune_run = steps["finetune"]
+    assert finetune_run.data.tags["renalmae.params_hash"] == params.hash()
+    assert finetune_run.data.tags["renalmae.engine"] == "cli"
+    assert finetune_run.data.tags["renalmae.fold"] == "1"
+    assert finetune_run.info.status == "FINISHED"
+    history = client.get_metric_history(finetune_run.info.run_id, "train_loss")
+    assert [(metric.step, metric.value) for metric in history] == [(0, 0.9), (1, 0.5)]
+
+
+def test_a_step_inside_dvc_is_tagged_with_engine_and_input_hashes(clean_env, store_uri, tmp_path):
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  ingest:\n    outs:\n    - path: data/ingested\n      md5: abc123.dir\n"
+        "  split:\n    deps:\n    - path: data/ingested\n      md5: abc123.dir\n"
+    )
+    clean_env.setenv("DVC_ROOT", str(tmp_path))
+    clean_env.setenv("DVC_STAGE", "split")
+    params = _params(store_uri)
+    with track_step(params, "split") as tracker:
+        pass
+    run = mlflow_client(store_uri).get_run(tracker.run_id)
+    assert run.data.tags["renalmae.engine"] == "dvc"
+    assert run.data.tags["renalmae.data_version"] == "abc123.dir"
+    assert run.data.tags["renalmae.inputs_version"] != "unknown"
+
+
+def test_a_failing_step_marks_its_run_failed(clean_env, store_uri):
+    clean_env.setenv("RENALMAE_PIPELINE_RUN_ID", "pipeline-failing")
+    with pytest.raises(RuntimeError), track_step(_params(store_uri), "pretrain") as tracker:
+        raise RuntimeError("boom")
+    assert mlflow_client(store_uri).get_run(tracker.run_id).info.status == "FAILED"
+
+
+def test_pipeline_run_id_without_env_is_stable_and_follows_params(clean_env):
+    base = params_from_dict({})
+    changed = params_from_dict({"finetune": {"epochs": 99}})
+    assert pipeline_run_id(base) == pipeline_run_id(base)
+    assert pipeline_run_id(base) != pipeline_run_id(changed)
+    assert pipeline_run_id(base).startswith("cli-")
+
+
+def test_kfp_run_id_names_the_pipeline_run(clean_env):
+    clean_env.setenv("KFP_RUN_ID", "kfp-run-7")
+    assert pipeline_run_id(params_from_dict({})) == "kfp-run-7"
+
+
+def test_unreachable_server_is_one_service_error(clean_env):
+    from renalmae.errors import ServiceError
+
+    clean_env.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    clean_env.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    params = params_from_dict({"tracking": {"tracking_uri": "http://127.0.0.1:9"}})
+    with pytest.raises(ServiceError, match="127.0.0.1:9"), track_step(params, "ingest"):
+        pass
+    assert not Path("mlflow.db").exists()
