@@ -1,0 +1,59 @@
+"""The embedded default: no server at all, `sqlite:///mlflow.db` and ./mlruns in the working directory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from registrykit import make_run_dirs, sample_images, write_validation
+
+from renalmae.cli import main
+from renalmae.errors import ParamsError
+from renalmae.params import params_from_dict
+from renalmae.registry.connection import mlflow_client
+from renalmae.registry.pyfunc import FoldEnsemble, bundle_ensemble, read_image
+from renalmae.registry.serving import load_ensemble
+from renalmae.steps import register
+
+pytestmark = pytest.mark.integration
+
+
+def test_register_promote_copy_and_predict_with_the_embedded_store(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = params_from_dict({})
+    run_dirs = make_run_dirs(tmp_path / "models", "usfmae", "binary", folds=2)
+    registered = register.run(
+        params, run_dirs, tmp_path / "none", write_validation(tmp_path / "val"), tmp_path / "r.json"
+    )
+    report = json.loads(registered.read_text())
+    assert report["tracking_uri"] == "sqlite:///mlflow.db" and (tmp_path / "mlflow.db").is_file()
+    assert report["models"][0]["alias_uri"] == "models:/renal-usfmae-binary@challenger"
+
+    (tmp_path / "params.yaml").write_text("{}\n")
+    production = f"sqlite:///{tmp_path / 'production.db'}"
+    argv = ["promote", "--model", "renal-usfmae-binary", "--to-registry", production]
+    assert main(argv) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["decision"] == "promoted" and decision["copied_to"]["version"] == "1"
+    copied = mlflow_client(production).get_model_version_by_alias("renal-usfmae-binary", "champion")
+    assert copied.tags["renalmae.validation_status"] == "passed"
+
+    image_path = tmp_path / "scan.png"
+    Image.fromarray(sample_images(n=1, size=40)[0]).save(image_path)
+    assert main(["predict", "--model", "models:/renal-usfmae-binary@champion", str(image_path)]) == 0
+    table = capsys.readouterr().out
+    assert "scan.png" in table and "prob_anomaly" in table
+
+    bundle_ensemble(run_dirs, "normal", tmp_path / "bundle")
+    expected = FoldEnsemble(tmp_path / "bundle").predict_proba([read_image(image_path)])
+    from_production = load_ensemble("models:/renal-usfmae-binary@champion", production)
+    np.testing.assert_allclose(from_production.predict_proba([read_image(image_path)]), expected, atol=1e-6)
+
+
+def test_register_refuses_to_run_with_tracking_disabled(tmp_path):
+    params = params_from_dict({"tracking": {"enabled": False}})
+    with pytest.raises(ParamsError, match="tracking.enabled"):
+        register.run(params, [], tmp_path, tmp_path, tmp_path / "registered.json")
