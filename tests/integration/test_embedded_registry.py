@@ -52,6 +52,15 @@ def test_register_promote_copy_and_predict_with_the_embedded_store(monkeypatch, 
     from_production = load_ensemble("models:/renal-usfmae-binary@champion", production)
     np.testing.assert_allclose(from_production.predict_proba([read_image(image_path)]), expected, atol=1e-6)
 
+    # the plain MLflow pyfunc API (what `mlflow models predict / serve` use) takes uint8 [N, H, W] of any size
+    import mlflow.pyfunc
+
+    served = mlflow.pyfunc.load_model("models:/renal-usfmae-binary@champion").predict(
+        read_image(image_path)[None]
+    )
+    assert list(served.columns) == ["prob_normal", "prob_anomaly"]
+    np.testing.assert_allclose(served.to_numpy(), expected, atol=1e-6)
+
 
 def test_register_refuses_to_run_with_tracking_disabled(tmp_path):
     params = params_from_dict({"tracking": {"enabled": False}})

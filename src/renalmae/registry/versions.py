@@ -87,20 +87,29 @@ def upload_and_verify(client: Any, uri: str, run_id: str, local_dir: Path, artif
         )
 
 
+def ensemble_signature(classes: list[str]):
+    """Input: uint8 images [N, H, W] of any size; output: one float column `prob_<class>` per class."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1))]),
+        outputs=Schema([ColSpec("double", f"prob_{name}") for name in classes]),
+    )
+
+
 def save_ensemble_model(bundle_dir: Path, out_dir: Path) -> None:
     """Write the pyfunc model directory (MLmodel, wrapper, bundled fold weights, signature, example)."""
     import mlflow.pyfunc
-    from mlflow.models import infer_signature
 
     ensemble = FoldEnsemble(bundle_dir)
     size = int(ensemble.info["image_size"])
     example = np.random.default_rng(0).integers(0, 256, size=(2, size, size), dtype=np.uint8)
-    signature = infer_signature(example, ensemble.predict_frame(example))
     mlflow.pyfunc.save_model(
         path=str(out_dir),
         python_model=FoldEnsembleModel(),
         artifacts={ENSEMBLE_ARTIFACT: str(bundle_dir)},
-        signature=signature,
+        signature=ensemble_signature(ensemble.classes),
         input_example=example,
         pip_requirements=pinned_requirements(),
     )
