@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
 from timm.models import adapt_input_conv
 from torch import Tensor, nn
@@ -57,7 +59,7 @@ class LoadReport:
         for title, keys in (
             ("adapted", self.adapted),
             ("re-initialised (head shape differs)", self.reinitialised),
-            ("missing (kept at init)", self.missing),
+            (_missing_title(self.missing), self.missing),
             ("unexpected (ignored)", self.unexpected),
         ):
             if keys:
@@ -89,9 +91,12 @@ def load_init_checkpoint(
 def read_state_dict(path: Path) -> dict[str, Tensor]:
     """The tensors of a checkpoint file, unwrapped from `model` / `state_dict` containers."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as error:
+            raise ModelError(
+                f"cannot read checkpoint {path} as safetensors ({error}); is the file complete?"
+            ) from None
     try:
         # MAE training checkpoints also hold their argparse Namespace; allow just that, never arbitrary code.
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -135,9 +140,10 @@ def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str) -> 
     matched: dict[str, Tensor] = {}
     report = LoadReport(source=source, loaded=0, total=len(target))
     mismatched: list[str] = []
+    present = {_canonical(key) for key in state}
     for key, value in state.items():
         canonical = _canonical(key)
-        target_key = _match(canonical, by_canonical)
+        target_key = _match(canonical, by_canonical, present)
         if target_key is None:
             report.unexpected.append(canonical)
             continue
@@ -173,6 +179,12 @@ def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str) -> 
     return report
 
 
+def _missing_title(missing: list[str]) -> str:
+    if missing and all(_canonical(key).rsplit(".", 1)[0] in HEAD_NAMES for key in missing):
+        return "missing (kept at init; the new classifier head, as expected)"
+    return "missing (kept at init)"
+
+
 def summarise_keys(keys: list[str], limit: int = 12) -> list[str]:
     """Group keys by their first component (`decoder_blocks.* (24)`) so a report stays readable."""
     groups: dict[str, list[str]] = {}
@@ -195,13 +207,15 @@ def _canonical(key: str) -> str:
     return key
 
 
-def _match(canonical: str, by_canonical: dict[str, str]) -> str | None:
-    """Target key for a checkpoint key; MAE's final `norm` and timm's `fc_norm` stand in for each other."""
+def _match(canonical: str, by_canonical: dict[str, str], present: set[str]) -> str | None:
+    """Target key for a checkpoint key; MAE's final `norm` and timm's `fc_norm` stand in for each other
+    when the checkpoint lacks the model's own one."""
     if canonical in by_canonical:
         return by_canonical[canonical]
     for source, alias in (("norm.", "fc_norm."), ("fc_norm.", "norm.")):
-        if canonical.startswith(source) and alias + canonical[len(source) :] in by_canonical:
-            return by_canonical[alias + canonical[len(source) :]]
+        renamed = alias + canonical[len(source) :]
+        if canonical.startswith(source) and renamed in by_canonical and renamed not in present:
+            return by_canonical[renamed]
     return None
 
 

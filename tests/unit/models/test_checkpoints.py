@@ -56,7 +56,10 @@ def test_mae_checkpoint_into_classifier_ignores_decoder_and_reports_missing_head
     assert "mask_token" in report.unexpected and "decoder_pred.weight" in report.unexpected
     text = str(report)
     assert f"loaded {report.total - 2}/{report.total} tensors" in text
-    assert "missing (kept at init): head.* (2)" in text and "decoder_blocks.*" in text
+    assert (
+        "missing (kept at init; the new classifier head, as expected): head.* (2)" in text
+        and "decoder_blocks.*" in text
+    )
 
 
 def test_training_checkpoint_with_its_argparse_namespace_loads(params, tmp_path):
@@ -176,3 +179,9 @@ def test_fine_tuned_checkpoint_with_fc_norm_fills_the_final_norm(params, tmp_pat
     report = load_init_checkpoint(vit, tmp_path / "finetuned.pth")
     assert "fc_norm.weight→norm.weight (MAE norm / timm fc_norm)" in report.adapted
     assert torch.equal(vit.norm.weight, timm_style.fc_norm.weight)
+
+
+def test_truncated_safetensors_checkpoint_is_refused(params, tmp_path):
+    (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    with pytest.raises(ModelError, match="cannot read checkpoint .*cut.safetensors as safetensors"):
+        load_init_checkpoint(create_model("vit", params, num_classes=2), tmp_path / "cut.safetensors")
