@@ -214,6 +214,13 @@ def cmd_predict(args, params):
     from renalmae.registry.serving import predict_files
 
     table = predict_files(args.model, tracking_uri(params), args.images)
+    if args.explain is not None:
+        from renalmae.explain.images import explain_images
+
+        explain_images(
+            args.model, args.images, args.explain, params.explain, tracking_uri=tracking_uri(params)
+        )
+        print(f"Score-CAM overlays: {args.explain}", file=sys.stderr)
     if args.json:
         return table.to_json(orient="records", indent=2)
     return table.to_string(index=False, float_format=lambda value: f"{value:.4f}")
@@ -376,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG, JPEG or DICOM files")
     predict.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    predict.add_argument(
+        "--explain", type=Path, default=None, metavar="OUT_DIR",
+        help="also write Score-CAM overlays of the predicted class (first fold model) to OUT_DIR",
+    )  # fmt: skip
     predict.set_defaults(handler=cmd_predict)
 
     for parser_of_command in commands.choices.values():

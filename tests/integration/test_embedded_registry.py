@@ -43,9 +43,11 @@ def test_register_promote_copy_and_predict_with_the_embedded_store(monkeypatch, 
 
     image_path = tmp_path / "scan.png"
     Image.fromarray(sample_images(n=1, size=40)[0]).save(image_path)
-    assert main(["predict", "--model", "models:/renal-usfmae-binary@champion", str(image_path)]) == 0
+    argv = ["predict", "--model", "models:/renal-usfmae-binary@champion", str(image_path)]
+    assert main([*argv, "--explain", str(tmp_path / "cams")]) == 0
     table = capsys.readouterr().out
     assert "scan.png" in table and "prob_anomaly" in table
+    assert len(list((tmp_path / "cams").glob("*scan.png"))) == 1
 
     bundle_ensemble(run_dirs, "normal", tmp_path / "bundle")
     expected = FoldEnsemble(tmp_path / "bundle").predict_proba([read_image(image_path)])
