@@ -108,6 +108,7 @@ def inputs_version(stage: str | None = None, lock_path: str | os.PathLike | None
 
 def lineage_tags(params: Params, stage: str | None = None) -> dict[str, str]:
     """The tags every run and model version carries."""
+    kfp_run_id = os.environ.get("KFP_RUN_ID") or (pipeline_run_id(params) if engine() == "kfp" else None)
     return {
         "renalmae.git_commit": git_commit(),
         "renalmae.data_version": data_version(),
@@ -115,5 +116,5 @@ def lineage_tags(params: Params, stage: str | None = None) -> dict[str, str]:
         "renalmae.params_hash": params.hash(),
         "renalmae.engine": engine(),
         "renalmae.pipeline_run_id": pipeline_run_id(params),
-        **({"renalmae.kfp_run_id": os.environ["KFP_RUN_ID"]} if os.environ.get("KFP_RUN_ID") else {}),
+        **({"renalmae.kfp_run_id": kfp_run_id} if kfp_run_id else {}),
     }
