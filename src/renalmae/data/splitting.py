@@ -1,0 +1,231 @@
+"""Grouped, stratified assignment of labelled images to a holdout test set and k folds, refusing leakage.
+
+The holdout test set and the k validation folds are drawn with scikit-learn's `StratifiedGroupKFold`
+(shuffled, seeded), so every group (patient / series) lands in exactly one part and each part keeps
+roughly the class mix of the whole. An input may bring its own `split` (train / test) and / or `fold`
+columns; those are used instead when asked, and the final assignment, drawn or given, is checked: a
+group in two parts, or a class with fewer development images than folds, is refused.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from renalmae.errors import DataError, ParamsError
+
+TEST = -1  # the `part` of a holdout test row; development rows carry their fold index 0..k-1
+GIVEN_SPLITS = ("train", "test")
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class SplitAssignment:
+    """Which part each labelled image belongs to: `part[i]` is TEST or the validation fold of `ids[i]`."""
+
+    ids: list[str]
+    labels: list[str]
+    groups: list[str]
+    part: np.ndarray
+    k_folds: int
+    given_columns: tuple[str, ...]
+
+    @property
+    def origin(self) -> str:
+        return "given" if self.given_columns else "drawn"
+
+    def ids_in(self, part: int) -> list[str]:
+        return [image_id for image_id, p in zip(self.ids, self.part, strict=True) if p == part]
+
+    def class_counts(self, part: int, classes: Sequence[str]) -> dict[str, int]:
+        labels = pd.Series(self.labels)[self.part == part]
+        return {name: int((labels == name).sum()) for name in classes}
+
+    def to_json(self, seed: int, classes: Sequence[str]) -> dict[str, Any]:
+        """The `splits.json` payload (see renalmae.data.splits) plus class counts per part for humans."""
+        return {
+            "k_folds": self.k_folds,
+            "seed": seed,
+            "origin": self.origin,
+            "given_columns": list(self.given_columns),
+            "test": self.ids_in(TEST),
+            "folds": [{"fold": fold, "val": self.ids_in(fold)} for fold in range(self.k_folds)],
+            "counts": {
+                "test": self.class_counts(TEST, classes),
+                "folds": [{"fold": f, "val": self.class_counts(f, classes)} for f in range(self.k_folds)],
+            },
+        }
+
+
+def assign_splits(
+    labelled: pd.DataFrame,
+    classes: Sequence[str],
+    k_folds: int,
+    test_fraction: float,
+    seed: int,
+    use_given: bool,
+) -> SplitAssignment:
+    """Assign every labelled row (columns id, label, group, fold, split) to the holdout test or a fold."""
+    if labelled.empty:
+        raise DataError(
+            "there are no labelled images to split; check `data.source` and run `renalmae ingest`"
+        )
+    table = labelled.reset_index(drop=True)
+    labels = table["label"].astype(str).to_numpy()
+    groups = table["group"].where(table["group"].notna(), table["id"]).astype(str).to_numpy()
+    given_split = _given(table, "split") if use_given else None
+    given_fold = _given(table, "fold") if use_given else None
+
+    if given_split is not None:
+        is_test = _check_given_split(table, given_split)
+    else:
+        is_test = draw_holdout(labels, groups, test_fraction, seed)
+    development = ~is_test
+    check_class_sizes(labels[development], classes, k_folds)
+
+    part = np.full(len(table), TEST, dtype=int)
+    if given_fold is not None:
+        # checked before the holdout draw too: a drawn test set could otherwise hide the leak by chance
+        given_names = [f"given fold {value}" for value in given_fold.astype("string").fillna("none")]
+        check_no_group_leakage(groups, np.asarray(given_names), ("fold",))
+        part[development] = _map_given_folds(table, given_fold, development, k_folds)
+    else:
+        part[development] = draw_folds(labels[development], groups[development], k_folds, seed)
+    given_columns = tuple(
+        name for name, given in (("split", given_split), ("fold", given_fold)) if given is not None
+    )
+    check_no_group_leakage(groups, np.asarray([_part_name(p) for p in part]), given_columns)
+    empty = [fold for fold in range(k_folds) if not (part == fold).any()]
+    if empty:
+        raise DataError(
+            f"folds {empty} received no images ({len(set(groups[development]))} groups for "
+            f"k={k_folds} folds); lower split.folds or add data"
+        )
+    return SplitAssignment(
+        ids=table["id"].astype(str).tolist(),
+        labels=labels.tolist(),
+        groups=groups.tolist(),
+        part=part,
+        k_folds=k_folds,
+        given_columns=given_columns,
+    )
+
+
+def draw_holdout(labels: np.ndarray, groups: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of a grouped, stratified holdout of about `test_fraction` of the rows."""
+    n_splits = max(2, round(1.0 / test_fraction))
+    _check_enough_groups(groups, n_splits, f"a holdout test of {test_fraction:.0%} (split.test_fraction)")
+    _, test_rows = next(_grouped_stratified_folds(labels, groups, n_splits, seed))
+    is_test = np.zeros(len(labels), dtype=bool)
+    is_test[test_rows] = True
+    return is_test
+
+
+def draw_folds(labels: np.ndarray, groups: np.ndarray, k_folds: int, seed: int) -> np.ndarray:
+    """Validation fold (0..k-1) of each row: grouped and stratified."""
+    _check_enough_groups(groups, k_folds, f"k={k_folds} folds (split.folds)")
+    fold = np.empty(len(labels), dtype=int)
+    for index, (_, val_rows) in enumerate(_grouped_stratified_folds(labels, groups, k_folds, seed)):
+        fold[val_rows] = index
+    return fold
+
+
+def check_class_sizes(development_labels: np.ndarray, classes: Sequence[str], k_folds: int) -> None:
+    """Refuse a class with fewer development (non-test) images than folds: some fold would lack it."""
+    present = list(dict.fromkeys([*classes, *sorted(set(development_labels))]))
+    counts = {name: int((development_labels == name).sum()) for name in present}
+    too_small = {name: count for name, count in counts.items() if count < k_folds}
+    if too_small:
+        raise DataError(
+            f"class(es) {too_small} have fewer images outside the holdout test than k={k_folds} folds; "
+            "add images of that class, lower split.folds, or lower split.test_fraction"
+        )
+
+
+def check_no_group_leakage(groups: np.ndarray, parts: np.ndarray, given_columns: Sequence[str] = ()) -> None:
+    """Refuse an assignment in which a group has images in two parts (e.g. two folds, or train and test)."""
+    frame = pd.DataFrame({"group": groups, "part": parts})
+    parts_per_group = frame.groupby("group", sort=True)["part"].unique()
+    leaking = parts_per_group[parts_per_group.map(len) > 1]
+    if leaking.empty:
+        return
+    examples = "; ".join(
+        f"group '{group}' in {', '.join(sorted(parts))}" for group, parts in leaking.head(_EXAMPLES).items()
+    )
+    fix = (
+        f"fix the input's {'/'.join(given_columns)} column(s) so each group sits in one part, "
+        "or set split.use_given: false to draw a grouped split"
+        if given_columns
+        else "this is a bug in the split: please report it"
+    )
+    raise DataError(f"{len(leaking)} group(s) cross folds or the train/test line ({examples}); {fix}")
+
+
+def _part_name(part: int) -> str:
+    return "test" if part == TEST else f"fold {part}"
+
+
+def _grouped_stratified_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int):
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # small classes are reported by check_class_sizes with a message that says what to do
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        yield from splitter.split(np.zeros(len(labels)), labels, groups)
+
+
+def _check_enough_groups(groups: np.ndarray, n_splits: int, purpose: str) -> None:
+    n_groups = len(set(groups))
+    if n_groups < n_splits:
+        raise DataError(
+            f"only {n_groups} groups (patients / series) for {purpose}, which needs at least {n_splits}; "
+            "add data, lower split.folds, or raise split.test_fraction"
+        )
+
+
+def _given(table: pd.DataFrame, column: str) -> pd.Series | None:
+    """The given values of `column`, or None when the input brings none."""
+    if column not in table.columns or table[column].isna().all():
+        return None
+    return table[column]
+
+
+def _check_given_split(table: pd.DataFrame, given_split: pd.Series) -> np.ndarray:
+    missing = table.loc[given_split.isna(), "id"].tolist()
+    if missing:
+        raise DataError(
+            f"{len(missing)} labelled images (e.g. {missing[:_EXAMPLES]}) have no `split` while others do; "
+            "give train/test for every row or none, or set split.use_given: false"
+        )
+    values = given_split.astype(str).str.strip().str.lower()
+    bad = sorted(set(values) - set(GIVEN_SPLITS))
+    if bad:
+        raise DataError(f"unknown `split` value(s) {bad}; allowed: {', '.join(GIVEN_SPLITS)}")
+    return (values == "test").to_numpy()
+
+
+def _map_given_folds(
+    table: pd.DataFrame, given_fold: pd.Series, development: np.ndarray, k_folds: int
+) -> np.ndarray:
+    """Given fold values of the development rows, mapped in sorted order to 0..k-1."""
+    folds = given_fold[development]
+    missing = table.loc[development & given_fold.isna().to_numpy(), "id"].tolist()
+    if missing:
+        raise DataError(
+            f"{len(missing)} development images (e.g. {missing[:_EXAMPLES]}) have no `fold` while others do; "
+            "give a fold for every row or none, or set split.use_given: false"
+        )
+    distinct = sorted(folds.unique().tolist())
+    if len(distinct) != k_folds:
+        raise ParamsError(
+            f"the input gives {len(distinct)} distinct folds {distinct} but split.folds asks for "
+            f"k={k_folds}; set split.folds to {list(range(len(distinct)))} to use them, "
+            "or set split.use_given: false"
+        )
+    index = {value: position for position, value in enumerate(distinct)}
+    return folds.map(index).to_numpy(dtype=int)
