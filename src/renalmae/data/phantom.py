@@ -268,20 +268,22 @@ def _place_cysts(
     """2-6 non-touching cysts (u, v, r) inside the kidney ellipse, in kidney coordinates."""
     wanted = int(rng.integers(2, _MAX_CYSTS + 1))
     cysts: list[tuple[float, float, float]] = []
-    shrink = 1.0
-    while len(cysts) < wanted:
+    for attempt in range(8 * _MAX_CYSTS):
+        if len(cysts) == wanted or (len(cysts) >= 2 and attempt >= 2 * _MAX_CYSTS):
+            break
+        shrink = 0.8 ** (attempt // _MAX_CYSTS)
         radius = max(rng.uniform(0.15, 0.4) * b * lesion_scale * shrink, min_radius)
-        for _ in range(60):
-            u, v = rng.uniform(-a, a), rng.uniform(-b, b)
-            inside = (u / max(a - radius, 1e-6)) ** 2 + (v / max(b - radius, 1e-6)) ** 2 < 0.9
-            apart = all(np.hypot(u - cu, v - cv) > radius + cr + gap for cu, cv, cr in cysts)
-            if inside and apart:
-                cysts.append((u, v, radius))
-                break
-        else:
-            if len(cysts) >= 2:
-                break
-            shrink *= 0.8
+        u, v = rng.uniform(-a, a, 60), rng.uniform(-b, b, 60)
+        inside = (u / max(a - radius, 1e-6)) ** 2 + (v / max(b - radius, 1e-6)) ** 2 < 0.9
+        apart = np.ones(60, dtype=bool)
+        for cu, cv, cr in cysts:
+            apart &= np.hypot(u - cu, v - cv) > radius + cr + gap
+        fits = np.flatnonzero(inside & apart)
+        if fits.size:
+            cysts.append((u[fits[0]], v[fits[0]], radius))
+    if len(cysts) < 2:
+        # a kidney too few pixels wide for two separate cysts inside it: two cysts side by side
+        cysts = [(-(min_radius + gap / 2), 0.0, min_radius), (min_radius + gap / 2, 0.0, min_radius)]
     return np.asarray(cysts)
 
 
