@@ -213,6 +213,7 @@ def cmd_predict(args, params):
     from renalmae.registry.connection import tracking_uri
     from renalmae.registry.serving import predict_files
 
+    args.model = args.model or f"models:/{params.registry.model_prefix}-usfmae-binary@champion"
     table = predict_files(args.model, tracking_uri(params), args.images)
     if args.explain is not None:
         from renalmae.explain.images import explain_images
@@ -379,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
         "of class probabilities per image.",
     )
     predict.add_argument(
-        "--model", default="models:/renal-usfmae-binary@champion", help="models:/NAME@ALIAS or /VERSION"
+        "--model",
+        default=None,
+        help="models:/NAME@ALIAS or models:/NAME/VERSION (default: models:/<prefix>-usfmae-binary@champion)",
     )
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG, JPEG or DICOM files")
     predict.add_argument("--json", action="store_true", help="print JSON records instead of a table")

@@ -58,7 +58,7 @@ def service_errors(uri: str, what: str = "MLflow") -> Iterator[None]:
             "(infra/local/start-mlflow.sh), or point MLFLOW_TRACKING_URI / tracking.tracking_uri "
             "at a running one"
         ) from None
-    except (ConnectionError, OSError, TimeoutError) as error:
+    except (ConnectionError, TimeoutError) as error:
         raise ServiceError(
             f"{what} at {uri}: a service is unreachable ({type(error).__name__}: {_short(error)}); "
             "check that the MLflow server and its artifact store (S3 endpoint) are running"

@@ -193,12 +193,12 @@ def flatten_numbers(values: Any, prefix: str = "") -> dict[str, float]:
 
 
 def p_values(report: dict[str, Any], task: str) -> dict[str, float]:
-    """The p-values of one task in a compare report (metrics.json / comparison.json): keys named `*_p`,
-    `*_p_holm` or `*p_value*`, by dotted path, model sections excluded."""
-    section = report.get(task, report.get("tasks", {}).get(task, {}))
-    numbers = flatten_numbers(section)
+    """The p-values of one task in the compare report: `*_p`, `*_p_holm` and every `p_values*.<test>`."""
+    numbers = flatten_numbers(report.get(task, {}))
     return {
         key: value
         for key, value in numbers.items()
-        if (leaf := key.split(".")[-1]).endswith("_p") or "_p_" in leaf or "p_value" in leaf
+        if key.split(".")[0].startswith("p_values")
+        or (leaf := key.split(".")[-1]).endswith("_p")
+        or "_p_" in leaf
     }
