@@ -136,6 +136,8 @@ class TrainParams(Section):
     """Losses are read back from the device (and logged) only every this many optimizer steps."""
     grad_accum_steps: PositiveInt = 1
     progress: bool = True
+    cpu_threads: Annotated[int, Field(ge=0)] = 0
+    """torch threads when training on the CPU (0 = torch's default); 1 suits tiny models on a busy machine."""
 
 
 class PretrainParams(Section):

@@ -47,7 +47,7 @@ def run(
         fold=fold,
         splits=file_digest(splits_path),
     )
-    context = setup(params.train.device)
+    context = setup(params.train.device, params.train.cpu_threads)
     tracking = (
         track_step(params, "baseline", task=task, fold=fold)
         if context.is_main

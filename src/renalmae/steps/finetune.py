@@ -47,7 +47,7 @@ def run(
         params, ["data", "encoder", "augment", "train", "finetune"], task=task, fold=fold,
         splits=file_digest(splits_path), encoder=file_digest(Path(encoder_dir) / ENCODER_WEIGHTS_FILE),
     )  # fmt: skip
-    context = setup(params.train.device)
+    context = setup(params.train.device, params.train.cpu_threads)
     tracking = (
         track_step(params, "finetune", task=task, fold=fold)
         if context.is_main

@@ -68,7 +68,7 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     fingerprint = ckpt.fingerprint(
         params, ["data", "encoder", "mae", "augment", "train", "pretrain"], splits=file_digest(splits_path)
     )
-    context = setup(params.train.device)
+    context = setup(params.train.device, params.train.cpu_threads)
     tracking = track_step(params, "pretrain") if context.is_main else contextlib.nullcontext(StepTracker())
     with tracking as tracker, output_dir(out_dir, context) as staging:
         result = fit(

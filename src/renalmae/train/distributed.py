@@ -49,12 +49,17 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def setup(device_name: str) -> DistContext:
-    """Join the `torchrun` process group when launched by it; otherwise a single-process context."""
+def setup(device_name: str, cpu_threads: int = 0) -> DistContext:
+    """Join the `torchrun` process group when launched by it; otherwise a single-process context.
+
+    `cpu_threads` > 0 sets torch's thread count when the device is the CPU.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
+    if device.type == "cpu" and cpu_threads > 0:
+        torch.set_num_threads(cpu_threads)
     if world_size > 1 and not torch_dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

@@ -137,7 +137,7 @@ def fit(
     Resumes from `checkpoint_dir` when it holds a checkpoint with the same `fingerprint`, and deletes
     it after success. On return the model holds the best epoch's weights (`config.monitor`) or the last.
     """
-    context = context or setup(train.device)
+    context = context or setup(train.device, train.cpu_threads)
     device = context.device
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)

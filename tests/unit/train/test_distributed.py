@@ -1,0 +1,58 @@
+"""Two gloo ranks under `torchrun` train exactly like one process on the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = r"""
+import json, sys
+import numpy as np, torch
+sys.path.insert(0, sys.argv[2])
+from trainkit import TinyClassifier, draw_images
+from renalmae.params import AugmentParams, TrainParams
+from renalmae.train.distributed import setup
+from renalmae.train.engine import FitConfig, classification_objective, fit
+
+torch.set_num_threads(1)
+labels = ["normal", "utd"] * 16
+images = draw_images(labels, seed=0)
+targets = np.array([label == "utd" for label in labels], dtype=np.int64)
+torch.manual_seed(0)
+model = TinyClassifier()
+train = TrainParams(device="cpu", progress=False, log_every_steps=1)
+config = FitConfig(epochs=1, batch_size=8, lr=1e-2, warmup_epochs=0, weight_decay=0.01, clip_grad=1.0, seed=0)
+context = setup("cpu")
+objective = classification_objective()
+result = fit(model, images, targets, objective, config, train, AugmentParams(), context=context)
+if context.is_main:
+    weights = {k: v.flatten().tolist() for k, v in model.state_dict().items()}
+    losses = [loss for _, _, loss in result.step_losses]
+    json.dump({"losses": losses, "weights": weights}, open(sys.argv[1], "w"))
+if context.enabled:
+    torch.distributed.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path):
+    script = tmp_path / "train_tiny.py"
+    script.write_text(SCRIPT)
+    helpers = str(Path(__file__).parent)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    single, double = tmp_path / "single.json", tmp_path / "ddp.json"
+    subprocess.run([sys.executable, str(script), str(single), helpers], check=True, env=env, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         str(script), str(double), helpers],
+        check=True, env=env, timeout=300,
+    )  # fmt: skip
+    one, two = json.loads(single.read_text()), json.loads(double.read_text())
+    assert len(one["losses"]) == len(two["losses"]) == 4
+    np.testing.assert_allclose(two["losses"], one["losses"], atol=1e-5)
+    for name, values in one["weights"].items():
+        np.testing.assert_allclose(two["weights"][name], values, atol=1e-5, err_msg=name)
