@@ -254,8 +254,8 @@ def _draw_layout(
         dynamic_range=rng.uniform(34.0, 44.0, n),
         gain_db=rng.uniform(-3.0, 3.0, n),
         wall_depth=rng.uniform(0.05, 0.14, n),
-        grain=np.full(n, (0.5 + 0.6 * hard) * size / 64.0),
-        smoothing=np.full(n, (0.6 - 0.3 * difficulty) * size / 64.0),
+        grain=np.full(n, (0.5 + 0.6 * hard) * np.sqrt(size / 64.0)),
+        smoothing=np.full(n, (0.6 - 0.3 * difficulty) * np.sqrt(size / 64.0)),
         noise_db=np.full(n, -30.0 + 18.0 * hard) + rng.uniform(-3.0, 3.0, n),
         fluid_db=np.full(n, -28.0 + 20.0 * hard) + rng.uniform(-2.0, 2.0, n),
     )
