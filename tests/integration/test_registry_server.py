@@ -20,6 +20,7 @@ from renalmae.registry.connection import mlflow_client
 from renalmae.registry.promote import promote
 from renalmae.registry.pyfunc import FoldEnsemble, bundle_ensemble, read_image
 from renalmae.registry.serving import load_registered_model
+from renalmae.registry.tracking import track_step
 from renalmae.steps import register
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -136,6 +137,32 @@ def test_two_concurrent_promotions_leave_one_consistent_champion(mlflow_server, 
     assert previous[second] == first
     assert champion == second
     assert f"{name}--promotion-lock" not in [model.name for model in client.search_registered_models()]
+
+
+def test_parallel_steps_of_one_pipeline_run_share_one_parent(mlflow_server, monkeypatch):
+    monkeypatch.setenv("RENALMAE_PIPELINE_RUN_ID", "parallel-folds")
+    params = params_from_dict({"tracking": {"experiment": "it-parallel"}})
+    barrier = threading.Barrier(3)
+    step_run_ids: list[str] = []
+
+    def fold_step(fold: int) -> None:
+        barrier.wait()
+        with track_step(params, "finetune", task="binary", fold=fold) as tracker:
+            tracker.log_metrics({"train_loss": 1.0 / (fold + 1)}, step=0)
+            step_run_ids.append(tracker.run_id)
+
+    threads = [threading.Thread(target=fold_step, args=(fold,)) for fold in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    client = mlflow_client(mlflow_server.mlflow_url)
+    experiment = client.get_experiment_by_name("it-parallel")
+    parents = client.search_runs([experiment.experiment_id], "tags.`renalmae.role` = 'pipeline'")
+    assert len(parents) == 1 and len(step_run_ids) == 3
+    assert {client.get_run(run_id).data.tags["mlflow.parentRunId"] for run_id in step_run_ids} == {
+        parents[0].info.run_id
+    }
 
 
 def test_unknown_model_is_one_clear_error(mlflow_server):

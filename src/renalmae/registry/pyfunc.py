@@ -145,7 +145,8 @@ class FoldEnsembleModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.ensemble = FoldEnsemble(context.artifacts[ENSEMBLE_ARTIFACT])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    # np.ndarray is a hint MLflow accepts without inferring a schema from it: the explicit signature rules
+    def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:
         return self.ensemble.predict_frame(model_input)
 
 

@@ -6,7 +6,8 @@ steps never branch on tracking.
 
 Steps run as separate processes (DVC stages, KFP pods), so the parent run is found or created by the
 pipeline-run id (`renalmae.registry.lineage.pipeline_run_id`): the first process creates it; when
-two create it at once, both keep the earliest-created one and the other is deleted. Every run
+several create it at once, each waits `PARENT_SETTLE_S`, then all keep the earliest-created one and
+delete their own (creations further apart than that see each other's parent and never race). Every run
 carries the lineage tags (git commit, DVC data / inputs version, params hash, engine, pipeline-run
 id); the parent also holds every parameter, flattened (`finetune.epochs`, ...).
 """
@@ -28,6 +29,7 @@ __all__ = ["DEFAULT_TRACKING_URI", "StepTracker", "track_step", "tracking_uri", 
 
 PARENT_ROLE = "pipeline"
 MAX_PARAM_LENGTH = 6000
+PARENT_SETTLE_S = 1.0
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -121,6 +123,9 @@ def pipeline_parent_run(client: Any, experiment_id: str, params: Params, tags: d
         run_name=f"pipeline-{pipeline_id}",
         tags={**tags, "renalmae.role": PARENT_ROLE, "renalmae.pipeline_run_id": pipeline_id},
     )
+    # Steps started together may each have created a parent: wait until their creations have landed,
+    # then all keep the same one (earliest start, then smallest id) and the others delete their own.
+    time.sleep(PARENT_SETTLE_S)
     winner = _parent_runs(client, experiment_id, pipeline_id)[0].info.run_id
     if winner != created.info.run_id:
         client.delete_run(created.info.run_id)
