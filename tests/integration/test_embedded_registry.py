@@ -12,6 +12,7 @@ from registrykit import make_run_dirs, sample_images, write_validation
 from renalmae.cli import main
 from renalmae.errors import ParamsError
 from renalmae.params import params_from_dict
+from renalmae.registry import load_registered_model
 from renalmae.registry.connection import mlflow_client
 from renalmae.registry.pyfunc import FoldEnsemble, bundle_ensemble, read_image
 from renalmae.registry.serving import load_ensemble
@@ -48,6 +49,9 @@ def test_register_promote_copy_and_predict_with_the_embedded_store(monkeypatch, 
     table = capsys.readouterr().out
     assert "scan.png" in table and "prob_anomaly" in table
     assert len(list((tmp_path / "cams").glob("*scan.png"))) == 1
+
+    models, info = load_registered_model("models:/renal-usfmae-binary@champion")  # the default store
+    assert len(models) == 2 and info["classes"] == ["normal", "anomaly"] and info["image_size"] == 32
 
     bundle_ensemble(run_dirs, "normal", tmp_path / "bundle")
     expected = FoldEnsemble(tmp_path / "bundle").predict_proba([read_image(image_path)])

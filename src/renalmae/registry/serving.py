@@ -10,14 +10,16 @@ import pandas as pd
 
 from renalmae.errors import ModelError
 from renalmae.registry.connection import service_errors
+from renalmae.registry.connection import tracking_uri as default_tracking_uri
 from renalmae.registry.pyfunc import FoldEnsemble, FoldEnsembleModel, read_image
 
 
-def load_ensemble(model_uri: str, tracking_uri: str) -> FoldEnsemble:
+def load_ensemble(model_uri: str, tracking_uri: str | None = None) -> FoldEnsemble:
     """Download and load the fold ensemble behind `model_uri` (`models:/NAME@ALIAS`, `models:/NAME/V`)."""
     import mlflow
     import mlflow.pyfunc
 
+    tracking_uri = tracking_uri or default_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     with service_errors(tracking_uri):
@@ -30,7 +32,9 @@ def load_ensemble(model_uri: str, tracking_uri: str) -> FoldEnsemble:
     return wrapper.ensemble
 
 
-def load_registered_model(model_uri: str, tracking_uri: str) -> tuple[list[Any], dict[str, Any]]:
+def load_registered_model(
+    model_uri: str, tracking_uri: str | None = None
+) -> tuple[list[Any], dict[str, Any]]:
     """The underlying torch fold models (eval mode, CPU) and the ensemble info (model, task, classes, ...).
 
     For tools that need the networks themselves (Score-CAM on a `models:/` URI).
@@ -39,7 +43,7 @@ def load_registered_model(model_uri: str, tracking_uri: str) -> tuple[list[Any],
     return ensemble.models, dict(ensemble.info)
 
 
-def predict_files(model_uri: str, tracking_uri: str, images: list[str | os.PathLike]) -> pd.DataFrame:
+def predict_files(model_uri: str, tracking_uri: str | None, images: list[str | os.PathLike]) -> pd.DataFrame:
     """One row per image file: `image`, `prob_<class>` … and the `predicted` class name."""
     ensemble = load_ensemble(model_uri, tracking_uri)
     pixels = [read_image(path) for path in images]
