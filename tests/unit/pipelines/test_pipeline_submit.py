@@ -118,3 +118,8 @@ def test_an_invalid_params_file_is_refused_before_contacting_the_server(kfp_serv
     assert submit(kfp_server, bad) != 0
     assert "split.fols" in capsys.readouterr().err
     assert kfp_server.state.requests == []
+
+
+def test_pipeline_run_without_local_points_to_submit(params_file, capsys):
+    assert main(["pipeline", "run", "--params", str(params_file)]) != 0
+    assert "renalmae pipeline submit" in capsys.readouterr().err
