@@ -42,9 +42,9 @@ def component_params(params_yaml: str, pipeline_run_id: str = "") -> Params:
 
 
 def training_targets(params: Params) -> list[dict[str, Any]]:
-    """One `{"task_name", "fold"}` item per (task, fold) pair: what the pipeline fans out over."""
+    """One `{"task_type", "fold"}` item per (task, fold) pair: what the pipeline fans out over."""
     return [
-        {"task_name": task, "fold": fold} for task in params.finetune.tasks for fold in params.split.folds
+        {"task_type": task, "fold": fold} for task in params.finetune.tasks for fold in params.split.folds
     ]
 
 
