@@ -47,6 +47,15 @@ class SplitAssignment:
         labels = pd.Series(self.labels)[self.part == part]
         return {name: int((labels == name).sum()) for name in classes}
 
+    def folds_missing_classes(self, classes: Sequence[str]) -> dict[str, list[str]]:
+        """Validation folds (and the test set) with no image of some class, e.g. {"fold 3": ["mcdk"]}."""
+        missing = {}
+        for part in [TEST, *range(self.k_folds)]:
+            absent = [name for name, count in self.class_counts(part, classes).items() if count == 0]
+            if absent:
+                missing[_part_name(part)] = absent
+        return missing
+
     def to_json(self, seed: int, classes: Sequence[str]) -> dict[str, Any]:
         """The `splits.json` payload (see renalmae.data.splits) plus class counts per part for humans."""
         return {
@@ -56,6 +65,7 @@ class SplitAssignment:
             "given_columns": list(self.given_columns),
             "test": self.ids_in(TEST),
             "folds": [{"fold": fold, "val": self.ids_in(fold)} for fold in range(self.k_folds)],
+            "missing_classes": self.folds_missing_classes(classes),
             "counts": {
                 "test": self.class_counts(TEST, classes),
                 "folds": [{"fold": f, "val": self.class_counts(f, classes)} for f in range(self.k_folds)],
@@ -87,7 +97,7 @@ def assign_splits(
     else:
         is_test = draw_holdout(labels, groups, test_fraction, seed)
     development = ~is_test
-    check_class_sizes(labels[development], classes, k_folds)
+    check_class_sizes(labels[development], groups[development], classes, k_folds)
 
     part = np.full(len(table), TEST, dtype=int)
     if given_fold is not None:
@@ -107,7 +117,7 @@ def assign_splits(
             f"folds {empty} received no images ({len(set(groups[development]))} groups for "
             f"k={k_folds} folds); lower split.folds or add data"
         )
-    return SplitAssignment(
+    assignment = SplitAssignment(
         ids=table["id"].astype(str).tolist(),
         labels=labels.tolist(),
         groups=groups.tolist(),
@@ -115,6 +125,14 @@ def assign_splits(
         k_folds=k_folds,
         given_columns=given_columns,
     )
+    missing = assignment.folds_missing_classes(classes)
+    if missing:
+        warnings.warn(
+            f"parts without some class (their per-class metrics are undefined): {missing}",
+            UserWarning,
+            stacklevel=2,
+        )
+    return assignment
 
 
 def draw_holdout(labels: np.ndarray, groups: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
@@ -136,15 +154,23 @@ def draw_folds(labels: np.ndarray, groups: np.ndarray, k_folds: int, seed: int) 
     return fold
 
 
-def check_class_sizes(development_labels: np.ndarray, classes: Sequence[str], k_folds: int) -> None:
-    """Refuse a class with fewer development (non-test) images than folds: some fold would lack it."""
+def check_class_sizes(
+    development_labels: np.ndarray, development_groups: np.ndarray, classes: Sequence[str], k_folds: int
+) -> None:
+    """Refuse a class found in fewer development (non-test) groups than folds: some fold would lack it.
+
+    Groups, not images, are counted: a group never splits, so ten images of two patients fill two folds.
+    """
     present = list(dict.fromkeys([*classes, *sorted(set(development_labels))]))
-    counts = {name: int((development_labels == name).sum()) for name in present}
+    frame = pd.DataFrame({"label": development_labels, "group": development_groups})
+    groups_per_class = frame.groupby("label")["group"].nunique()
+    counts = {name: int(groups_per_class.get(name, 0)) for name in present}
     too_small = {name: count for name, count in counts.items() if count < k_folds}
     if too_small:
         raise DataError(
-            f"class(es) {too_small} have fewer images outside the holdout test than k={k_folds} folds; "
-            "add images of that class, lower split.folds, or lower split.test_fraction"
+            f"class(es) {too_small} (number of groups) have fewer images outside the holdout test than "
+            f"k={k_folds} folds (counted in patients / series, since a group never splits); add images of "
+            "that class, lower split.folds, or lower split.test_fraction"
         )
 
 

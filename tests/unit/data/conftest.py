@@ -23,7 +23,7 @@ def write_ingest_dir(
     seed: int = 0,
     image_size: int = 32,
     difficulty: float = 0.6,
-    class_fractions: tuple[float, float, float] = (0.6, 0.3, 0.1),
+    class_fractions: tuple[float, float, float] = (0.5, 0.3, 0.2),
     pool: int = 10,
     table_hook: TableHook | None = None,
 ) -> Path:

@@ -130,6 +130,22 @@ def test_given_split_and_folds_are_used(tmp_path, make_ingest_dir):
     assert sorted(load_splits(out_path).test_ids) == sorted(table.loc[table["split"] == "test", "id"])
 
 
+def test_a_fold_without_some_class_is_reported(tmp_path, make_ingest_dir):
+    def no_mcdk_in_the_third_fold(table: pd.DataFrame) -> pd.DataFrame:
+        table = given_folds_by_group(3)(table)
+        mcdk_groups = sorted(table.loc[table["label"] == "mcdk", "group"].unique())
+        for index, group in enumerate(mcdk_groups):
+            table.loc[table["group"] == group, "fold"] = 10 + 7 * (index % 2)
+        return table
+
+    ingest_dir = make_ingest_dir(tmp_path, n=90, table_hook=no_mcdk_in_the_third_fold)
+    with pytest.warns(UserWarning, match=r"without some class.*'fold 2': \['mcdk'\]"):
+        out_path = split.run(
+            make_params(folds=[0, 1, 2]), ingest_dir, passed_validation(tmp_path), tmp_path / "splits.json"
+        )
+    assert json.loads(out_path.read_text())["missing_classes"]["fold 2"] == ["mcdk"]
+
+
 def test_given_folds_ignored_when_use_given_is_false(tmp_path, make_ingest_dir):
     ingest_dir = make_ingest_dir(tmp_path, n=90, table_hook=given_folds_by_group(3))
     out_path = split.run(
@@ -193,6 +209,20 @@ def test_given_split_with_a_group_on_both_sides_is_refused(tmp_path, make_ingest
 def test_class_too_small_for_k_folds_is_refused(tmp_path, make_ingest_dir):
     ingest_dir = make_ingest_dir(tmp_path, n=50, class_fractions=(0.62, 0.32, 0.06))  # 3 mcdk images
     with pytest.raises(DataError, match=r"'mcdk'.*fewer images outside the holdout test than k=5"):
+        split.run(make_params(), ingest_dir, passed_validation(tmp_path), tmp_path / "splits.json")
+
+
+def test_class_in_fewer_groups_than_k_folds_is_refused(tmp_path, make_ingest_dir):
+    def two_mcdk_patients(table: pd.DataFrame) -> pd.DataFrame:
+        mcdk_rows = table.index[table["label"] == "mcdk"]
+        table.loc[mcdk_rows, "group"] = [f"mcdk-patient-{i % 2}" for i in range(len(mcdk_rows))]
+        return table
+
+    ingest_dir = make_ingest_dir(
+        tmp_path, n=100, class_fractions=(0.5, 0.3, 0.2), table_hook=two_mcdk_patients
+    )
+    assert (labelled_table(ingest_dir)["label"] == "mcdk").sum() == 20  # plenty of images, two patients
+    with pytest.raises(DataError, match=r"'mcdk'.*than k=5 folds \(counted in patients"):
         split.run(make_params(), ingest_dir, passed_validation(tmp_path), tmp_path / "splits.json")
 
 
