@@ -249,3 +249,53 @@ def test_existing_splits_are_left_untouched_when_the_step_fails(tmp_path, make_i
         split.run(make_params(), ingest_dir, passed_validation(tmp_path), out_path)
     assert out_path.read_bytes() == before
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".splits")] == []
+
+
+def _real_kidney_ingest_dir(tmp_path: Path, shared_data: Path) -> Path:
+    """An ingest directory holding the table of ../shared/data/hydronephrosis (pixels not needed to split)."""
+    manifest = pd.read_csv(shared_data / "hydronephrosis" / "manifest.csv")
+    table = pd.DataFrame(
+        {
+            "id": manifest["image"],
+            "source": manifest["image"],
+            "sha256": manifest["image"],
+            "label": manifest["label"],
+            "group": manifest["series_id"].astype(str),
+            "width": 224,
+            "height": 224,
+            "mask": manifest["mask"],
+            "fold": manifest["fold"].astype("Int64"),
+            "split": pd.Series([None] * len(manifest), dtype="string"),
+            "origin": "labelled",
+            "cache_index": range(len(manifest)),
+        }
+    )
+    ingest_dir = tmp_path / "ingested"
+    ingest_dir.mkdir()
+    table.to_parquet(ingest_dir / "table.parquet", index=False)
+    np.save(ingest_dir / "images.npy", np.zeros((len(table), 1, 1), dtype=np.uint8))
+    np.save(ingest_dir / "masks.npy", np.zeros((len(table), 1, 1), dtype=np.uint8))
+    return ingest_dir
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("use_given", [True, False])
+def test_real_kidney_series_never_cross_parts(tmp_path, shared_data, use_given):
+    ingest_dir = _real_kidney_ingest_dir(tmp_path, shared_data)
+    params = params_from_dict(
+        {
+            "data": {"classes": ["normal", "hydronephrosis"], "negative_class": "normal"},
+            "split": {"folds": list(range(8)) if use_given else [0, 1, 2, 3, 4], "use_given": use_given},
+        }
+    )
+    out_path = split.run(params, ingest_dir, passed_validation(tmp_path), tmp_path / "splits.json")
+    payload = json.loads(out_path.read_text())
+    assert payload["origin"] == ("given" if use_given else "drawn")
+    parts = part_of_each_id(out_path)
+    table = labelled_table(ingest_dir)
+    assert len(parts) == len(table)
+    assert (table.assign(part=table["id"].map(parts)).groupby("group")["part"].nunique() == 1).all()
+    if use_given:
+        development = table[table["id"].map(parts) != "test"]
+        fold_of = development["id"].map(parts).str.removeprefix("fold").astype(int)
+        assert (development["fold"].to_numpy() - 1 == fold_of.to_numpy()).all()
