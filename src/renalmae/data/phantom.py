@@ -18,16 +18,19 @@ above them (so fluid gives posterior enhancement and bone an acoustic shadow), p
 a time-gain curve (depth-dependent gain), plus electronic noise, then log-compressed to 8 bits with a
 random dynamic range and overall gain.
 
-`difficulty` in [0, 1] (params `phantom.difficulty`, default 0.6) makes the task harder:
+`difficulty` d in [0, 1] (params `phantom.difficulty`, default 0.6) makes the task harder. The knob
+bites late (powers of d), so the default is moderate and 1.0 very hard:
 
-- lesion size shrinks (factor 1 - 0.55 * difficulty on pelvis and cyst radii);
-- lesion contrast shrinks: fluid echo rises from -28 dB (anechoic) to -6 dB, close to the
-  parenchyma's -4 dB;
-- speckle grows: its grain widens from 0.6 to 1.4 pixels (at 64 px) and electronic noise rises;
-- physiological pelvic fluid appears in up to 70 % of normal kidneys.
+- lesion size shrinks: pelvis and cyst radii x (1 - 0.45 d^2), i.e. x 0.84 at the default;
+- lesion contrast shrinks: the fluid echo rises as -28 + 20 d^3 dB, from anechoic to -8 dB, next to
+  the parenchyma's -7 dB;
+- speckle grows: its grain widens from 0.5 to 1.1 pixels (at 64 px; x sqrt(size / 64) elsewhere),
+  the scanner's speckle smoothing weakens, and electronic noise rises from -30 to -12 dB;
+- confounders: a thin physiological pelvic slit appears in 50 d^3 % of normal kidneys.
 
-At 0 a small CNN separates normal from anomaly after a few epochs; at the default it learns, but not
-perfectly, from a few hundred 64-pixel images.
+Measured with the small CNN of tests/unit/data/test_phantom.py (300 training images at 32 px, normal
+vs anomaly, AUC on 200 others): about 0.98 after 3 epochs at d = 0 and about 0.5 after 1 epoch at
+the default, where 8 epochs give 0.5-0.8 depending on the network (a 4-layer CNN at 64 px: 0.68).
 
 Simulated patients: images come in groups of 1-3 (`groups`) sharing one kidney (class, shape and
 lesions) seen in different poses, so a split that ignores groups leaks. In `unlabelled` mode (pools

@@ -4,7 +4,8 @@ The holdout test set and the k validation folds are drawn with scikit-learn's `S
 (shuffled, seeded), so every group (patient / series) lands in exactly one part and each part keeps
 roughly the class mix of the whole. An input may bring its own `split` (train / test) and / or `fold`
 columns; those are used instead when asked, and the final assignment, drawn or given, is checked: a
-group in two parts, or a class with fewer development images than folds, is refused.
+group in two parts, or a class found in fewer development groups than folds, is refused. A fold that
+still lacks a class (possible with few groups) is reported as a warning and in `missing_classes`.
 """
 
 from __future__ import annotations
