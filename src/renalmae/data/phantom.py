@@ -40,6 +40,7 @@ empty (a pool carries no annotation).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
@@ -122,7 +123,7 @@ def parse_phantom_uri(uri: str) -> PhantomSpec:
 
 
 def _integer(text: str) -> int | None:
-    return int(text) if text.strip().isdigit() else None
+    return int(text) if re.fullmatch(r"[0-9]+", text) else None
 
 
 def generate_phantom(

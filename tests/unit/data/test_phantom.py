@@ -134,6 +134,16 @@ def test_phantom_uri_with_non_numeric_n_is_refused():
         parse_phantom_uri("phantom://renal?n=many&seed=0")
 
 
+def test_phantom_uri_with_a_superscript_digit_is_refused():
+    with pytest.raises(DataError, match=r"n must be a positive integer \(got '4²'\)"):
+        parse_phantom_uri("phantom://renal?n=4²&seed=0")
+
+
+def test_phantom_uri_with_a_negative_seed_is_refused():
+    with pytest.raises(DataError, match=r"seed must be a non-negative integer \(got '-1'\)"):
+        parse_phantom_uri("phantom://renal?n=4&seed=-1")
+
+
 def test_phantom_uri_with_zero_images_is_refused():
     with pytest.raises(DataError, match=r"n must be a positive integer \(got '0'\)"):
         parse_phantom_uri("phantom://renal?n=0&seed=0")
