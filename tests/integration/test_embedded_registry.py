@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from renalmae.registry import load_registered_model
 from renalmae.registry.connection import mlflow_client
 from renalmae.registry.pyfunc import FoldEnsemble, bundle_ensemble, read_image
 from renalmae.registry.serving import load_ensemble
+from renalmae.registry.versions import save_ensemble_model
 from renalmae.steps import register
 
 pytestmark = pytest.mark.integration
@@ -72,3 +76,27 @@ def test_register_refuses_to_run_with_tracking_disabled(tmp_path):
     params = params_from_dict({"tracking": {"enabled": False}})
     with pytest.raises(ParamsError, match="tracking.enabled"):
         register.run(params, [], tmp_path, tmp_path, tmp_path / "registered.json")
+
+
+@pytest.mark.slow
+def test_mlflow_models_predict_cli_serves_the_saved_model(tmp_path):
+    run_dirs = make_run_dirs(tmp_path / "models", "usfmae", "binary", folds=2)
+    bundle_ensemble(run_dirs, "normal", tmp_path / "bundle")
+    save_ensemble_model(tmp_path / "bundle", tmp_path / "model")
+    image = sample_images(n=1, size=40)
+    (tmp_path / "input.json").write_text(json.dumps({"inputs": image.tolist()}))
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "predict",
+        "-m",
+        str(tmp_path / "model"),
+    ]
+    command += ["-i", str(tmp_path / "input.json"), "-t", "json", "--env-manager", "local"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])["predictions"]
+    expected = FoldEnsemble(tmp_path / "bundle").predict_proba(image)
+    np.testing.assert_allclose(
+        [[row["prob_normal"], row["prob_anomaly"]] for row in served], expected, atol=1e-6
+    )
