@@ -386,7 +386,7 @@ def _smooth_noise(rng: np.random.Generator, m: int, coarse: int, size: int) -> n
     positions = (np.arange(size) + 0.5) * coarse / size - 0.5
     interpolate = np.stack([np.interp(positions, np.arange(coarse), row) for row in np.eye(coarse)], axis=1)
     interpolate = interpolate.astype(np.float32)
-    return np.einsum("ij,mjk,lk->mil", interpolate, grid, interpolate, optimize=True)
+    return interpolate @ grid @ interpolate.T
 
 
 def _fan(size: int) -> np.ndarray:
