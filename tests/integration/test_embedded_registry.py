@@ -37,12 +37,20 @@ def test_register_promote_copy_and_predict_with_the_embedded_store(monkeypatch, 
     assert report["tracking_uri"] == "sqlite:///mlflow.db" and (tmp_path / "mlflow.db").is_file()
     assert report["models"][0]["alias_uri"] == "models:/renal-usfmae-binary@challenger"
 
+    # a lock left behind by a crashed promoter (lease expired) does not block the next promotion
+    stale_tags = {"renalmae.lock_token": "crashed", "renalmae.lock_expires": "0"}
+    mlflow_client("sqlite:///mlflow.db").create_registered_model(
+        "renal-usfmae-binary--promotion-lock", stale_tags
+    )
     (tmp_path / "params.yaml").write_text("{}\n")
     production = f"sqlite:///{tmp_path / 'production.db'}"
     argv = ["promote", "--model", "renal-usfmae-binary", "--to-registry", production]
     assert main(argv) == 0
     decision = json.loads(capsys.readouterr().out)
     assert decision["decision"] == "promoted" and decision["copied_to"]["version"] == "1"
+    assert "renal-usfmae-binary--promotion-lock" not in [
+        model.name for model in mlflow_client("sqlite:///mlflow.db").search_registered_models()
+    ]
     copied = mlflow_client(production).get_model_version_by_alias("renal-usfmae-binary", "champion")
     assert copied.tags["renalmae.validation_status"] == "passed"
 
