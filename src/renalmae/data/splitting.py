@@ -103,8 +103,9 @@ def assign_splits(
     part = np.full(len(table), TEST, dtype=int)
     if given_fold is not None:
         # checked before the holdout draw too: a drawn test set could otherwise hide the leak by chance
-        given_names = [f"given fold {value}" for value in given_fold.astype("string").fillna("none")]
-        check_no_group_leakage(groups, np.asarray(given_names), ("fold",))
+        with_fold = given_fold.notna().to_numpy()
+        given_names = np.asarray([f"given fold {value}" for value in given_fold[with_fold]])
+        check_no_group_leakage(groups[with_fold], given_names, ("fold",))
         part[development] = _map_given_folds(table, given_fold, development, k_folds)
     else:
         part[development] = draw_folds(labels[development], groups[development], k_folds, seed)
