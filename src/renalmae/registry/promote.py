@@ -175,24 +175,19 @@ def promotion_lock(
     lock_name, token = f"{name}{LOCK_SUFFIX}", uuid.uuid4().hex
     deadline = time.monotonic() + wait_s
     while True:
-        try:
-            with service_errors(uri):
-                try:
-                    client.create_registered_model(
-                        lock_name,
-                        tags={
-                            "renalmae.lock_token": token,
-                            "renalmae.lock_expires": str(time.time() + lease_s),
-                        },
-                        description=f"advisory lock held while promoting {name}; safe to delete if stale",
-                    )
-                    break
-                except MlflowException as error:
-                    if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                        raise
-                    _break_if_stale(client, lock_name)
-        except ServiceError:
-            raise
+        lock_tags = {"renalmae.lock_token": token, "renalmae.lock_expires": str(time.time() + lease_s)}
+        with service_errors(uri):
+            try:
+                client.create_registered_model(
+                    lock_name,
+                    tags=lock_tags,
+                    description=f"lock held while promoting {name}; delete if stale",
+                )
+                break
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                _break_if_stale(client, lock_name)
         if time.monotonic() > deadline:
             raise GateError(
                 f"another promotion of {name} holds {lock_name} for more than {wait_s:.0f}s; retry later, or "
