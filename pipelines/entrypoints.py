@@ -51,7 +51,7 @@ def run_local(params_path: str | os.PathLike, pipeline_root: str | os.PathLike) 
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=False)
     run = renal_pipeline(params_yaml=params_yaml)
-    comparison = run.outputs["Output"] if run is not None else None
+    comparison = run.outputs.get("Output") if run is not None else None
     if comparison is None or not Path(comparison.path).exists():
         raise RenalMAEError(
             "the local pipeline run failed; the failing task's log is above and its files are under "

@@ -1,0 +1,35 @@
+"""`renalmae pipeline run --local`: a failing step makes the command fail with a pointer to the outputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_a_failing_step_fails_the_local_run_with_a_clear_message(tmp_path):
+    params = tmp_path / "params.yaml"
+    missing_source = tmp_path / "no-such-folder"
+    params.write_text(
+        yaml.safe_dump({"data": {"source": str(missing_source), "pool": []}, "tracking": {"enabled": False}})
+    )
+    root = tmp_path / "kfp-root"
+
+    command = ["pipeline", "run", "--local", "--params", str(params), "--root", str(root)]
+    result = subprocess.run(
+        [sys.executable, "-m", "renalmae.cli", *command],
+        cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert (
+        f"the local pipeline run failed; the failing task's log is above and its files are under {root}"
+        in (result.stderr)
+    )
+    assert "Inner task failed" in result.stdout + result.stderr and "ingest" in result.stdout + result.stderr
+    assert not list(root.glob("renalmae-*/compare"))
