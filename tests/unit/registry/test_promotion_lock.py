@@ -9,10 +9,9 @@ from renalmae.registry.connection import mlflow_client
 from renalmae.registry.promote import promotion_lock
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    uri = f"sqlite:///{tmp_path_factory.mktemp('lock') / 'mlflow.db'}"
-    return mlflow_client(uri), uri
+@pytest.fixture
+def registry(store_uri):
+    return mlflow_client(store_uri), store_uri
 
 
 def _lock_names(client) -> list[str]:

@@ -29,12 +29,6 @@ def clean_env(monkeypatch, tmp_path):
     return monkeypatch
 
 
-@pytest.fixture(scope="module")
-def store_uri(tmp_path_factory) -> str:
-    """One embedded sqlite store for the module (creating its schema takes seconds)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}"
-
-
 def _params(store_uri: str, **sections):
     return params_from_dict({"tracking": {"tracking_uri": store_uri, "experiment": "unit"}, **sections})
 
