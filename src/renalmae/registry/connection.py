@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 from renalmae.errors import ModelError, ServiceError
 from renalmae.params import Params
@@ -40,11 +41,21 @@ def _short(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def redacted(uri: str) -> str:
+    """`uri` with any password replaced by `***`, for messages."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 @contextlib.contextmanager
 def service_errors(uri: str, what: str = "MLflow") -> Iterator[None]:
     """Turn MLflow / HTTP / S3 failures inside the block into one `ServiceError` (or `ModelError`)."""
     from mlflow.exceptions import MlflowException
 
+    uri = redacted(uri)
     try:
         yield
     except MlflowException as error:
@@ -57,6 +68,11 @@ def service_errors(uri: str, what: str = "MLflow") -> Iterator[None]:
             f"{what} at {uri} is unreachable or refused the request ({_short(error)}); start it "
             "(infra/local/start-mlflow.sh), or point MLFLOW_TRACKING_URI / tracking.tracking_uri "
             "at a running one"
+        ) from None
+    except ImportError as error:
+        raise ServiceError(
+            f"{what} at {uri}: the client library for this store is not installed ({error}); install it "
+            "(e.g. psycopg for postgresql://) or use another tracking URI"
         ) from None
     except (ConnectionError, TimeoutError) as error:
         raise ServiceError(

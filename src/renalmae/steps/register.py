@@ -19,7 +19,7 @@ from renalmae.evaluate.metrics import classification_metrics
 from renalmae.evaluate.runs import ModelRun, holdout_ensemble, load_run
 from renalmae.io import read_json, write_json
 from renalmae.params import Params
-from renalmae.registry.connection import mlflow_client, tracking_uri
+from renalmae.registry.connection import mlflow_client, redacted, tracking_uri
 from renalmae.registry.lineage import lineage_tags
 from renalmae.registry.pyfunc import bundle_ensemble
 from renalmae.registry.tracking import track_step
@@ -96,5 +96,5 @@ def run(
         registered.append(
             {**as_dict(version), "model": model, "task": task, "folds": sorted(r.fold for r in runs)}
         )
-    write_json(out_path, {"tracking_uri": uri, "models": registered})
+    write_json(out_path, {"tracking_uri": redacted(uri), "models": registered})
     return Path(out_path)
