@@ -6,8 +6,8 @@ Which model is explained: for each (model, task), the fold model with the best v
 The mapped class is the image's true class for the task (`explain.target: true`, what the localisation
 metrics need) or the predicted one. Outputs, in `out_dir`:
 
-    <model>/<task>/<class>_<id>.png   image | CAM | overlay | mask outline
-    <model>/<task>/grid.png           every explained image of that model and task
+    figures/<model>/<task>/<class>_<id>.png   image | CAM | overlay | mask outline
+    figures/<model>/<task>/grid.png           every explained image of that model and task
     localisation.json                 {model: {task: {class: {n, energy_in_mask, energy_ratio_vs_uniform,
                                                               pointing_game}}}} (lesion images only)
     selection.json                    the run dir, fold and validation AUC of each explained model
@@ -85,7 +85,7 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
                 )  # fmt: skip
                 for index, row in enumerate(sample.itertuples())
             ]
-            folder = staging_dir / choice.model / choice.task
+            folder = staging_dir / "figures" / choice.model / choice.task
             for item in items:
                 save_overlay(folder / f"{item.label}_{item.image_id}.png", item, scale=2)
             title = f"{choice.model} · {choice.task} · fold {choice.fold} (best validation AUC)"

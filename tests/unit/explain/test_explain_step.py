@@ -82,12 +82,12 @@ def test_the_fold_with_the_best_validation_auc_is_explained(explained):
 
 def test_overlays_have_four_panels_per_sampled_image(explained):
     out_dir, _ = explained
-    overlays = sorted((out_dir / "usfmae" / "multiclass").glob("*_*.png"))
+    overlays = sorted((out_dir / "figures" / "usfmae" / "multiclass").glob("*_*.png"))
     assert [path.name.split("_")[0] for path in overlays].count("utd") == 2
     assert len(overlays) == 6  # 2 images per class, 3 classes
     width, height = Image.open(overlays[0]).size
     assert width > 4 * height - 16  # image | CAM | overlay | mask outline, side by side
-    assert (out_dir / "densenet169" / "multiclass" / "grid.png").is_file()
+    assert (out_dir / "figures" / "densenet169" / "multiclass" / "grid.png").is_file()
 
 
 def test_html_page_is_self_contained(explained):
