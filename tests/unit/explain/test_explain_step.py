@@ -129,3 +129,9 @@ def test_cli_explains_image_files_with_a_run_dir(explained, tiny_ingest, tmp_pat
     code = cli_main(["explain", "--model", str(explained[1][2]), str(image), "--out", str(tmp_path / "cli")])
     assert code == 0
     assert (tmp_path / "cli" / "explanations.json").is_file()
+
+
+def test_cli_explain_with_a_model_but_no_images_is_refused(repo_root, monkeypatch, capsys):
+    monkeypatch.chdir(repo_root)
+    assert cli_main(["explain", "--model", "models/finetune/binary/fold0"]) != 0
+    assert "IMAGE files" in capsys.readouterr().err

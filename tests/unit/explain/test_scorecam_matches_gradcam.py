@@ -10,7 +10,15 @@ from pytorch_grad_cam import ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 from timm.models.densenet import DenseNet
 
-from renalmae.explain.scorecam import cnn_layer, explain, score_cam, vit_layer, vit_tokens_to_grid
+from renalmae.errors import ModelError
+from renalmae.explain.scorecam import (
+    cnn_layer,
+    explain,
+    resolve_layer,
+    score_cam,
+    vit_layer,
+    vit_tokens_to_grid,
+)
 
 
 def tiny_vit() -> torch.nn.Module:
@@ -102,3 +110,21 @@ def test_default_target_is_the_predicted_class():
     result = explain(model, images)
     with torch.no_grad():
         assert result.targets.tolist() == model(images).argmax(dim=-1).tolist()
+
+
+def test_layer_paths_accept_negative_block_indices():
+    model = tiny_vit()
+    assert resolve_layer(model, "blocks.-1.norm1") is model.blocks[1].norm1
+
+
+def test_an_unknown_layer_path_is_refused_naming_the_layers_there():
+    with pytest.raises(ModelError, match="no 'norm9'.*norm1"):
+        vit_layer(tiny_vit(), "blocks.-1.norm9")
+
+
+def test_a_layer_the_forward_pass_never_uses_is_refused():
+    model = tiny_densenet()
+    unused = torch.nn.Identity()
+    model.add_module("unused", unused)
+    with pytest.raises(ModelError, match="not used"):
+        score_cam(model, speckle_images(1, 96), layer=cnn_layer(model, "unused"))
