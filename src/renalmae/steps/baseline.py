@@ -17,6 +17,7 @@ from renalmae.registry.tracking import StepTracker, track_step
 from renalmae.train import checkpoint as ckpt
 from renalmae.train.classifier import file_digest, load_fold, train_classifier, write_run
 from renalmae.train.distributed import output_dir, setup
+from renalmae.train.engine import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def run(
     out_dir = Path(out_dir)
     section = params.baseline
     fold_data = load_fold(params, ingest_dir, splits_path, task, fold)
+    seed_everything(section.seed)  # the initial weights repeat from run to run
     model = create_model("cnn", params, num_classes=len(fold_data.classes))
     spec = model_spec("cnn", params, num_classes=len(fold_data.classes))
     info: dict = {"init_checkpoint": section.init_checkpoint}

@@ -19,6 +19,7 @@ from renalmae.registry.tracking import StepTracker, track_step
 from renalmae.train import checkpoint as ckpt
 from renalmae.train.classifier import file_digest, load_fold, train_classifier, write_run
 from renalmae.train.distributed import output_dir, setup
+from renalmae.train.engine import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def run(
     started = time.time()
     out_dir = Path(out_dir)
     fold_data = load_fold(params, ingest_dir, splits_path, task, fold)
+    seed_everything(params.finetune.seed)  # the initial weights repeat from run to run
     model = create_model("vit", params, num_classes=len(fold_data.classes))
     spec = model_spec("vit", params, num_classes=len(fold_data.classes))
     encoder_state, encoder_info = load_encoder(encoder_dir)

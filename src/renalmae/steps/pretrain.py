@@ -25,7 +25,7 @@ from renalmae.registry.tracking import StepTracker, track_step
 from renalmae.train import checkpoint as ckpt
 from renalmae.train.classifier import file_digest
 from renalmae.train.distributed import output_dir, setup
-from renalmae.train.engine import FitConfig, fit, mae_objective
+from renalmae.train.engine import FitConfig, fit, mae_objective, seed_everything
 from renalmae.train.figures import plot_loss, plot_reconstructions
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     ids = pretraining_ids(data.table, splits.development_ids, splits.test_ids)
     images = np.asarray(data.images[data.rows(ids)["cache_index"].to_numpy()])
     section = params.pretrain
+    seed_everything(section.seed)  # the initial weights repeat from run to run
     model = create_model("mae", params)
     spec = model_spec("mae", params)
     init_report = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,13 @@ def mae_objective(mask_ratio: float) -> Objective:
     return objective
 
 
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and Python's RNGs: call before building a model so its initial weights repeat."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def use_bf16(train: TrainParams, device: torch.device) -> bool:
     return train.precision == "bf16" or (train.precision == "auto" and device.type == "cuda")
 
@@ -139,8 +147,7 @@ def fit(
     """
     context = context or setup(train.device, train.cpu_threads)
     device = context.device
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % 2**32)
+    seed_everything(config.seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     augment_generator = torch.Generator(device=device).manual_seed(config.seed + 7919)

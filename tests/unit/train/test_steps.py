@@ -116,3 +116,16 @@ def test_fold_without_a_class_in_training_is_refused(tmp_path, params):
     with pytest.raises(DataError, match="no training images"):
         baseline.run(tiny_params(baseline=SMALL_CNN), tmp_path / "ingested", tmp_path / "splits.json",
                      "binary", 0, tmp_path / "out")  # fmt: skip
+
+
+def test_a_training_step_repeats_exactly_whatever_ran_before_it(tmp_path, dataset):
+    params = tiny_params(baseline=SMALL_CNN)
+    first = baseline.run(params, *dataset, "binary", 0, tmp_path / "first")
+    torch.rand(1000)  # another process (or test) would have drawn different random numbers
+    second = baseline.run(params, *dataset, "binary", 0, tmp_path / "second")
+    first_model, _ = load_trained_model(first)
+    second_model, _ = load_trained_model(second)
+    for (name, value), other in zip(
+        first_model.state_dict().items(), second_model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(value, other), name
