@@ -61,7 +61,7 @@ def kfp_run(work, params_file) -> Path:
     root = work / "kfp-root"
     result = _run([str(BIN / "renalmae"), "pipeline", "run", "--local", "--params", str(params_file),
                    "--root", str(root)], cwd=REPO)  # fmt: skip
-    comparison = Path(result.stdout.strip().splitlines()[-1])
+    comparison = Path(result.stdout.strip().splitlines()[-1].strip())  # kfp.local indents what is printed
     assert comparison.is_dir(), result.stdout[-2000:]
     return comparison.parents[1]
 
