@@ -106,7 +106,7 @@ def test_profile_is_a_valid_params_file():
 
 def test_kidney_subset_ingests_validates_and_splits(tmp_path):
     pytest.importorskip("renalmae.steps.split", reason="the split step is not in this checkout yet")
-    manifest = write_rows(tmp_path / "manifest.csv", subset_rows())
+    manifest = write_rows(tmp_path / "manifest.csv", subset_rows(series_per_label=2, frames_per_series=3))
     params_file = profile_params(tmp_path, source=manifest, pool=[str(fetal_head_pool(tmp_path))])
     ingest_dir, report_dir, splits_file = (
         tmp_path / "ingested",
