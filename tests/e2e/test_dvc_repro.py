@@ -45,7 +45,6 @@ def pipeline_repo(tmp_path_factory) -> Path:
 
 
 @pytest.mark.e2e
-@pytest.mark.slow  # ~1.5 min on two idle cores, ~10 min on a busy shared machine
 def test_dvc_repro_trains_every_fold_task_and_model(pipeline_repo):
     _run([DVC, "repro", "baseline", "finetune"], pipeline_repo)
     for model, root in (("usfmae", "finetune"), ("densenet169", "baseline")):

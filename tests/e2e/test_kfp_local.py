@@ -103,12 +103,6 @@ def test_kfp_and_dvc_ingest_and_split_the_same_way(kfp_run, dvc_comparison):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pretrain/finetune/baseline build the model before torch.manual_seed (it is called inside "
-    "train.engine.fit), so weights are initialised from torch's random per-process seed and two runs "
-    "differ (also two `dvc repro` runs). Remove this mark once the steps seed before create_model.",
-)
 def test_kfp_and_dvc_give_the_same_comparison_metrics(kfp_run, dvc_comparison):
     kfp_metrics = json.loads((kfp_run / "compare" / "comparison" / "metrics.json").read_text())
     dvc_metrics = json.loads((dvc_comparison / "metrics.json").read_text())

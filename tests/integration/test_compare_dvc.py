@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from comparekit import write_prediction_runs
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -40,7 +40,7 @@ def test_dvc_repro_compare_then_metrics_and_plots_show(repo_root, tmp_path):
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         assert _run(command, project).returncode == 0
 
-    repro = _run([sys.executable, "-m", "dvc", "repro", "compare"], project)
+    repro = _run([sys.executable, "-m", "dvc", "repro", "--single-item", "compare"], project)
     assert repro.returncode == 0, repro.stderr[-2000:]
     shown = _run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project)
     assert shown.returncode == 0, shown.stderr

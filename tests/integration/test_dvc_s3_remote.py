@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from servicekit import DVC_BUCKET, s3_client, service_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 DVC = str(Path(sys.executable).parent / "dvc")
 

@@ -86,7 +86,6 @@ def test_register_refuses_to_run_with_tracking_disabled(tmp_path):
         register.run(params, [], tmp_path, tmp_path, tmp_path / "registered.json")
 
 
-@pytest.mark.slow
 def test_mlflow_models_predict_cli_serves_the_saved_model(tmp_path):
     run_dirs = make_run_dirs(tmp_path / "models", "usfmae", "binary", folds=2)
     bundle_ensemble(run_dirs, "normal", tmp_path / "bundle")

@@ -17,7 +17,7 @@ from renalmae.registry.promote import promote
 from renalmae.registry.serving import load_ensemble
 from renalmae.steps import register
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

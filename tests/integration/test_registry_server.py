@@ -23,7 +23,7 @@ from renalmae.registry.serving import load_registered_model
 from renalmae.registry.tracking import track_step
 from renalmae.steps import register
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 def _params(prefix: str):

@@ -1,13 +1,11 @@
 """The baseline component, called as a plain function: one fold's CNN model and holdout confusion matrix."""
 
-import pytest
 from kfp.dsl import ClassificationMetrics, Dataset, Metrics, Model
 
 from components.baseline.component import baseline
 from components.testkit import artifact, step_or_skip
 
 
-@pytest.mark.slow  # trains models: too slow for the default run on 2 shared cores
 def test_baseline_writes_predictions_and_a_confusion_matrix(params_yaml, ingested, splits, tmp_path):
     step_or_skip("baseline")
     from renalmae.data.predictions import PREDICTIONS_FILE

@@ -1,13 +1,11 @@
 """The compare component, called as a plain function on the collected fold models of both kinds."""
 
-import pytest
 from kfp.dsl import HTML, Dataset, Metrics, Model
 
 from components.compare.component import compare
 from components.testkit import artifact, step_or_skip
 
 
-@pytest.mark.slow  # the same step as the kfp.local test, which stays in the default run
 def test_compare_reports_on_every_collected_model(params_yaml, predicted_runs, tmp_path):
     step_or_skip("compare")
     report, metrics = artifact(HTML, tmp_path / "report.html"), artifact(Metrics, tmp_path / "metrics")

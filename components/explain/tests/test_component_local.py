@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import pytest
 from kfp import dsl
 from kfp.dsl import Dataset, Model
 
@@ -10,7 +9,6 @@ from components.explain.component import explain
 from components.testkit import imported, imported_list, step_or_skip
 
 
-@pytest.mark.slow
 def test_explain_runs_under_kfp_local(kfp_local, params_yaml, ingested, splits, trained_runs):
     step_or_skip("explain")
 

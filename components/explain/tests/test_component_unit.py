@@ -1,13 +1,11 @@
 """The explain component, called as a plain function: Score-CAM outputs land in its dataset."""
 
-import pytest
 from kfp.dsl import HTML, Dataset, Metrics, Model
 
 from components.explain.component import explain
 from components.testkit import artifact, step_or_skip
 
 
-@pytest.mark.slow  # trains models: too slow for the default run on 2 shared cores
 def test_explain_writes_explanations_for_the_collected_models(
     params_yaml, ingested, splits, trained_runs, tmp_path
 ):

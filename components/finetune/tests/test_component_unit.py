@@ -25,7 +25,6 @@ def _call(params_yaml, ingested, splits, encoder, tmp_path, fold):
     return outputs
 
 
-@pytest.mark.slow  # trains models: too slow for the default run on 2 shared cores
 def test_finetune_writes_predictions_and_a_confusion_matrix(params_yaml, ingested, splits, encoder, tmp_path):
     step_or_skip("finetune")
     from renalmae.data.predictions import PREDICTIONS_FILE, RUN_FILE
@@ -38,7 +37,6 @@ def test_finetune_writes_predictions_and_a_confusion_matrix(params_yaml, ingeste
     assert sum(sum(row["row"]) for row in matrix["rows"]) > 0
 
 
-@pytest.mark.slow  # trains models: too slow for the default run on 2 shared cores
 def test_finetune_refuses_a_fold_outside_the_splits(params_yaml, ingested, splits, encoder, tmp_path):
     step_or_skip("finetune")
     from renalmae.errors import RenalMAEError

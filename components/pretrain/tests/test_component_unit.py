@@ -1,13 +1,11 @@
 """The pretrain component, called as a plain function: the encoder lands in its output model."""
 
-import pytest
 from kfp.dsl import Dataset, Metrics, Model
 
 from components.pretrain.component import pretrain
 from components.testkit import artifact, step_or_skip
 
 
-@pytest.mark.slow  # trains models: too slow for the default run on 2 shared cores
 def test_pretrain_writes_the_encoder_into_the_model(params_yaml, ingested, splits, tmp_path):
     step_or_skip("pretrain")
     encoder = artifact(Model, tmp_path / "encoder")

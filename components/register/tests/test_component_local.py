@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import pytest
 from kfp import dsl
 from kfp.dsl import Dataset, Model
 
@@ -12,7 +11,6 @@ from components.register.tests.test_component_unit import tracked_params_yaml
 from components.testkit import imported, imported_list, step_or_skip
 
 
-@pytest.mark.slow
 def test_register_runs_under_kfp_local(
     kfp_local, params_yaml, trained_runs, comparison, validation, tmp_path
 ):

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import yaml
 from kfp.dsl import Dataset, Model
 
@@ -20,7 +19,6 @@ def tracked_params_yaml(params_yaml: str, tmp_path) -> str:
     return yaml.safe_dump(raw)
 
 
-@pytest.mark.slow  # trains models: too slow for the default run on 2 shared cores
 def test_register_writes_what_it_registered(params_yaml, trained_runs, comparison, validation, tmp_path):
     step_or_skip("register")
     registered = artifact(Dataset, tmp_path / "registered.json")

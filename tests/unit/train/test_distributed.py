@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 SCRIPT = r"""
 import json, sys
@@ -38,7 +37,6 @@ if context.enabled:
 """
 
 
-@pytest.mark.slow
 def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path):
     script = tmp_path / "train_tiny.py"
     script.write_text(SCRIPT)
