@@ -14,6 +14,7 @@ from pathlib import Path
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 PHANTOM_SCHEME = "phantom://"
 GROUP_COLUMNS = ("series_id", "patient_id")
+MAX_LISTED_FILES = 10
 SPLIT_VALUES = ("train", "test")
 
 
@@ -47,6 +48,22 @@ class SourceItem:
 class Listing:
     items: list[SourceItem] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+
+
+def bad_files_message(problems: list[Problem]) -> str:
+    """The bad-files report: each bad file (or manifest row) once with its rule(s), the first few listed."""
+    rules: dict[str, list[str]] = {}
+    for problem in problems:
+        file_rules = rules.setdefault(problem.where, [])
+        if problem.rule not in file_rules:
+            file_rules.append(problem.rule)
+    lines = [f"{where}: {'; '.join(file_rules)}" for where, file_rules in rules.items()]
+    listed = "\n  ".join(lines[:MAX_LISTED_FILES])
+    more = len(lines) - MAX_LISTED_FILES
+    return (
+        f"{len(lines)} bad input file(s); fix or remove them and run `renalmae ingest` again "
+        f"(nothing was written):\n  {listed}" + (f"\n  ... and {more} more" if more > 0 else "")
+    )
 
 
 def is_phantom(uri: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from renalmae.data.cache import IMAGES_FILE, MASKS_FILE, SUMMARY_FILE, TABLE_FILE
-from renalmae.data.decode import DecodeTask, Failed, decode_all
+from renalmae.data.decode import DecodeTask, Failed, Preparation, decode_all
 from renalmae.data.ingest_table import (
     compact_caches,
     duplicates_to_drop,
@@ -21,12 +21,10 @@ from renalmae.data.ingest_table import (
     finish_table,
     phantom_block,
 )
-from renalmae.data.sources import Problem, is_phantom, list_pool, list_source
+from renalmae.data.sources import Problem, bad_files_message, is_phantom, list_pool, list_source
 from renalmae.errors import DataError
 from renalmae.io import atomic_dir, write_json
 from renalmae.params import Params
-
-MAX_LISTED_PROBLEMS = 10
 
 
 def run(params: Params, out_dir: str | Path) -> Path:
@@ -59,7 +57,7 @@ def run(params: Params, out_dir: str | Path) -> Path:
             images[start : start + len(block_images)] = block_images
             masks[start : start + len(block_masks)] = block_masks
         for result in decode_all(
-            tasks, size, data.max_image_pixels, data.decode_workers, params.train.progress
+            tasks, Preparation.from_data(data), data.decode_workers, params.train.progress
         ):
             if isinstance(result, Failed):
                 problems.append(Problem(result.path, result.reason))
@@ -73,7 +71,7 @@ def run(params: Params, out_dir: str | Path) -> Path:
             images[result.cache_index] = result.image
             masks[result.cache_index] = result.mask
         if problems:
-            raise DataError(problems_message(problems))
+            raise DataError(bad_files_message(problems))
 
         table = finish_table(rows, data.group_column)
         dropped = duplicates_to_drop(table) if data.drop_duplicates else {}
@@ -104,13 +102,3 @@ def run(params: Params, out_dir: str | Path) -> Path:
             },
         )
     return Path(out_dir)
-
-
-def problems_message(problems: list[Problem]) -> str:
-    """Every bad file in one message: the first few listed, then a count."""
-    listed = "\n  ".join(str(problem) for problem in problems[:MAX_LISTED_PROBLEMS])
-    more = len(problems) - MAX_LISTED_PROBLEMS
-    return (
-        f"{len(problems)} bad input file(s); fix or remove them and run `renalmae ingest` again "
-        f"(nothing was written):\n  {listed}" + (f"\n  ... and {more} more" if more > 0 else "")
-    )

@@ -71,8 +71,33 @@ def manifest_dataset(root: Path, series: dict[str, tuple[str, int, int | None]],
     return write_manifest(root / "manifest.csv", rows)
 
 
-def write_dicom(path: Path, pixels: np.ndarray | None, photometric: str = "MONOCHROME2") -> Path:
-    """A tiny ultrasound DICOM file; `pixels` None writes one without PixelData (a structured report, say)."""
+def write_jpeg(path: Path, pixels: np.ndarray, orientation: int | None = None) -> Path:
+    """A JPEG (quality 95) of `pixels` as stored; `orientation` sets the EXIF Orientation tag (1-8)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    image.save(path, quality=95, exif=exif)
+    return path
+
+
+def write_dicom(
+    path: Path,
+    pixels: np.ndarray | None,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 8,
+    lut_bits: int = 16,
+    lut_entry_scale: int = 257,
+    **elements,
+) -> Path:
+    """A tiny ultrasound DICOM file; `pixels` None writes one without PixelData (a structured report, say).
+
+    `elements` (keyword → value) are set last and written as given, however malformed (`'1A'` as
+    NumberOfFrames, say): a PACS export is not validated either. PALETTE COLOR files get a reversed
+    grey ramp as palette: 16-bit entries holding grey × `lut_entry_scale` (257: the full 16-bit range, 1: an
+    8-bit table in 16-bit entries), under a descriptor that says `lut_bits`.
+    """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
         ExplicitVRLittleEndian,
@@ -95,16 +120,33 @@ def write_dicom(path: Path, pixels: np.ndarray | None, photometric: str = "MONOC
     if pixels is None:
         dataset.Rows, dataset.Columns = SIZE, SIZE
     else:
-        dataset.set_pixel_data(pixels, photometric_interpretation=photometric, bits_stored=8)
+        dataset.set_pixel_data(pixels, photometric_interpretation=photometric, bits_stored=bits_stored)
     if photometric == "PALETTE COLOR":
         # a grey ramp in reverse: index i shows grey 255 - i (16-bit LUT entries)
-        ramp = ((255 - np.arange(256)) * 257).astype("<u2").tobytes()
+        ramp = ((255 - np.arange(256)) * lut_entry_scale).astype("<u2").tobytes()
         for colour in ("Red", "Green", "Blue"):
-            setattr(dataset, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+            setattr(dataset, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, lut_bits])
             setattr(dataset, f"{colour}PaletteColorLookupTableData", ramp)
+    for keyword, value in elements.items():
+        set_as_written(dataset, keyword, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     dataset.save_as(path, enforce_file_format=True)
     return path
+
+
+def set_as_written(dataset, keyword: str, value) -> None:
+    """Set element `keyword` to `value` unvalidated: text values go in as raw bytes, numbers as usual."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    tag = Tag(tag_for_keyword(keyword))
+    if not isinstance(value, str):
+        setattr(dataset, keyword, value)
+        return
+    raw = value.encode("ascii")
+    raw += b" " * (len(raw) % 2)  # DICOM values have even length
+    dataset._dict[tag] = RawDataElement(tag, dictionary_VR(tag), len(raw), raw, 0, False, True)
 
 
 def tiny_params(source: str | Path, pool: list | None = None, classes: list[str] | None = None, **sections):
