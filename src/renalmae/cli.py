@@ -214,7 +214,7 @@ def cmd_predict(args, params):
     from renalmae.registry.serving import predict_files
 
     args.model = args.model or f"models:/{params.registry.model_prefix}-usfmae-binary@champion"
-    table = predict_files(args.model, tracking_uri(params), args.images)
+    table = predict_files(args.model, tracking_uri(params), args.images, params.data.max_image_pixels)
     if args.explain is not None:
         from renalmae.explain.images import explain_images
 

@@ -22,8 +22,6 @@ from renalmae.io import atomic_dir, write_json
 from renalmae.models.preprocess import to_model_input
 from renalmae.params import ExplainParams
 
-MAX_IMAGE_PIXELS = 50_000_000
-
 
 def explain_uint8(
     model: nn.Module,
@@ -75,17 +73,10 @@ def _image_size(model: nn.Module, info: dict) -> int:
 
 
 def read_images(image_paths: list[str | os.PathLike], size: int) -> np.ndarray:
-    """Decode image files to uint8 greyscale [N, size, size] exactly as ingest does (pad square, resize)."""
-    from renalmae.data.decode import BadImage, decode_file, to_square
+    """Decode image files to uint8 greyscale [N, size, size] exactly as ingest does (`prepare_image_file`)."""
+    from renalmae.data.decode import Preparation, prepare_image_file
 
-    pixels = []
-    for path in image_paths:
-        try:
-            image, _ = decode_file(path, max_pixels=MAX_IMAGE_PIXELS)
-        except BadImage as error:
-            raise DataError(f"{path}: {error}; pass readable PNG, JPEG or DICOM images") from None
-        pixels.append(to_square(image, size))
-    return np.stack(pixels)
+    return np.stack([prepare_image_file(path, Preparation(size=size)) for path in image_paths])
 
 
 def explain_images(

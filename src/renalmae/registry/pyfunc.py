@@ -8,9 +8,10 @@ path in one place and reuses the exact training code; pt2 would export k fixed-s
 leave resizing and averaging to every caller. The weights travel as safetensors (no pickled
 tensors); only the small wrapper object is pickled by MLflow.
 
-Input: a uint8 image array `[N, H, W]` (a single `[H, W]` image and a list of image paths work too when
-the Python object is called directly; `renalmae predict` decodes paths for you). Output: a DataFrame
-with one `prob_<class>` column per class, rows summing to 1.
+Input: a uint8 image array `[N, H, W]` (a single `[H, W]` image, a list of images of different sizes and
+a list of image paths work too when the Python object is called directly; `renalmae predict` decodes
+paths for you). Every image is prepared by `renalmae.data.decode`, the code ingest runs. Output: a
+DataFrame with one `prob_<class>` column per class, rows summing to 1.
 
 Bundle layout (the pyfunc artifact `ensemble`): `ensemble.json` {model, task, classes, image_size,
 negative_class, folds} and `fold<k>/{weights.safetensors, run.json}` per fold.
@@ -27,6 +28,13 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from renalmae.data.decode import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    Preparation,
+    prepare_image_file,
+    prepare_pixels,
+)
+from renalmae.data.decode import read_image as read_image  # re-exported: decode one file as ingest does
 from renalmae.errors import DataError, ModelError
 from renalmae.io import read_json, write_json
 
@@ -67,48 +75,44 @@ def bundle_ensemble(run_dirs: list[Path], negative_class: str, out_dir: Path) ->
     return manifest
 
 
-def as_image_batch(model_input: Any) -> np.ndarray | list[np.ndarray]:
-    """uint8 `[N, H, W]` (or a list of 2-D arrays) from an array, a single image, paths or a DataFrame."""
+def as_image_batch(model_input: Any, preparation: Preparation) -> np.ndarray:
+    """uint8 model input `[N, size, size]`, each image prepared exactly as ingest prepares it.
+
+    Takes an array `[N, H, W]`, one `[H, W]` image, a list of images of any sizes, image paths (PNG,
+    JPEG, DICOM), or a one-column DataFrame of either. Raises `DataError` for a bad file or values
+    outside 0..255.
+    """
     if isinstance(model_input, pd.DataFrame):
         model_input = model_input.iloc[:, 0].tolist() if model_input.shape[1] == 1 else model_input.to_numpy()
     if isinstance(model_input, (str, os.PathLike)):
         model_input = [model_input]
-    if (
-        isinstance(model_input, (list, tuple))
-        and model_input
-        and isinstance(model_input[0], (str, os.PathLike))
-    ):
-        return [read_image(path) for path in model_input]
-    images = np.asarray(model_input)
-    if images.ndim == 2:
-        images = images[None]
-    if images.ndim != 3:
-        raise DataError(f"expected uint8 images [N, H, W] or one [H, W] image, got shape {images.shape}")
-    if images.dtype != np.uint8:
-        if images.min() < 0 or images.max() > 255:
-            raise DataError(f"pixel values must lie in 0..255 (uint8), got {images.min()}..{images.max()}")
-        images = images.astype(np.uint8)
-    return images
+    if isinstance(model_input, np.ndarray):
+        if model_input.ndim == 2:
+            model_input = model_input[None]
+        if model_input.ndim != 3:
+            raise DataError(
+                f"expected uint8 images [N, H, W] or one [H, W] image, got shape {model_input.shape}"
+            )
+    images = [
+        prepare_image_file(item, preparation)
+        if isinstance(item, (str, os.PathLike))
+        else prepare_pixels(_uint8_image(item), preparation)
+        for item in model_input
+    ]
+    if not images:
+        raise DataError("no images given; pass one or more images")
+    return np.stack(images)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode one image file (PNG / JPEG / DICOM) to uint8 greyscale, as ingest does."""
-    from renalmae.data.decode import BadImage, decode_file
-
-    try:
-        image, _ = decode_file(path, max_pixels=50_000_000)
-    except BadImage as error:
-        raise DataError(f"{path}: {error}; pass a readable PNG, JPEG or DICOM image") from None
-    return np.asarray(image, dtype=np.uint8)
-
-
-def resize_batch(images: np.ndarray | list[np.ndarray], size: int) -> np.ndarray:
-    """Square-pad and resize each image to `size` exactly as ingest does (`to_square`)."""
-    from PIL import Image
-
-    from renalmae.data.decode import to_square
-
-    return np.stack([to_square(Image.fromarray(np.ascontiguousarray(image)), size) for image in images])
+def _uint8_image(image: Any) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise DataError(f"expected a greyscale [H, W] image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        if image.min() < 0 or image.max() > 255:
+            raise DataError(f"pixel values must lie in 0..255 (uint8), got {image.min()}..{image.max()}")
+        image = image.astype(np.uint8)
+    return image
 
 
 class FoldEnsemble:
@@ -126,10 +130,15 @@ class FoldEnsemble:
     def classes(self) -> list[str]:
         return list(self.info["classes"])
 
+    def preparation(self, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Preparation:
+        """How ingest prepared this model's training images, to prepare new ones the same way."""
+        return Preparation(size=int(self.info["image_size"]), max_pixels=max_pixels)
+
     def predict_proba(self, images: Any, batch_size: int = 64) -> np.ndarray:
+        """Mean fold probability [N, classes] of images in any form `as_image_batch` takes."""
         from renalmae.train.predict import predict_probabilities
 
-        batch = resize_batch(as_image_batch(images), int(self.info["image_size"]))
+        batch = as_image_batch(images, self.preparation())
         probabilities = [
             predict_probabilities(model, batch, batch_size, self.device) for model in self.models
         ]
@@ -150,7 +159,9 @@ class FoldEnsembleModel(mlflow.pyfunc.PythonModel):
         return self.ensemble.predict_frame(model_input)
 
 
-PIP_REQUIREMENTS = ["torch", "timm", "safetensors", "numpy", "pandas", "pillow", "pydicom", "mlflow"]
+PIP_REQUIREMENTS = [
+    "torch", "timm", "safetensors", "numpy", "pandas", "pillow", "pydicom", "python-gdcm", "mlflow",
+]  # fmt: skip
 
 
 def pinned_requirements() -> list[str]:

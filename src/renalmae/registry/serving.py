@@ -6,12 +6,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from renalmae.data.decode import DEFAULT_MAX_IMAGE_PIXELS, prepare_image_file
 from renalmae.errors import ModelError
-from renalmae.registry.connection import service_errors
+from renalmae.registry.connection import mlflow_client, redacted, service_errors
 from renalmae.registry.connection import tracking_uri as default_tracking_uri
-from renalmae.registry.pyfunc import FoldEnsemble, FoldEnsembleModel, read_image
+from renalmae.registry.pyfunc import FoldEnsemble, FoldEnsembleModel
+
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
 
 
 def load_ensemble(model_uri: str, tracking_uri: str | None = None) -> FoldEnsemble:
@@ -22,6 +26,7 @@ def load_ensemble(model_uri: str, tracking_uri: str | None = None) -> FoldEnsemb
     tracking_uri = tracking_uri or default_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    require_registered(model_uri, tracking_uri)
     with service_errors(tracking_uri):
         pyfunc_model = mlflow.pyfunc.load_model(model_uri)
     wrapper = pyfunc_model.unwrap_python_model()
@@ -30,6 +35,43 @@ def load_ensemble(model_uri: str, tracking_uri: str | None = None) -> FoldEnsemb
             f"{model_uri} is not a renalmae model (it wraps {type(wrapper).__name__}); pick a renal-* model"
         )
     return wrapper.ensemble
+
+
+def require_registered(model_uri: str, tracking_uri: str) -> None:
+    """Refuse a `models:/NAME[@ALIAS]` whose model or alias does not exist, saying how to make it."""
+    if not model_uri.startswith("models:/"):
+        return
+    name, _, alias = model_uri.removeprefix("models:/").partition("@")
+    name = name.split("/")[0]
+    client = mlflow_client(tracking_uri)
+    if not _exists(tracking_uri, lambda: client.get_registered_model(name)):
+        raise ModelError(
+            f"{model_uri}: no model named {name} in the registry at {redacted(tracking_uri)}; train the "
+            f"models (`dvc repro`), register them (`renalmae register`), then make one the champion "
+            f"(`renalmae promote --model {name}`)"
+        )
+    if alias and not _exists(tracking_uri, lambda: client.get_model_version_by_alias(name, alias)):
+        how = (
+            f"make the challenger the champion with `renalmae promote --model {name}` (it checks the "
+            "gate first)"
+            if alias == "champion"
+            else f"set the alias, or name a version: models:/{name}/<version>"
+        )
+        raise ModelError(f"{model_uri}: no version of {name} has the alias '{alias}'; {how}")
+
+
+def _exists(tracking_uri: str, lookup) -> bool:
+    """False when the registry answers `lookup()` with "not found"; other failures are a `ServiceError`."""
+    from mlflow.exceptions import MlflowException
+
+    with service_errors(tracking_uri):
+        try:
+            lookup()
+        except MlflowException as error:
+            if error.error_code not in NOT_FOUND:
+                raise
+            return False
+    return True
 
 
 def load_registered_model(
@@ -43,11 +85,20 @@ def load_registered_model(
     return ensemble.models, dict(ensemble.info)
 
 
-def predict_files(model_uri: str, tracking_uri: str | None, images: list[str | os.PathLike]) -> pd.DataFrame:
-    """One row per image file: `image`, `prob_<class>` … and the `predicted` class name."""
+def predict_files(
+    model_uri: str,
+    tracking_uri: str | None,
+    images: list[str | os.PathLike],
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> pd.DataFrame:
+    """One row per image file: `image`, `prob_<class>` … and the `predicted` class name.
+
+    Files may differ in size, mode and format: each is prepared exactly as ingest prepared the
+    model's training images. Raises `DataError` naming a bad file, `ModelError` without the model.
+    """
     ensemble = load_ensemble(model_uri, tracking_uri)
-    pixels = [read_image(path) for path in images]
-    table = ensemble.predict_frame(pixels)
+    preparation = ensemble.preparation(max_pixels)
+    table = ensemble.predict_frame(np.stack([prepare_image_file(path, preparation) for path in images]))
     table.insert(0, "image", [str(Path(path)) for path in images])
     table["predicted"] = [
         ensemble.classes[index] for index in table.filter(like="prob_").to_numpy().argmax(axis=1)

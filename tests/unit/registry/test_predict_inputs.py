@@ -1,0 +1,84 @@
+"""`renalmae predict` on what users send: files of any size, mode and format in one call, each prepared
+exactly as ingest prepares images; and, without a champion, an error that says how to make one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from registrykit import make_run_dirs
+
+from renalmae.data.decode import Preparation, prepare_image_file
+from renalmae.errors import ModelError
+from renalmae.registry.pyfunc import ENSEMBLE_ARTIFACT, FoldEnsemble, FoldEnsembleModel, bundle_ensemble
+from renalmae.registry.serving import predict_files
+
+
+def user_files(directory: Path) -> list[Path]:
+    """Images as users send them: different sizes, a colour JPEG with EXIF rotation, 16-bit, DICOM."""
+    from pydicom.data import get_testdata_file
+
+    rng = np.random.default_rng(0)
+    directory.mkdir()
+    square = directory / "square.png"
+    Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(square)
+    wide = directory / "wide_rgb.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rng.integers(0, 256, (30, 64, 3), dtype=np.uint8)).save(wide, exif=exif)
+    deep = directory / "deep.png"
+    Image.fromarray(rng.integers(0, 65535, (70, 50), dtype=np.uint16)).save(deep)
+    dicom = directory / "scan.dcm"
+    dicom.write_bytes(Path(get_testdata_file("MR_small_RLE.dcm", download=False)).read_bytes())
+    return [square, wide, deep, dicom]
+
+
+def register_champion(store_uri: str, tmp_path: Path, name: str, champion: bool = True) -> Path:
+    """A two-fold ensemble registered as version 1 of `name` (aliased `champion` when asked); its bundle."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from renalmae.registry.connection import mlflow_client
+
+    bundle = tmp_path / "bundle"
+    bundle_ensemble(make_run_dirs(tmp_path / "runs", "usfmae", "binary", folds=2), "normal", bundle)
+    mlflow.set_tracking_uri(store_uri)
+    mlflow.set_registry_uri(store_uri)
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(
+            name="model", python_model=FoldEnsembleModel(), artifacts={ENSEMBLE_ARTIFACT: str(bundle)},
+            registered_model_name=name, pip_requirements=[],
+        )  # fmt: skip
+    if champion:
+        mlflow_client(store_uri).set_registered_model_alias(name, "champion", "1")
+    return bundle
+
+
+def test_predict_takes_images_of_different_sizes_and_modes_in_one_call(store_uri, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the embedded store keeps its artifacts in ./mlruns
+    bundle = register_champion(store_uri, tmp_path, "renal-predict-sizes")
+    files = user_files(tmp_path / "inbox")
+    table = predict_files("models:/renal-predict-sizes@champion", store_uri, files)
+    assert table["image"].tolist() == [str(path) for path in files]
+    prepared = np.stack([prepare_image_file(path, Preparation(size=32)) for path in files])
+    expected = FoldEnsemble(bundle).predict_proba(prepared)
+    np.testing.assert_allclose(table[["prob_normal", "prob_anomaly"]].to_numpy(), expected, atol=1e-6)
+
+
+def test_predict_without_a_champion_says_how_to_make_one(store_uri, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    register_champion(store_uri, tmp_path, "renal-not-promoted", champion=False)
+    image = user_files(tmp_path / "inbox")[0]
+    with pytest.raises(ModelError) as error:
+        predict_files("models:/renal-not-promoted@champion", store_uri, [image])
+    assert "no version of renal-not-promoted has the alias 'champion'" in str(error.value)
+    assert "renalmae promote --model renal-not-promoted" in str(error.value)
+
+
+def test_predict_with_a_model_never_registered_says_how_to_register_one(store_uri, tmp_path):
+    image = user_files(tmp_path / "inbox")[0]
+    with pytest.raises(ModelError) as error:
+        predict_files("models:/renal-never-registered@champion", store_uri, [image])
+    assert "renal-never-registered" in str(error.value) and "renalmae register" in str(error.value)
