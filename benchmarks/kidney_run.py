@@ -23,10 +23,14 @@ import numpy as np
 import pandas as pd
 
 from renalmae.params import load_params, params_from_dict
+from renalmae.stats import roc_auc
 from renalmae.steps import baseline, finetune, pretrain
-from renalmae.train.classifier import auc
 
 PROBABILITIES = ["prob_normal", "prob_anomaly"]
+
+
+def auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
+    return roc_auc(y_true, probabilities).value
 
 
 def holdout_aucs(run_root: Path, folds: list[int]) -> dict:

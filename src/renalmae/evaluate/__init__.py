@@ -2,7 +2,6 @@
 
 from renalmae.evaluate.comparison import TaskComparison, compare_task, dvc_metrics, fold_metrics
 from renalmae.evaluate.metrics import (
-    auc_or_none,
     brier_score,
     classification_metrics,
     expected_calibration_error,
@@ -17,7 +16,6 @@ __all__ = [
     "MODELS",
     "ModelRun",
     "TaskComparison",
-    "auc_or_none",
     "brier_score",
     "check_runs",
     "choose_threshold",

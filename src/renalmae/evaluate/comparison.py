@@ -91,14 +91,12 @@ def fold_metrics(run: ModelRun, settings: EvaluateParams) -> dict:
 
 def _delong(y_true, probs_a, probs_b, classes) -> tuple[dict | None, dict[str, float | None]]:
     if len(classes) == 2:
-        if len(set(y_true.tolist())) < 2:
-            return None, {"delong": None}
         result = delong_test(y_true, probs_a[:, 1], probs_b[:, 1])
         return result.to_dict(), {"delong": result.p_value}
     per_class = delong_test_ovr(y_true, probs_a, probs_b, classes)
     return (
-        {name: r.to_dict() if r else None for name, r in per_class.items()},
-        {f"delong_{name}": r.p_value if r else None for name, r in per_class.items()},
+        {name: r.to_dict() for name, r in per_class.items()},
+        {f"delong_{name}": r.p_value for name, r in per_class.items()},
     )
 
 

@@ -8,13 +8,15 @@ Conventions (the report states them too):
   the classes present (with per-class values beside it); F1, sensitivity, specificity, precision and
   NPV are macro averages of one-vs-rest values; Brier score is the mean over images of the summed
   squared error over classes (0..2); ECE uses the top-label confidence against top-label accuracy.
-- AUC of a set holding a single class is undefined (None), never an error.
+- AUC follows `renalmae.stats.roc_auc`: undefined (None, with the reason in `auc_undefined`) for a
+  set holding a single class, never an error.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+
+from renalmae.stats.auc import roc_auc
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -24,14 +26,6 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 def _mean_defined(values: list[float | None]) -> float | None:
     defined = [v for v in values if v is not None]
     return float(np.mean(defined)) if defined else None
-
-
-def auc_or_none(is_positive: np.ndarray, scores: np.ndarray) -> float | None:
-    """ROC AUC, or None when `is_positive` holds a single class."""
-    is_positive = np.asarray(is_positive, dtype=bool)
-    if is_positive.all() or not is_positive.any():
-        return None
-    return float(roc_auc_score(is_positive, scores))
 
 
 def predict(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -114,21 +108,20 @@ def classification_metrics(
         for k in range(n_classes)
     ]
     recall_present = [value for value in per_class["sensitivity"] if value is not None]
-    class_auc = {name: auc_or_none(labels == k, probs[:, k]) for k, name in enumerate(classes)}
+    auc = roc_auc(labels, probs, classes)
     if n_classes == 2:
-        auc = class_auc[classes[1]]
         summary = {name: values[1] for name, values in per_class.items()}
         f1 = f1_per_class[1]
     else:
-        auc = _mean_defined(list(class_auc.values()))
         summary = {name: _mean_defined(values) for name, values in per_class.items()}
         f1 = float(np.mean(f1_per_class))
     return {
         "n": int(len(labels)),
         "class_counts": {name: int((labels == k).sum()) for k, name in enumerate(classes)},
         "threshold": None if n_classes > 2 or threshold is None else float(threshold),
-        "auc": auc,
-        "auc_per_class": class_auc if n_classes > 2 else None,
+        "auc": auc.value,
+        "auc_undefined": auc.undefined,
+        "auc_per_class": auc.per_class,
         "f1": f1,
         "accuracy": float(np.trace(matrix) / matrix.sum()),
         "balanced_accuracy": float(np.mean(recall_present)) if len(recall_present) > 1 else None,

@@ -109,6 +109,10 @@ def plain_summary(summary: dict) -> str:
     )
 
 
+def _statistic(delong: dict) -> str:
+    return f"undefined: {delong['undefined']}" if delong["z"] is None else f"z = {delong['z']:.3f}"
+
+
 def tables(summary: dict) -> list[Table]:
     a, b = summary["candidate"], summary["baseline"]
     ensemble, boot = summary["ensemble"], summary["bootstrap"]
@@ -142,7 +146,7 @@ def tables(summary: dict) -> list[Table]:
         tests.append(
             [
                 "DeLong (AUC)",
-                "n/a" if delong is None else f"z = {delong['z']:.3f}",
+                _statistic(delong),
                 p_value(summary["p_values"]["delong"]),
                 p_value(holm["delong"]),
             ]
@@ -152,7 +156,7 @@ def tables(summary: dict) -> list[Table]:
             tests.append(
                 [
                     f"DeLong (AUC, {name} vs rest)",
-                    "n/a" if result is None else f"z = {result['z']:.3f}",
+                    _statistic(result),
                     p_value(summary["p_values"][f"delong_{name}"]),
                     p_value(holm[f"delong_{name}"]),
                 ]

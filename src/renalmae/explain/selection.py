@@ -1,9 +1,9 @@
 """Which trained fold model of each model and task is explained: the one with the best validation AUC.
 
 Explaining one fold model per model and task keeps the report small; the best fold by validation AUC
-(computed from its own `predictions.parquet`, split `val`, one-vs-rest macro AUC for more than two
-classes; ties go to the lowest fold) is the model a reader would most want to see. The holdout test
-images are never used to choose.
+(computed from its own `predictions.parquet`, split `val`, with `renalmae.stats.roc_auc`: one-vs-rest
+macro AUC for more than two classes; ties go to the lowest fold) is the model a reader would most want
+to see. The holdout test images are never used to choose.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from sklearn.metrics import roc_auc_score
-
 from renalmae.data.predictions import PREDICTIONS_FILE, RUN_FILE, probability_columns, read_predictions
 from renalmae.errors import DataError
 from renalmae.io import read_json
+from renalmae.stats.auc import roc_auc
 
 
 @dataclass(frozen=True)
@@ -33,16 +31,7 @@ def validation_auc(run_dir: Path, classes: list[str]) -> float | None:
     """Validation AUC of a run from its predictions table; None when it has no usable `val` rows."""
     frame = read_predictions(run_dir / PREDICTIONS_FILE, classes)
     val = frame[frame["split"] == "val"]
-    labels = val["y_true"].to_numpy()
-    if len(np.unique(labels)) < 2:
-        return None
-    probabilities = val[probability_columns(classes)].to_numpy(dtype=float)
-    if len(classes) == 2:
-        return float(roc_auc_score(labels, probabilities[:, 1]))
-    present = np.unique(labels)
-    if len(present) < len(classes):
-        return None
-    return float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"))
+    return roc_auc(val["y_true"].to_numpy(), val[probability_columns(classes)].to_numpy(dtype=float)).value
 
 
 def choose_runs(run_dirs: list[Path]) -> list[ChosenRun]:

@@ -113,6 +113,8 @@ def compare_with_champion(
     scores_candidate = 1.0 - merged[f"{negative}_candidate"].to_numpy(dtype=float)
     scores_champion = 1.0 - merged[f"{negative}_champion"].to_numpy(dtype=float)
     result = delong_test(labels, scores_candidate, scores_champion)
+    if not result.defined:
+        raise GateError(f"{name}: the comparison with the champion is undefined ({result.undefined})")
     p_worse = float(norm.cdf(result.z)) if np.isfinite(result.z) else (1.0 if result.z > 0 else 0.0)
     evidence = {
         "champion_version": str(champion.version),

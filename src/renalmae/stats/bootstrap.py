@@ -5,6 +5,8 @@ counts of the original set (stratified), so every resample has positives and neg
 counted per resample from the score levels of the original cases (no sort per resample), so 2,000
 resamples of 10,000 images take seconds. `scipy.stats.bootstrap` is not used because it can neither
 stratify nor share one resample between several statistics. Intervals are percentile intervals.
+Binary AUC intervals need two images of each class (`renalmae.stats.auc.inference_undefined`): with
+one positive every resample repeats it, and the "interval" would only echo that one image.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from renalmae.stats.auc import inference_undefined
 
 _MAX_CELLS_PER_CHUNK = 2_000_000
 
@@ -122,7 +126,7 @@ def _predict(probs: np.ndarray, threshold: float | None) -> np.ndarray:
 
 def _interval(estimate: float | None, samples: np.ndarray | None, confidence: float) -> Interval:
     if estimate is None or samples is None:
-        return Interval(None, None, None)
+        return Interval(estimate, None, None)
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(samples, [tail, 1.0 - tail])
     return Interval(float(estimate), float(low), float(high))
@@ -171,12 +175,14 @@ def paired_bootstrap(
     f1_a, f1_b = np.concatenate(f1_samples[0]), np.concatenate(f1_samples[1])
     auc_defined = auc_point[0] is not None
     auc_estimates = [float(p[0]) if p is not None else None for p in auc_point]
+    if n_classes == 2 and inference_undefined(labels == 1):
+        auc_a = auc_b = None
     return PairedBootstrap(
         auc_a=_interval(auc_estimates[0], auc_a, confidence),
         auc_b=_interval(auc_estimates[1], auc_b, confidence),
         auc_difference=_interval(
             auc_estimates[0] - auc_estimates[1] if auc_defined else None,
-            auc_a - auc_b if auc_defined else None,
+            auc_a - auc_b if auc_a is not None and auc_b is not None else None,
             confidence,
         ),
         f1_a=_interval(float(f1_point[0]), f1_a, confidence),

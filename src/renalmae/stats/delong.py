@@ -5,6 +5,12 @@ computed on the same cases from their structural components (placement values). 
 IEEE Signal Processing Letters 21(11):1389-1393, obtain every placement value from three midrank
 vectors, so the test costs O(n log n) instead of O(m n). It gives the same numbers as R pROC's
 `roc.test(method="delong")` (checked in tests/unit/stats/test_delong.py).
+
+The test is undefined, with the reason in `undefined` and no z or p, when the images cannot support
+it (see `renalmae.stats.auc`): fewer than two positive or two negative images; a model that separates
+the classes perfectly (AUC 0 or 1: its placement values are constant, so the variance estimate, and
+the normal approximation, break down at the boundary); or a zero variance of the AUC difference (the
+two models order every positive-negative pair alike). A p of 0 from a handful of images is never given.
 """
 
 from __future__ import annotations
@@ -14,21 +20,30 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import norm, rankdata
 
-from renalmae.errors import DataError
+from renalmae.stats.auc import inference_undefined
 
 
 @dataclass(frozen=True)
 class DeLongResult:
-    """Two-sided DeLong test of AUC(a) = AUC(b); `difference` is auc_a - auc_b."""
+    """Two-sided DeLong test of AUC(a) = AUC(b); `difference` is auc_a - auc_b.
 
-    auc_a: float
-    auc_b: float
-    difference: float
-    std_error: float
-    z: float
-    p_value: float
+    When the test is undefined, `undefined` says why and `std_error`, `z`, `p_value` are None (the AUCs
+    are kept where they exist).
+    """
 
-    def to_dict(self) -> dict[str, float]:
+    auc_a: float | None
+    auc_b: float | None
+    difference: float | None
+    std_error: float | None
+    z: float | None
+    p_value: float | None
+    undefined: str | None = None
+
+    @property
+    def defined(self) -> bool:
+        return self.undefined is None
+
+    def to_dict(self) -> dict:
         return asdict(self)
 
 
@@ -47,54 +62,71 @@ def _placements(
     return auc, v10, v01
 
 
-def _check_binary(y_true: np.ndarray, *scores: np.ndarray) -> np.ndarray:
+def _check_binary(y_true, *scores: np.ndarray) -> np.ndarray:
     labels = np.asarray(y_true)
     if labels.ndim != 1 or any(np.shape(s) != labels.shape for s in scores):
         raise ValueError("y_true and every score vector must be 1-D and of the same length")
     values = set(np.unique(labels).tolist())
     if not values <= {0, 1}:
         raise ValueError(f"y_true must hold 0/1 labels (got values {sorted(values)[:5]})")
-    positive = labels.astype(bool)
-    if positive.all() or not positive.any():
-        raise DataError("DeLong's test needs both positive and negative cases; this set has only one class")
-    return positive
+    return labels.astype(bool)
+
+
+def _undefined(reason: str, auc_a=None, auc_b=None) -> DeLongResult:
+    difference = None if auc_a is None or auc_b is None else auc_a - auc_b
+    return DeLongResult(auc_a, auc_b, difference, None, None, None, reason)
 
 
 def delong_test(y_true, scores_a, scores_b) -> DeLongResult:
-    """Compare the AUCs of two score vectors on the same cases (higher score = more likely positive)."""
+    """Compare the AUCs of two score vectors on the same cases (higher score = more likely positive).
+
+    y_true: (n,) 0/1 labels; scores_a, scores_b: (n,) scores. Raises ValueError on mismatched shapes or
+    labels other than 0/1; a set the test cannot use gives an undefined result, not an error.
+    """
     scores_a, scores_b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     positive = _check_binary(y_true, scores_a, scores_b)
+    too_few = inference_undefined(positive, "DeLong's test")
+    if positive.all() or not positive.any():
+        return _undefined(too_few)
     auc_a, v10_a, v01_a = _placements(scores_a[positive], scores_a[~positive])
     auc_b, v10_b, v01_b = _placements(scores_b[positive], scores_b[~positive])
-    s10 = np.cov(np.vstack([v10_a, v10_b])) if positive.sum() > 1 else np.zeros((2, 2))
-    s01 = np.cov(np.vstack([v01_a, v01_b])) if (~positive).sum() > 1 else np.zeros((2, 2))
+    if too_few:
+        return _undefined(too_few, auc_a, auc_b)
+    perfect = [(name, auc) for name, auc in (("a", auc_a), ("b", auc_b)) if auc in (0.0, 1.0)]
+    if perfect:
+        which = " and ".join(f"model {name} (AUC {auc:.0f})" for name, auc in perfect)
+        return _undefined(
+            f"{which} separate(s) the classes perfectly: DeLong's variance estimate is degenerate at "
+            "AUC 0 or 1; evaluate on more (or harder) images",
+            auc_a,
+            auc_b,
+        )
+    s10 = np.cov(np.vstack([v10_a, v10_b]))
+    s01 = np.cov(np.vstack([v01_a, v01_b]))
     contrast = np.array([1.0, -1.0])
     variance = contrast @ s10 @ contrast / positive.sum() + contrast @ s01 @ contrast / (~positive).sum()
+    if not variance > 1e-15:
+        return _undefined(
+            "zero variance of the AUC difference: the two models order every positive-negative pair "
+            "alike, so there is nothing to test",
+            auc_a,
+            auc_b,
+        )
     difference = auc_a - auc_b
-    std_error = float(np.sqrt(max(variance, 0.0)))
-    if std_error > 0:
-        z = difference / std_error
-    else:
-        # Identical rankings (or both perfect): no evidence of a difference unless the AUCs differ.
-        z = 0.0 if difference == 0 else float(np.copysign(np.inf, difference))
-    p_value = float(2.0 * norm.sf(abs(z)))
-    return DeLongResult(auc_a, auc_b, float(difference), std_error, float(z), p_value)
+    std_error = float(np.sqrt(variance))
+    z = difference / std_error
+    return DeLongResult(auc_a, auc_b, float(difference), std_error, float(z), float(2.0 * norm.sf(abs(z))))
 
 
-def delong_test_ovr(
-    y_true, probs_a, probs_b, classes: list[str] | None = None
-) -> dict[str, DeLongResult | None]:
-    """One-vs-rest DeLong test per class of multiclass probabilities (n, K); None where a class is absent."""
+def delong_test_ovr(y_true, probs_a, probs_b, classes: list[str] | None = None) -> dict[str, DeLongResult]:
+    """One-vs-rest DeLong test per class of multiclass probabilities (n, K); undefined where a class
+    has too few images (see `delong_test`)."""
     labels = np.asarray(y_true)
     probs_a, probs_b = np.asarray(probs_a, dtype=float), np.asarray(probs_b, dtype=float)
     if probs_a.shape != probs_b.shape or probs_a.ndim != 2 or len(labels) != len(probs_a):
         raise ValueError("probs_a and probs_b must both be (n_cases, n_classes) and match y_true")
     names = classes if classes is not None else [str(k) for k in range(probs_a.shape[1])]
-    results: dict[str, DeLongResult | None] = {}
-    for index, name in enumerate(names):
-        is_class = labels == index
-        if is_class.all() or not is_class.any():
-            results[name] = None
-            continue
-        results[name] = delong_test(is_class.astype(int), probs_a[:, index], probs_b[:, index])
-    return results
+    return {
+        name: delong_test((labels == index).astype(int), probs_a[:, index], probs_b[:, index])
+        for index, name in enumerate(names)
+    }

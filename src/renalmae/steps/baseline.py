@@ -69,7 +69,7 @@ def run(
         tracker.log_metrics({key: float(value) for key, value in metrics.items() if value is not None})
         tracker.log_artifacts(staging)
     log.info(
-        "baseline %s fold %d: val AUC %.3f, test AUC %.3f",
+        "baseline %s fold %d: val AUC %s, test AUC %s (None: undefined)",
         task,
         fold,
         metrics["val_auc"],

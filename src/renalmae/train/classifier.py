@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from renalmae.data.cache import load_ingested
@@ -29,6 +29,7 @@ from renalmae.errors import DataError
 from renalmae.io import write_json
 from renalmae.models.trained import save_trained_model
 from renalmae.params import BaselineParams, FinetuneParams, Params
+from renalmae.stats.auc import roc_auc
 from renalmae.train.data import class_weights
 from renalmae.train.distributed import DistContext
 from renalmae.train.engine import FitConfig, FitResult, MetricsHook, classification_objective, fit
@@ -75,21 +76,6 @@ def load_fold(
     return FoldData(task=task, fold=fold, classes=classes, ids=ids, images=images, targets=targets)
 
 
-def auc(y_true: np.ndarray, probabilities: np.ndarray) -> float:
-    """ROC AUC: binary on the positive class; multiclass the macro one-vs-rest mean over the classes
-    present (NaN when fewer than two classes are present)."""
-    if probabilities.shape[1] == 2:
-        return (
-            float(roc_auc_score(y_true, probabilities[:, 1])) if len(np.unique(y_true)) == 2 else float("nan")
-        )
-    scores = [
-        roc_auc_score(y_true == index, probabilities[:, index])
-        for index in range(probabilities.shape[1])
-        if 0 < (y_true == index).sum() < len(y_true)
-    ]
-    return float(np.mean(scores)) if scores else float("nan")
-
-
 def train_classifier(
     model: nn.Module,
     fold_data: FoldData,
@@ -127,7 +113,8 @@ def train_classifier(
 
     def validate(trained: nn.Module) -> dict[str, float]:
         probabilities = predict_probabilities(trained, fold_data.images["val"], eval_batch)
-        return {"val_auc": auc(fold_data.targets["val"], probabilities)}
+        value = roc_auc(fold_data.targets["val"], probabilities).value
+        return {"val_auc": math.nan if value is None else value}  # NaN: this epoch cannot be ranked
 
     objective = classification_objective(weights, section.label_smoothing)
     return fit(
@@ -182,8 +169,10 @@ def write_run(
     columns = probability_columns(fold_data.classes)
     by_split = {split: table[table["split"] == split] for split in ("val", "test")}
     metrics = {
-        "val_auc": auc(by_split["val"]["y_true"].to_numpy(), by_split["val"][columns].to_numpy()),
-        "test_auc": auc(by_split["test"]["y_true"].to_numpy(), by_split["test"][columns].to_numpy()),
+        "val_auc": roc_auc(by_split["val"]["y_true"].to_numpy(), by_split["val"][columns].to_numpy()).value,
+        "test_auc": roc_auc(
+            by_split["test"]["y_true"].to_numpy(), by_split["test"][columns].to_numpy()
+        ).value,
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,

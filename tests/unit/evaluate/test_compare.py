@@ -198,7 +198,9 @@ def test_a_holdout_with_one_class_reports_auc_as_undefined(runs, tmp_path):
     out_dir = run(BINARY_ONLY, runs, tmp_path / "comparison")
     comparison = json.loads((out_dir / "comparison.json").read_text())["binary"]
     assert comparison["ensemble"]["usfmae"]["auc"] is None
-    assert comparison["delong"] is None and comparison["p_values"]["delong"] is None
+    assert comparison["p_values"]["delong"] is None
+    assert "0 positive" in comparison["delong"]["undefined"]
+    assert "undefined: DeLong's test needs at least 2 positive" in (out_dir / "comparison.md").read_text()
     assert all(f["test"]["auc"] is None for f in comparison["folds"]["usfmae"])
     assert comparison["ensemble"]["usfmae"]["specificity"] is not None
     assert json.loads((out_dir / "metrics.json").read_text())["binary"]["usfmae"]["test_auc"] is None

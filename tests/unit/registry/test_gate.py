@@ -71,7 +71,7 @@ def test_missing_holdout_metrics_are_refused():
 
 def test_significantly_worse_than_champion_is_refused():
     worse, evidence = compare_with_champion(
-        _version(2), _evaluation(0.1, 1), _version(1), _evaluation(3.0, 0), 0.05
+        _version(2), _evaluation(0.1, 1), _version(1), _evaluation(1.2, 0), 0.05
     )
     assert worse
     assert evidence["auc_candidate"] < evidence["auc_champion"]
@@ -80,13 +80,13 @@ def test_significantly_worse_than_champion_is_refused():
 
 def test_as_good_as_champion_passes():
     worse, evidence = compare_with_champion(
-        _version(2), _evaluation(3.0, 2), _version(1), _evaluation(3.0, 0), 0.05
+        _version(2), _evaluation(1.2, 4), _version(1), _evaluation(1.2, 0), 0.05
     )
     assert not worse and evidence["n_images"] == 60
 
 
 def test_better_than_champion_passes_one_sided():
-    worse, _ = compare_with_champion(_version(2), _evaluation(3.0, 0), _version(1), _evaluation(0.1, 1), 0.05)
+    worse, _ = compare_with_champion(_version(2), _evaluation(1.2, 0), _version(1), _evaluation(0.1, 1), 0.05)
     assert not worse
 
 
@@ -94,12 +94,17 @@ def test_evaluation_sets_of_different_images_are_refused():
     other_ids = [f"other-{i}" for i in range(60)]
     with pytest.raises(GateError, match="different images"):
         compare_with_champion(
-            _version(2), _evaluation(3.0, 0, ids=other_ids), _version(1), _evaluation(3.0, 1), 0.05
+            _version(2), _evaluation(1.2, 0, ids=other_ids), _version(1), _evaluation(1.2, 1), 0.05
         )
 
 
 def test_evaluation_sets_with_conflicting_labels_are_refused():
-    flipped = _evaluation(3.0, 1)
+    flipped = _evaluation(1.2, 1)
     flipped["y_true"] = 1 - flipped["y_true"]
     with pytest.raises(GateError, match="different labels"):
-        compare_with_champion(_version(2), _evaluation(3.0, 0), _version(1), flipped, 0.05)
+        compare_with_champion(_version(2), _evaluation(1.2, 0), _version(1), flipped, 0.05)
+
+
+def test_a_comparison_the_evaluation_set_cannot_support_is_refused_with_the_reason():
+    with pytest.raises(GateError, match="separate\\(s\\) the classes perfectly"):
+        compare_with_champion(_version(2), _evaluation(9.0, 0), _version(1), _evaluation(1.2, 1), 0.05)

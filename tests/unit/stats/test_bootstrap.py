@@ -65,3 +65,11 @@ def test_a_set_with_one_class_gives_undefined_auc_but_an_f1_interval():
     result = paired_bootstrap(y_true, probs, probs, resamples=100)
     assert result.auc_a.estimate is None and result.auc_difference.low is None
     assert result.f1_a.estimate is not None
+
+
+def test_a_binary_set_with_one_positive_gives_no_auc_interval():
+    y_true = np.array([0] * 19 + [1])
+    probs = np.c_[np.linspace(0.9, 0.1, 20), np.linspace(0.1, 0.9, 20)]
+    result = paired_bootstrap(y_true, probs, probs[::-1], resamples=100)
+    assert result.auc_a.low is None and result.auc_difference.low is None
+    assert result.f1_a.low is not None

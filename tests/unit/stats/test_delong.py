@@ -15,7 +15,6 @@ the convention of `delong_test`.
 import numpy as np
 import pytest
 
-from renalmae.errors import DataError
 from renalmae.stats import delong_test, delong_test_ovr
 
 OUTCOME_POOR = np.array(
@@ -560,14 +559,41 @@ def test_fast_algorithm_equals_slow_reference_on_random_data_with_ties(seed):
     assert result.z == pytest.approx(z, rel=1e-9)
 
 
-def test_identical_models_give_p_one():
+def test_identical_models_have_zero_variance_and_an_undefined_p():
     result = delong_test(OUTCOME_POOR, S100B, S100B)
-    assert result.difference == 0 and result.z == 0 and result.p_value == 1.0
+    assert result.difference == 0
+    assert result.p_value is None and result.z is None
+    assert "zero variance" in result.undefined
 
 
-def test_one_class_is_refused_with_a_data_error():
-    with pytest.raises(DataError, match="only one class"):
-        delong_test(np.ones(10, dtype=int), np.arange(10.0), np.arange(10.0))
+def test_a_set_with_one_class_is_undefined_with_the_reason():
+    result = delong_test(np.ones(10, dtype=int), np.arange(10.0), np.arange(10.0)[::-1])
+    assert result.p_value is None and result.auc_a is None
+    assert "10 positive and 0 negative" in result.undefined
+
+
+def test_two_images_give_no_p_value_never_p_zero():
+    # one positive, one negative, the models ranking them oppositely: the old code gave z = inf, p = 0
+    result = delong_test([0, 1], [0.2, 0.8], [0.8, 0.2])
+    assert (result.auc_a, result.auc_b) == (1.0, 0.0)
+    assert result.p_value is None
+    assert "at least 2 positive and 2 negative" in result.undefined
+
+
+def test_fewer_than_two_negatives_is_undefined():
+    y_true = np.array([1, 1, 1, 1, 1, 0])
+    result = delong_test(y_true, np.linspace(0, 1, 6), np.linspace(0, 1, 6) ** 2)
+    assert result.p_value is None and "5 positive and 1 negative" in result.undefined
+
+
+def test_perfect_separation_is_undefined():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    perfect = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    imperfect = np.array([0.1, 0.6, 0.3, 0.4, 0.2, 0.7, 0.8, 0.9])
+    result = delong_test(y_true, perfect, imperfect)
+    assert result.auc_a == 1.0 and result.auc_b < 1.0
+    assert result.p_value is None and "separate(s) the classes perfectly" in result.undefined
+    assert "model a" in result.undefined and "model b" not in result.undefined
 
 
 def test_ovr_tests_each_class_against_the_rest():
@@ -587,5 +613,5 @@ def test_ovr_class_absent_from_the_set_is_undefined_not_an_error():
     probs = np.tile([0.5, 0.3, 0.2], (6, 1))
     probs[y_true == 1] = [0.2, 0.6, 0.2]
     results = delong_test_ovr(y_true, probs, probs[::-1])
-    assert results["2"] is None
-    assert results["0"] is not None
+    assert results["2"].p_value is None and "0 positive" in results["2"].undefined
+    assert results["0"].auc_a is not None
