@@ -84,11 +84,16 @@ class SplitParams(Section):
     seed: int = 0
     use_given: bool = True
     """Use the input's own `fold` / `split` columns when present instead of drawing new ones."""
+    external_folds: list[int] = []
+    """Given `fold` values whose images form the external test set (another site, device or period):
+    never trained, selected, thresholded or pretrained on; reported beside the holdout, first."""
 
     @model_validator(mode="after")
     def _folds_are_a_range(self) -> SplitParams:
         if self.folds != list(range(len(self.folds))) or not 2 <= len(self.folds) <= 20:
             raise ValueError(f"folds must be [0, 1, ..., k-1] with 2 <= k <= 20 (got {self.folds})")
+        if self.external_folds and not self.use_given:
+            raise ValueError("external_folds names given folds, so it needs use_given: true")
         return self
 
     @property

@@ -150,7 +150,7 @@ def build_suite(params: Params):
             max_value=1,
             **meta(
                 "group_in_one_split",
-                "a group sits in both given splits (train and test): fix the split column",
+                "a group sits in several given splits (train, test, external): fix the split column",
             ),
         ),
     ]

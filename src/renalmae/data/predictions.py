@@ -2,7 +2,7 @@
 
 One parquet file per trained model (`<run_dir>/predictions.parquet`), one row per image and split:
 
-    id, model, task, fold, split ('val' | 'test'), y_true (class index), prob_<class> for each class
+    id, model, task, fold, split ('val' | 'test' | 'external'), y_true (class index), prob_<class> per class
 
 and beside it `<run_dir>/run.json` with at least {"model", "task", "fold", "classes"}.
 """

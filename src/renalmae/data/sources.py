@@ -15,7 +15,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 PHANTOM_SCHEME = "phantom://"
 GROUP_COLUMNS = ("series_id", "patient_id")
 MAX_LISTED_FILES = 10
-SPLIT_VALUES = ("train", "test")
+SPLIT_VALUES = ("train", "test", "external")
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,17 @@
 """Reading `splits.json`, the output of the `split` step.
 
     {"k_folds": 5, "seed": 0, "origin": "drawn" | "given",
-     "test": [id, ...],
+     "test": [id, ...], "external": [id, ...],
      "folds": [{"fold": 0, "val": [id, ...]}, ...]}
 
-Fold `f` trains on every non-test labelled id that is not in `folds[f].val`.
+Fold `f` trains on every development id (neither test nor external) that is not in `folds[f].val`.
+External ids (another site, device or period; empty when there are none) are only ever predicted.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from renalmae.errors import DataError, ParamsError
@@ -22,11 +23,17 @@ class Splits:
     k_folds: int
     test_ids: list[str]
     val_ids_by_fold: list[list[str]]
+    external_ids: list[str] = field(default_factory=list)
 
     @property
     def development_ids(self) -> list[str]:
-        """Every labelled id outside the holdout test, in fold order."""
+        """Every labelled id outside the holdout test and the external set, in fold order."""
         return [image_id for fold_ids in self.val_ids_by_fold for image_id in fold_ids]
+
+    @property
+    def evaluation_splits(self) -> dict[str, list[str]]:
+        """The sets every trained model predicts besides its validation fold: test, and external if any."""
+        return {"test": self.test_ids} | ({"external": self.external_ids} if self.external_ids else {})
 
     def fold(self, fold: int) -> tuple[list[str], list[str]]:
         """(train ids, validation ids) of fold `fold` (0-based)."""
@@ -49,4 +56,5 @@ def load_splits(path: str | os.PathLike) -> Splits:
         k_folds=int(raw["k_folds"]),
         test_ids=list(raw["test"]),
         val_ids_by_fold=[list(entry["val"]) for entry in folds],
+        external_ids=list(raw.get("external", [])),
     )

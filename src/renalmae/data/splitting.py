@@ -1,11 +1,18 @@
-"""Grouped, stratified assignment of labelled images to a holdout test set and k folds, refusing leakage.
+"""Grouped, stratified assignment of labelled images to an external set, a holdout test set and k folds.
 
-The holdout test set and the k validation folds are drawn with scikit-learn's `StratifiedGroupKFold`
-(shuffled, seeded), so every group (patient / series) lands in exactly one part and each part keeps
-roughly the class mix of the whole. An input may bring its own `split` (train / test) and / or `fold`
-columns; those are used instead when asked, and the final assignment, drawn or given, is checked: a
-group in two parts, or a class found in fewer development groups than folds, is refused. A fold that
-still lacks a class (possible with few groups) is reported as a warning and in `missing_classes`.
+How `split`, `fold` and groups combine (the README's data contract says the same):
+1. External first. A row is external when its given `split` is `external` or its given `fold` is one of
+   `split.external_folds` (e.g. the source folds of another site). External images are never trained
+   on, selected on, thresholded on or pretrained on; they are only predicted and reported.
+2. Holdout test. Of the other rows, a given `split` of `test` marks the internal holdout (every other
+   row then says `train`); without a given split a holdout of about `split.test_fraction` is drawn.
+3. Folds. The development rows (neither external nor test) take their given `fold` values, mapped in
+   sorted order to 0..k-1, or are drawn into k folds.
+Draws use scikit-learn's `StratifiedGroupKFold` (shuffled, seeded), so every group (patient / series)
+lands in exactly one part and each part keeps roughly the class mix of the whole. The final
+assignment, drawn or given, is checked: a group in two parts (external, test or a fold), or a class
+found in fewer development groups than folds, is refused. A part that still lacks a class (possible
+with few groups) is reported as a warning and in `missing_classes`.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 from renalmae.errors import DataError, ParamsError
 
 TEST = -1  # the `part` of a holdout test row; development rows carry their fold index 0..k-1
-GIVEN_SPLITS = ("train", "test")
+EXTERNAL = -2  # the `part` of an external row (another site, device or period)
+GIVEN_SPLITS = ("train", "test", "external")
 _EXAMPLES = 5
 
 
@@ -51,7 +59,8 @@ class SplitAssignment:
     def folds_missing_classes(self, classes: Sequence[str]) -> dict[str, list[str]]:
         """Validation folds (and the test set) with no image of some class, e.g. {"fold 3": ["mcdk"]}."""
         missing = {}
-        for part in [TEST, *range(self.k_folds)]:
+        parts = [EXTERNAL] if (self.part == EXTERNAL).any() else []
+        for part in [*parts, TEST, *range(self.k_folds)]:
             absent = [name for name, count in self.class_counts(part, classes).items() if count == 0]
             if absent:
                 missing[_part_name(part)] = absent
@@ -65,9 +74,11 @@ class SplitAssignment:
             "origin": self.origin,
             "given_columns": list(self.given_columns),
             "test": self.ids_in(TEST),
+            "external": self.ids_in(EXTERNAL),
             "folds": [{"fold": fold, "val": self.ids_in(fold)} for fold in range(self.k_folds)],
             "missing_classes": self.folds_missing_classes(classes),
             "counts": {
+                "external": self.class_counts(EXTERNAL, classes),
                 "test": self.class_counts(TEST, classes),
                 "folds": [{"fold": f, "val": self.class_counts(f, classes)} for f in range(self.k_folds)],
             },
@@ -81,8 +92,14 @@ def assign_splits(
     test_fraction: float,
     seed: int,
     use_given: bool,
+    external_folds: Sequence[int] = (),
 ) -> SplitAssignment:
-    """Assign every labelled row (columns id, label, group, fold, split) to the holdout test or a fold."""
+    """Assign every labelled row (columns id, label, group, fold, split) to external, holdout test or a fold.
+
+    `external_folds`: given `fold` values whose rows are external. Raises DataError (leakage, classes
+    too small, inconsistent given columns) or ParamsError (given folds that do not match k or
+    `external_folds`), naming the rows or the key.
+    """
     if labelled.empty:
         raise DataError(
             "there are no labelled images to split; check `data.source` and run `renalmae ingest`"
@@ -92,20 +109,25 @@ def assign_splits(
     groups = table["group"].where(table["group"].notna(), table["id"]).astype(str).to_numpy()
     given_split = _given(table, "split") if use_given else None
     given_fold = _given(table, "fold") if use_given else None
-
-    if given_split is not None:
-        is_test = _check_given_split(table, given_split)
-    else:
-        is_test = draw_holdout(labels, groups, test_fraction, seed)
-    development = ~is_test
-    check_class_sizes(labels[development], groups[development], classes, k_folds)
-
-    part = np.full(len(table), TEST, dtype=int)
+    split_values = _check_split_values(given_split)
+    is_external = _external_rows(table, split_values, given_fold, external_folds)
     if given_fold is not None:
         # checked before the holdout draw too: a drawn test set could otherwise hide the leak by chance
         with_fold = given_fold.notna().to_numpy()
         given_names = np.asarray([f"given fold {value}" for value in given_fold[with_fold]])
         check_no_group_leakage(groups[with_fold], given_names, ("fold",))
+    is_test, internal = np.zeros(len(table), dtype=bool), ~is_external
+    internal_split = None if split_values is None else split_values[internal]
+    if internal_split is not None and internal_split.notna().any():
+        is_test[internal] = _check_given_split(table[internal], internal_split)
+    else:
+        is_test[internal] = draw_holdout(labels[internal], groups[internal], test_fraction, seed)
+    development = ~is_test & ~is_external
+    check_class_sizes(labels[development], groups[development], classes, k_folds)
+
+    part = np.full(len(table), TEST, dtype=int)
+    part[is_external] = EXTERNAL
+    if given_fold is not None:
         part[development] = _map_given_folds(table, given_fold, development, k_folds)
     else:
         part[development] = draw_folds(labels[development], groups[development], k_folds, seed)
@@ -196,7 +218,7 @@ def check_no_group_leakage(groups: np.ndarray, parts: np.ndarray, given_columns:
 
 
 def _part_name(part: int) -> str:
-    return "test" if part == TEST else f"fold {part}"
+    return {TEST: "test", EXTERNAL: "external"}.get(part, f"fold {part}")
 
 
 def _grouped_stratified_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int):
@@ -223,18 +245,63 @@ def _given(table: pd.DataFrame, column: str) -> pd.Series | None:
     return table[column]
 
 
+def _check_split_values(given_split: pd.Series | None) -> pd.Series | None:
+    """The given `split` values, lower-cased; refuses a value outside GIVEN_SPLITS."""
+    if given_split is None:
+        return None
+    values = given_split.astype("string").str.strip().str.lower()
+    bad = sorted(set(values.dropna()) - set(GIVEN_SPLITS))
+    if bad:
+        raise DataError(f"unknown `split` value(s) {bad}; allowed: {', '.join(GIVEN_SPLITS)}")
+    return values
+
+
+def _external_rows(
+    table: pd.DataFrame,
+    split_values: pd.Series | None,
+    given_fold: pd.Series | None,
+    external_folds: Sequence[int],
+) -> np.ndarray:
+    """Rows given `split = external` or whose given fold is in `external_folds`."""
+    is_external = np.zeros(len(table), dtype=bool)
+    if split_values is not None:
+        is_external |= (split_values == "external").fillna(False).to_numpy(dtype=bool)
+    if external_folds:
+        if given_fold is None:
+            raise ParamsError(
+                f"split.external_folds is {list(external_folds)} but the input gives no `fold` column (or "
+                "split.use_given is false); give folds in the manifest or set split.external_folds: []"
+            )
+        present = set(given_fold.dropna().astype(int).tolist())
+        absent = sorted(set(external_folds) - present)
+        if absent:
+            raise ParamsError(
+                f"split.external_folds names folds {absent} that the input does not give (its folds: "
+                f"{sorted(present)}); fix split.external_folds"
+            )
+        by_fold = given_fold.isin(list(external_folds)).fillna(False).to_numpy(dtype=bool)
+        if split_values is not None:
+            contradicted = by_fold & split_values.isin(["train", "test"]).fillna(False).to_numpy(dtype=bool)
+            if contradicted.any():
+                examples = table.loc[contradicted, "id"].head(_EXAMPLES).tolist()
+                raise DataError(
+                    f"{int(contradicted.sum())} images (e.g. {examples}) are in split.external_folds but "
+                    "their given `split` says train or test; make the split column say external, or change "
+                    "split.external_folds"
+                )
+        is_external |= by_fold
+    return is_external
+
+
 def _check_given_split(table: pd.DataFrame, given_split: pd.Series) -> np.ndarray:
-    missing = table.loc[given_split.isna(), "id"].tolist()
+    """Is-test mask of the non-external rows from their given split (train / test, every row given)."""
+    missing = table.loc[given_split.isna().to_numpy(), "id"].tolist()
     if missing:
         raise DataError(
             f"{len(missing)} labelled images (e.g. {missing[:_EXAMPLES]}) have no `split` while others do; "
-            "give train/test for every row or none, or set split.use_given: false"
+            "give train/test for every non-external row or none, or set split.use_given: false"
         )
-    values = given_split.astype(str).str.strip().str.lower()
-    bad = sorted(set(values) - set(GIVEN_SPLITS))
-    if bad:
-        raise DataError(f"unknown `split` value(s) {bad}; allowed: {', '.join(GIVEN_SPLITS)}")
-    return (values == "test").to_numpy()
+    return (given_split == "test").to_numpy()
 
 
 def _map_given_folds(

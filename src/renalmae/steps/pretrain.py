@@ -1,7 +1,8 @@
 """Step `pretrain`: masked-autoencoder pretraining of the ViT encoder (USF-MAE) on unlabelled ultrasound.
 
-The pool is every `pool` image plus the development part of the labelled set (every non-test labelled
-id); the holdout test images are never seen. lr = `pretrain.base_lr` × batch_size / 256 (MAE).
+The pool is every `pool` image plus the development part of the labelled set (every labelled id outside
+the holdout test and the external set); holdout test and external images are never seen.
+lr = `pretrain.base_lr` × batch_size / 256 (MAE).
 Writes encoder.safetensors + encoder.json, loss.csv, loss.png, reconstructions.png and metrics.json.
 """
 
@@ -33,13 +34,13 @@ log = logging.getLogger(__name__)
 RECONSTRUCTION_IMAGES = 8
 
 
-def pretraining_ids(table: pd.DataFrame, development_ids: list[str], test_ids: list[str]) -> list[str]:
-    """Pool ids + development ids; refuses a pool that is empty or that contains a holdout test id."""
+def pretraining_ids(table: pd.DataFrame, development_ids: list[str], held_out_ids: list[str]) -> list[str]:
+    """Pool ids + development ids; refuses a pool that is empty or holds a holdout test or external id."""
     ids = table.loc[table["origin"] == "pool", "id"].tolist() + list(development_ids)
-    leaked = sorted(set(ids) & set(test_ids))
+    leaked = sorted(set(ids) & set(held_out_ids))
     if leaked:
-        raise DataError(f"{len(leaked)} holdout test images (e.g. {leaked[:3]}) are in the pretraining pool; "
-                        "the splits are inconsistent: run `renalmae split` again")  # fmt: skip
+        raise DataError(f"{len(leaked)} holdout test / external images (e.g. {leaked[:3]}) are in the "
+                        "pretraining pool; the splits are inconsistent: rerun `renalmae split`")  # fmt: skip
     if not ids:
         raise DataError("the pretraining pool is empty: no `data.pool` images and no development images; "
                         "add an unlabelled pool to data.pool or labelled images to data.source")  # fmt: skip
@@ -51,7 +52,7 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     out_dir = Path(out_dir)
     data = load_ingested(ingest_dir)
     splits = load_splits(splits_path)
-    ids = pretraining_ids(data.table, splits.development_ids, splits.test_ids)
+    ids = pretraining_ids(data.table, splits.development_ids, splits.test_ids + splits.external_ids)
     images = np.asarray(data.images[data.rows(ids)["cache_index"].to_numpy()])
     section = params.pretrain
     seed_everything(section.seed)  # the initial weights repeat from run to run

@@ -1,4 +1,4 @@
-"""The `split` step: grouped, stratified k folds plus a holdout test of the labelled images → splits.json."""
+"""The `split` step: grouped, stratified k folds, a holdout test and an external set → splits.json."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def run(
         test_fraction=params.split.test_fraction,
         seed=params.split.seed,
         use_given=params.split.use_given,
+        external_folds=params.split.external_folds,
     )
     out_path = Path(out_path)
     write_json(out_path, assignment.to_json(seed=params.split.seed, classes=params.data.classes))

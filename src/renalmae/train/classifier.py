@@ -43,7 +43,8 @@ METRICS_FILE = "metrics.json"
 
 @dataclass(frozen=True)
 class FoldData:
-    """The images (uint8 [N, H, W]) and integer targets of one fold's train / val and the holdout test."""
+    """The images (uint8 [N, H, W]) and integer targets of one fold's train / val, the holdout test and
+    the external set (when the splits have one)."""
 
     task: str
     fold: int
@@ -56,12 +57,12 @@ class FoldData:
 def load_fold(
     params: Params, ingest_dir: str | os.PathLike, splits_path: str | os.PathLike, task: str, fold: int
 ):
-    """Train / val ids of `fold` and the holdout test ids, with their images and `task` targets."""
+    """Train / val ids of `fold`, the holdout test and external ids, with their images and `task` targets."""
     classes = task_classes(params.data.classes, params.data.negative_class, task)
     splits = load_splits(splits_path)
     train_ids, val_ids = splits.fold(fold)
     data = load_ingested(ingest_dir)
-    ids = {"train": train_ids, "val": val_ids, "test": splits.test_ids}
+    ids = {"train": train_ids, "val": val_ids, **splits.evaluation_splits}
     images, targets = {}, {}
     for split, split_ids in ids.items():
         rows = data.rows(split_ids)
@@ -136,9 +137,9 @@ def train_classifier(
 def predictions_table(
     model: nn.Module, fold_data: FoldData, model_name: str, batch_size: int = 64
 ) -> pd.DataFrame:
-    """Rows for the fold's validation images and the holdout test, in the predictions contract."""
+    """Rows for the fold's validation, holdout test and external images, in the predictions contract."""
     frames = []
-    for split in ("val", "test"):
+    for split in [split for split in fold_data.ids if split != "train"]:
         probabilities = predict_probabilities(model, fold_data.images[split], batch_size)
         frame = pd.DataFrame(probabilities, columns=probability_columns(fold_data.classes))
         frame.insert(0, "id", fold_data.ids[split])
@@ -167,12 +168,11 @@ def write_run(
     write_predictions(run_dir / PREDICTIONS_FILE, table, fold_data.classes)
     pd.DataFrame(result.history).to_csv(run_dir / HISTORY_FILE, index=False)
     columns = probability_columns(fold_data.classes)
-    by_split = {split: table[table["split"] == split] for split in ("val", "test")}
     metrics = {
-        "val_auc": roc_auc(by_split["val"]["y_true"].to_numpy(), by_split["val"][columns].to_numpy()).value,
-        "test_auc": roc_auc(
-            by_split["test"]["y_true"].to_numpy(), by_split["test"][columns].to_numpy()
-        ).value,
+        f"{split}_auc": roc_auc(rows["y_true"].to_numpy(), rows[columns].to_numpy()).value
+        for split, rows in table.groupby("split", sort=False)
+    }
+    metrics |= {
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
