@@ -29,7 +29,9 @@ def test_params_yaml_lists_every_knob_explicitly():
 
 
 def test_unknown_key_is_refused_naming_it_and_the_allowed_keys():
-    with pytest.raises(ParamsError, match=r"unknown key `split.kfolds`.*allowed keys here: folds, seed"):
+    with pytest.raises(
+        ParamsError, match=r"unknown key `split.kfolds`.*allowed keys here: external_folds, folds, seed"
+    ):
         params_from_dict({"split": {"kfolds": 3}})
 
 
