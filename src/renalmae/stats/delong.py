@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import norm, rankdata
+from scipy.special import ndtr
 
 from renalmae.stats.auc import inference_undefined
 
@@ -47,14 +47,21 @@ class DeLongResult:
         return asdict(self)
 
 
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing the mean of their ranks (scipy's `rankdata(method="average")`)."""
+    _, level, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last_rank = np.cumsum(counts)
+    return (last_rank - (counts - 1) / 2.0)[level.ravel()]
+
+
 def _placements(
     positive_scores: np.ndarray, negative_scores: np.ndarray
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """AUC and the placement values V10 (per positive) and V01 (per negative), from midranks."""
     positives, negatives = len(positive_scores), len(negative_scores)
-    pooled_ranks = rankdata(np.concatenate([positive_scores, negative_scores]))
-    positive_ranks = rankdata(positive_scores)
-    negative_ranks = rankdata(negative_scores)
+    pooled_ranks = _midranks(np.concatenate([positive_scores, negative_scores]))
+    positive_ranks = _midranks(positive_scores)
+    negative_ranks = _midranks(negative_scores)
     # A positive's rank among all cases minus its rank among positives counts the negatives below it.
     v10 = (pooled_ranks[:positives] - positive_ranks) / negatives
     v01 = 1.0 - (pooled_ranks[positives:] - negative_ranks) / positives
@@ -101,10 +108,11 @@ def delong_test(y_true, scores_a, scores_b) -> DeLongResult:
             auc_a,
             auc_b,
         )
-    s10 = np.cov(np.vstack([v10_a, v10_b]))
-    s01 = np.cov(np.vstack([v01_a, v01_b]))
-    contrast = np.array([1.0, -1.0])
-    variance = contrast @ s10 @ contrast / positive.sum() + contrast @ s01 @ contrast / (~positive).sum()
+    # Var(AUC_a - AUC_b) = (1, -1) S10 (1, -1)' / m + (1, -1) S01 (1, -1)' / n, S the placement covariances:
+    # the sample variance of the placement differences.
+    variance = (
+        np.var(v10_a - v10_b, ddof=1) / positive.sum() + np.var(v01_a - v01_b, ddof=1) / (~positive).sum()
+    )
     if not variance > 1e-15:
         return _undefined(
             "zero variance of the AUC difference: the two models order every positive-negative pair "
@@ -115,7 +123,7 @@ def delong_test(y_true, scores_a, scores_b) -> DeLongResult:
     difference = auc_a - auc_b
     std_error = float(np.sqrt(variance))
     z = difference / std_error
-    return DeLongResult(auc_a, auc_b, float(difference), std_error, float(z), float(2.0 * norm.sf(abs(z))))
+    return DeLongResult(auc_a, auc_b, float(difference), std_error, float(z), float(2.0 * ndtr(-abs(z))))
 
 
 def delong_test_ovr(y_true, probs_a, probs_b, classes: list[str] | None = None) -> dict[str, DeLongResult]:
