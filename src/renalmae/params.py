@@ -226,6 +226,13 @@ class RegistryParams(Section):
     min_auc: Probability = 0.6
     min_f1: Probability = 0.0
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    """One-sided level of the non-inferiority test against the champion."""
+    noninferiority_margin: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    """δ: promote when the one-sided (1 - alpha) lower bound of AUC(candidate) - AUC(champion) > -δ."""
+    require_superiority: bool = False
+    """Promote only when that lower bound is above 0 (the candidate is shown better)."""
+    max_decisions_per_evaluation_set: PositiveInt = 10
+    """Gate decisions allowed on one evaluation set (content hash) before it must be refreshed."""
 
 
 class Params(Section):

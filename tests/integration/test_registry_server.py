@@ -26,9 +26,9 @@ from renalmae.steps import register
 pytestmark = pytest.mark.integration
 
 
-def _params(prefix: str):
+def _params(prefix: str, **registry):
     return params_from_dict(
-        {"registry": {"model_prefix": prefix}, "tracking": {"experiment": f"it-{prefix}"}}
+        {"registry": {"model_prefix": prefix, **registry}, "tracking": {"experiment": f"it-{prefix}"}}
     )
 
 
@@ -44,7 +44,8 @@ def test_register_promote_refuse_worse_and_predict_with_champion(mlflow_server, 
     name = "flow-usfmae-binary"
     client = mlflow_client(mlflow_server.mlflow_url)
 
-    first = _register(params, tmp_path / "strong", quality=3.0, seed=0)
+    # quality 1.0, seed 1: holdout AUC 0.978 (a perfect 1.0 would leave the comparison undefined)
+    first = _register(params, tmp_path / "strong", quality=1.0, seed=1)
     assert first["version"] == "1"
     assert client.get_model_version_by_alias(name, "challenger").version == "1"
     promoted = promote(mlflow_server.mlflow_url, name, None, params.registry)
@@ -53,6 +54,9 @@ def test_register_promote_refuse_worse_and_predict_with_champion(mlflow_server, 
     assert champion.version == "1"
     assert champion.tags["promotion.decision"] == "promoted"
     assert champion.tags["renalmae.validation_status"] == "passed"
+    evaluation_set = champion.tags["renalmae.evaluation_set_sha256"]
+    assert champion.tags["promotion.evaluation_set_sha256"] == evaluation_set
+    assert champion.tags["promotion.decisions_on_evaluation_set"] == "1"
     assert float(champion.tags["holdout.auc"]) > 0.9
     assert len(champion.tags["renalmae.git_commit"]) >= 7
 
@@ -70,7 +74,7 @@ def test_register_promote_refuse_worse_and_predict_with_champion(mlflow_server, 
     # a clearly worse candidate is registered as challenger but refused as champion
     second = _register(params, tmp_path / "weak", quality=0.2, seed=7)
     assert second["version"] == "2"
-    with pytest.raises(GateError, match="statistically worse than champion v1"):
+    with pytest.raises(GateError, match="not shown non-inferior to champion v1 on 40 holdout images"):
         promote(mlflow_server.mlflow_url, name, None, params.registry)
     assert client.get_model_version_by_alias(name, "champion").version == "1"
     assert client.get_model_version_by_alias(name, "challenger").version == "2"
@@ -84,6 +88,11 @@ def test_register_promote_refuse_worse_and_predict_with_champion(mlflow_server, 
     error_lines = [line for line in error.splitlines() if line.startswith("renalmae promote: error:")]
     assert len(error_lines) == 1 and "not promoted, champion unchanged" in error_lines[0]
     assert "Traceback" not in error
+    # three gate decisions were taken on the one holdout set (one pass, two refusals): all counted
+    decisions = client.get_registered_model(name).tags[
+        f"renalmae.evaluation_set_decisions.{evaluation_set[:16]}"
+    ]
+    assert decisions == "3"
 
     # predict through models:/...@champion equals the in-memory fold ensemble of the first run dirs
     image_paths = []
@@ -103,10 +112,11 @@ def test_register_promote_refuse_worse_and_predict_with_champion(mlflow_server, 
 
 
 def test_two_concurrent_promotions_leave_one_consistent_champion(mlflow_server, tmp_path):
-    params = _params("race")
+    # this test is about the lock, not the statistics: a wide margin lets both versions pass the gate
+    params = _params("race", noninferiority_margin=0.5)
     name = "race-usfmae-binary"
     versions = [
-        _register(params, tmp_path / f"run{seed}", quality=3.0, seed=seed)["version"] for seed in (1, 2)
+        _register(params, tmp_path / f"run{seed}", quality=1.5, seed=seed)["version"] for seed in (2, 7)
     ]
     barrier = threading.Barrier(2)
     outcomes: dict[str, object] = {}

@@ -1,12 +1,20 @@
 """The promotion gate: move a version to `champion` only if it passes, and never leave a half move.
 
-The gate (all must hold, else `GateError` and the registry is untouched):
+The gate (all must hold, else `GateError`; aliases and versions stay as they were):
 1. the version's data validation passed (`renalmae.validation_status` tag = `passed`);
-2. its holdout AUC and F1 (`holdout.auc`, `holdout.f1` tags) reach `registry.min_auc` / `registry.min_f1`;
-3. it is not statistically worse than the current champion: DeLong's test on the evaluation sets stored
-   with both versions (the same holdout images, matched by id; different image sets are refused),
-   one-sided, H1 "candidate AUC < champion AUC", at `registry.alpha`. The score is P(not the negative
-   class), so binary and multiclass versions are compared on anomaly detection.
+2. its holdout AUC and F1 (`holdout.auc`, `holdout.f1` tags, at the operating point compare chose)
+   reach `registry.min_auc` / `registry.min_f1`;
+3. it is non-inferior to the current champion on the same evaluation set: the lower bound of the
+   one-sided (1 - `registry.alpha`) DeLong confidence interval of AUC(candidate) - AUC(champion) lies
+   above -`registry.noninferiority_margin` (above 0 when `registry.require_superiority`); see
+   `renalmae.stats.noninferiority`. Both versions' stored evaluation sets must hold the same images with
+   the same labels (else refused); an undefined comparison (too few images of a class, perfect
+   separation) concludes nothing and refuses. The score is P(not the negative class), so binary and
+   multiclass versions are compared on anomaly detection.
+4. the evaluation set has not been spent: every gate decision taken on a set (passed or failed) is
+   counted on the registered model (tag `renalmae.evaluation_set_decisions.<sha256[:16]>`), and beyond
+   `registry.max_decisions_per_evaluation_set` the gate refuses until candidates are registered on a
+   fresh set, because each further look at the same images makes a chance pass likelier.
 
 Two promotions at once: each first takes the model's promotion lock, a registered model named
 `<name>--promotion-lock` created with a unique token. Creating a registered model is atomic in the
@@ -29,18 +37,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from renalmae.errors import GateError, ServiceError
 from renalmae.params import RegistryParams
 from renalmae.registry.connection import mlflow_client, service_errors
-from renalmae.registry.versions import CHALLENGER, CHAMPION, EVALUATION_ARTIFACT, MODEL_ARTIFACT
+from renalmae.registry.versions import (
+    CHALLENGER,
+    CHAMPION,
+    EVALUATION_ARTIFACT,
+    EVALUATION_SET_TAG,
+    MODEL_ARTIFACT,
+    evaluation_set_sha256,
+)
+from renalmae.stats.noninferiority import noninferiority_test
 
 LOCK_SUFFIX = "--promotion-lock"
 LOCK_LEASE_S = 120.0
 LOCK_WAIT_S = 60.0
+DECISIONS_TAG = "renalmae.evaluation_set_decisions."
 
 
 @dataclass
@@ -90,11 +105,16 @@ def negative_scores_column(frame: pd.DataFrame, tags: dict[str, str]) -> str:
 
 
 def compare_with_champion(
-    candidate: Any, candidate_eval: pd.DataFrame, champion: Any, champion_eval: pd.DataFrame, alpha: float
+    candidate: Any,
+    candidate_eval: pd.DataFrame,
+    champion: Any,
+    champion_eval: pd.DataFrame,
+    settings: RegistryParams,
 ) -> tuple[bool, dict[str, Any]]:
-    """One-sided DeLong (candidate worse than champion?) on the shared images; (worse, evidence)."""
-    from renalmae.stats.delong import delong_test
+    """Non-inferiority of the candidate to the champion on the shared images; (passed, evidence).
 
+    Raises GateError when the evaluation sets hold different images or labels.
+    """
     name = f"{candidate.name} v{candidate.version} vs champion v{champion.version}"
     if set(candidate_eval["id"]) != set(champion_eval["id"]) or len(candidate_eval) != len(champion_eval):
         raise GateError(
@@ -110,23 +130,40 @@ def compare_with_champion(
         negative
     )
     labels = (merged["y_true_candidate"].to_numpy() != negative_index).astype(int)
-    scores_candidate = 1.0 - merged[f"{negative}_candidate"].to_numpy(dtype=float)
-    scores_champion = 1.0 - merged[f"{negative}_champion"].to_numpy(dtype=float)
-    result = delong_test(labels, scores_candidate, scores_champion)
-    if not result.defined:
-        raise GateError(f"{name}: the comparison with the champion is undefined ({result.undefined})")
-    p_worse = float(norm.cdf(result.z)) if np.isfinite(result.z) else (1.0 if result.z > 0 else 0.0)
+    result = noninferiority_test(
+        labels,
+        1.0 - merged[f"{negative}_candidate"].to_numpy(dtype=float),
+        1.0 - merged[f"{negative}_champion"].to_numpy(dtype=float),
+        margin=settings.noninferiority_margin,
+        alpha=settings.alpha,
+    )
     evidence = {
         "champion_version": str(champion.version),
         "n_images": int(len(merged)),
-        "auc_candidate": result.auc_a,
-        "auc_champion": result.auc_b,
-        "auc_difference": result.difference,
-        "delong_z": result.z,
-        "delong_p_worse_one_sided": p_worse,
-        "alpha": alpha,
+        "test": "non-inferiority of AUC, one-sided DeLong confidence bound",
+        **{key: value for key, value in result.to_dict().items() if key not in ("margin", "alpha")},
+        "noninferiority_margin": settings.noninferiority_margin,
+        "require_superiority": settings.require_superiority,
+        "alpha": settings.alpha,
     }
-    return p_worse < alpha, evidence
+    return (result.superior if settings.require_superiority else result.non_inferior), evidence
+
+
+def _champion_failure(evidence: dict[str, Any], settings: RegistryParams) -> str:
+    versus = f"champion v{evidence['champion_version']} on {evidence['n_images']} holdout images"
+    if evidence["undefined"]:
+        return f"the comparison with {versus} is undefined ({evidence['undefined']}), so nothing is shown"
+    numbers = (
+        f"AUC {evidence['auc_candidate']:.4f} vs {evidence['auc_reference']:.4f}, difference "
+        f"{evidence['difference']:+.4f}, one-sided {1 - settings.alpha:.0%} lower bound "
+        f"{evidence['lower_bound']:+.4f}"
+    )
+    if not evidence["non_inferior"]:
+        return (
+            f"not shown non-inferior to {versus} ({numbers} <= -{settings.noninferiority_margin} = "
+            "-registry.noninferiority_margin)"
+        )
+    return f"not shown superior to {versus} ({numbers} <= 0) and registry.require_superiority is true"
 
 
 def check_gate(
@@ -148,23 +185,44 @@ def check_gate(
                 f"holdout {metric.upper()} {value} is below registry.min_{metric} {threshold}"
             )
     if champion is not None and str(champion.version) != str(candidate.version):
-        worse, evidence = compare_with_champion(
+        passed, evidence = compare_with_champion(
             candidate,
             load_evaluation(client, uri, candidate),
             champion,
             load_evaluation(client, uri, champion),
-            settings.alpha,
+            settings,
         )
         result.evidence.update(evidence)
-        if worse:
-            result.failures.append(
-                f"statistically worse than champion v{champion.version} on {evidence['n_images']} "
-                "holdout images "
-                f"(AUC {evidence['auc_candidate']:.4f} vs {evidence['auc_champion']:.4f}, one-sided DeLong "
-                f"p={evidence['delong_p_worse_one_sided']:.4g} < alpha {settings.alpha})"
-            )
+        if not passed:
+            result.failures.append(_champion_failure(evidence, settings))
     result.passed = not result.failures
     return result
+
+
+def candidate_evaluation_set(client: Any, uri: str, candidate: Any) -> str:
+    """sha256 of the candidate's evaluation set content (register-time tag, else hashed from the artifact)."""
+    tagged = candidate.tags.get(EVALUATION_SET_TAG)
+    return tagged if tagged else evaluation_set_sha256(load_evaluation(client, uri, candidate))
+
+
+def take_decision(client: Any, uri: str, name: str, evaluation_set: str, settings: RegistryParams) -> int:
+    """Count one more gate decision on `evaluation_set` (held under the promotion lock); return the count.
+
+    Refuses (GateError, nothing counted) once the set has served `max_decisions_per_evaluation_set`.
+    """
+    key = f"{DECISIONS_TAG}{evaluation_set[:16]}"
+    with service_errors(uri):
+        taken = int(client.get_registered_model(name).tags.get(key, "0"))
+        if taken >= settings.max_decisions_per_evaluation_set:
+            raise GateError(
+                f"{name}: the evaluation set {evaluation_set[:16]}… has already served {taken} promotion "
+                f"decisions (registry.max_decisions_per_evaluation_set = "
+                f"{settings.max_decisions_per_evaluation_set}); every look at the same images makes a chance "
+                "pass likelier, so it must be refreshed: register the candidates on a new holdout split "
+                "(new images) before deciding again; champion unchanged"
+            )
+        client.set_registered_model_tag(name, key, str(taken + 1))
+    return taken + 1
 
 
 @contextlib.contextmanager
@@ -229,7 +287,10 @@ def promote(
         champion = current_champion(client, uri, name)
         if champion is not None and str(champion.version) == str(candidate.version):
             return {"name": name, "version": str(candidate.version), "decision": "already champion"}
+        evaluation_set = candidate_evaluation_set(client, uri, candidate)
+        decisions = take_decision(client, uri, name, evaluation_set, settings)
         gate = check_gate(client, uri, candidate, champion, settings)
+        gate.evidence |= {"evaluation_set_sha256": evaluation_set, "decisions_on_evaluation_set": decisions}
         if not gate.passed:
             raise GateError(
                 f"{name} v{candidate.version} not promoted, champion unchanged: " + "; ".join(gate.failures)
@@ -261,6 +322,8 @@ def promotion_tags(decision: dict[str, Any]) -> dict[str, str]:
         "promotion.previous_champion": str(decision["previous_champion"]),
         "promotion.token": decision["token"],
         "promotion.evidence": json.dumps(decision["evidence"], sort_keys=True, default=str),
+        "promotion.evaluation_set_sha256": str(decision["evidence"].get("evaluation_set_sha256")),
+        "promotion.decisions_on_evaluation_set": str(decision["evidence"].get("decisions_on_evaluation_set")),
     }
 
 

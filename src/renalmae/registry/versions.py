@@ -7,11 +7,13 @@ and leaves every alias where it was, so no alias ever points at a version whose 
 
 The evaluation set stored with every version (`evaluation/holdout.parquet` in the model's run: id,
 y_true, prob_<class>) is the holdout ensemble prediction; `promote` compares a challenger and the
-champion on it with DeLong's test, image by image.
+champion on it, image by image (a non-inferiority test), and counts the decisions taken on it by its
+content hash (`renalmae.evaluation_set_sha256`: the image ids and labels, not the predictions).
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from renalmae.registry.pyfunc import ENSEMBLE_ARTIFACT, FoldEnsemble, FoldEnsemb
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 EVALUATION_ARTIFACT = "evaluation/holdout.parquet"
+EVALUATION_SET_TAG = "renalmae.evaluation_set_sha256"
 MODEL_ARTIFACT = "model"
 
 
@@ -50,6 +53,13 @@ def evaluation_frame(
     frame.insert(0, "y_true", np.asarray(y_true, dtype=np.int64))
     frame.insert(0, "id", np.asarray(ids).astype(str))
     return frame
+
+
+def evaluation_set_sha256(evaluation: pd.DataFrame) -> str:
+    """sha256 of an evaluation set's content: its (id, y_true) pairs in id order, predictions excluded."""
+    pairs = evaluation[["id", "y_true"]].astype({"id": str, "y_true": np.int64}).sort_values("id")
+    lines = "\n".join(f"{image_id},{label}" for image_id, label in pairs.itertuples(index=False))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def _remote_files(client: Any, run_id: str, path: str) -> dict[str, int]:
@@ -142,6 +152,7 @@ def register_version(
         except MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
+        tags = {**tags, EVALUATION_SET_TAG: evaluation_set_sha256(evaluation)}
         version = client.create_model_version(
             name, source=source, run_id=run_id, tags={key: str(value) for key, value in tags.items()}
         )

@@ -6,12 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+from scipy.stats import norm
 
 from renalmae.errors import GateError
 from renalmae.params import RegistryParams
-from renalmae.registry.promote import check_gate, compare_with_champion
+from renalmae.registry import promote
+from renalmae.registry.connection import mlflow_client
+from renalmae.registry.promote import check_gate, compare_with_champion, take_decision
+from renalmae.registry.versions import evaluation_set_sha256
 
 SETTINGS = RegistryParams(min_auc=0.7, min_f1=0.5, alpha=0.05)
+NI_SETTINGS = RegistryParams(noninferiority_margin=0.05, alpha=0.05)
 PASSING_TAGS = {"renalmae.validation_status": "passed", "holdout.auc": "0.9", "holdout.f1": "0.8"}
 
 
@@ -24,17 +29,11 @@ def _version(number: int, drop: tuple[str, ...] = (), **tags: str) -> ModelVersi
     )  # fmt: skip
 
 
-def _evaluation(separation: float, seed: int, n: int = 60, ids: list[str] | None = None) -> pd.DataFrame:
-    labels = np.arange(n) % 2
-    scores = 1 / (1 + np.exp(-(separation * (2 * labels - 1) + np.random.default_rng(seed).normal(size=n))))
-    return pd.DataFrame(
-        {
-            "id": ids or [f"img-{i}" for i in range(n)],
-            "y_true": labels,
-            "prob_normal": 1 - scores,
-            "prob_anomaly": scores,
-        }
-    )
+def check_gate_against(monkeypatch, candidate_eval, champion_eval, settings=NI_SETTINGS):
+    """`check_gate` of v2 against champion v1 with these evaluation sets in place of the registry's."""
+    evaluations = {"run2": candidate_eval, "run1": champion_eval}
+    monkeypatch.setattr(promote, "load_evaluation", lambda client, uri, version: evaluations[version.run_id])
+    return check_gate(None, "unused", _version(2), _version(1), settings)
 
 
 def test_a_version_meeting_every_rule_passes_without_a_champion():
@@ -69,42 +68,98 @@ def test_missing_holdout_metrics_are_refused():
     assert not check_gate(None, "unused", version, None, SETTINGS).passed
 
 
-def test_significantly_worse_than_champion_is_refused():
-    worse, evidence = compare_with_champion(
-        _version(2), _evaluation(0.1, 1), _version(1), _evaluation(1.2, 0), 0.05
+def _paired(auc_candidate: float, auc_champion: float, seed: int = 0, n_positive=65, n_negative=129):
+    """Evaluation sets of a candidate and a champion on the same images: binormal scores with the given
+    AUCs, correlated 0.8 within a class (two models of one task)."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(n_positive, dtype=int), np.zeros(n_negative, dtype=int)]
+    noise = rng.standard_normal((len(labels), 2)) @ np.linalg.cholesky([[1.0, 0.8], [0.8, 1.0]]).T
+    frames = []
+    for column, auc in enumerate((auc_candidate, auc_champion)):
+        scores = 1 / (1 + np.exp(-(np.sqrt(2) * norm.ppf(auc) * labels + noise[:, column] - 1)))
+        frames.append(
+            pd.DataFrame(
+                {"id": [f"img-{i}" for i in range(len(labels))], "y_true": labels,
+                 "prob_normal": 1 - scores, "prob_anomaly": scores}
+            )
+        )  # fmt: skip
+    return frames
+
+
+def _gate(auc_candidate, auc_champion, settings=NI_SETTINGS, seed=0):
+    candidate_eval, champion_eval = _paired(auc_candidate, auc_champion, seed)
+    return compare_with_champion(_version(2), candidate_eval, _version(1), champion_eval, settings)
+
+
+def test_a_candidate_worse_than_the_champion_by_more_than_the_margin_is_refused(monkeypatch):
+    passed, evidence = _gate(0.80, 0.90)
+    assert not passed and not evidence["non_inferior"]
+    assert evidence["lower_bound"] <= -NI_SETTINGS.noninferiority_margin
+    result = check_gate_against(monkeypatch, *_paired(0.80, 0.90))
+    assert "not shown non-inferior to champion v1 on 194 holdout images" in result.failures[0]
+    assert "-registry.noninferiority_margin" in result.failures[0]
+
+
+def test_an_equally_good_candidate_passes_as_non_inferior():
+    passed, evidence = _gate(0.90, 0.90)
+    assert passed and evidence["non_inferior"] and evidence["n_images"] == 194
+    assert evidence["lower_bound"] > -NI_SETTINGS.noninferiority_margin
+
+
+def test_a_clearly_better_candidate_is_superior():
+    passed, evidence = _gate(0.95, 0.80)
+    assert passed and evidence["superior"] and evidence["lower_bound"] > 0
+
+
+def test_require_superiority_refuses_a_candidate_that_is_only_non_inferior(monkeypatch):
+    settings = NI_SETTINGS.model_copy(update={"require_superiority": True})
+    passed, evidence = _gate(0.90, 0.90, settings)
+    assert not passed and evidence["non_inferior"] and not evidence["superior"]
+    result = check_gate_against(monkeypatch, *_paired(0.90, 0.90), settings=settings)
+    assert "registry.require_superiority is true" in result.failures[0]
+
+
+def test_an_undefined_comparison_is_refused_with_the_reason(monkeypatch):
+    candidate_eval, champion_eval = _paired(0.90, 0.90, n_positive=1)
+    passed, evidence = compare_with_champion(
+        _version(2), candidate_eval, _version(1), champion_eval, NI_SETTINGS
     )
-    assert worse
-    assert evidence["auc_candidate"] < evidence["auc_champion"]
-    assert evidence["delong_p_worse_one_sided"] < 0.05
-
-
-def test_as_good_as_champion_passes():
-    worse, evidence = compare_with_champion(
-        _version(2), _evaluation(1.2, 4), _version(1), _evaluation(1.2, 0), 0.05
-    )
-    assert not worse and evidence["n_images"] == 60
-
-
-def test_better_than_champion_passes_one_sided():
-    worse, _ = compare_with_champion(_version(2), _evaluation(1.2, 0), _version(1), _evaluation(0.1, 1), 0.05)
-    assert not worse
+    assert not passed and "at least 2 positive" in evidence["undefined"]
+    result = check_gate_against(monkeypatch, candidate_eval, champion_eval)
+    assert "is undefined (DeLong's test needs at least 2 positive" in result.failures[0]
 
 
 def test_evaluation_sets_of_different_images_are_refused():
-    other_ids = [f"other-{i}" for i in range(60)]
+    candidate_eval, champion_eval = _paired(0.9, 0.9)
+    candidate_eval["id"] = [f"other-{i}" for i in range(len(candidate_eval))]
     with pytest.raises(GateError, match="different images"):
-        compare_with_champion(
-            _version(2), _evaluation(1.2, 0, ids=other_ids), _version(1), _evaluation(1.2, 1), 0.05
-        )
+        compare_with_champion(_version(2), candidate_eval, _version(1), champion_eval, NI_SETTINGS)
 
 
 def test_evaluation_sets_with_conflicting_labels_are_refused():
-    flipped = _evaluation(1.2, 1)
-    flipped["y_true"] = 1 - flipped["y_true"]
+    candidate_eval, champion_eval = _paired(0.9, 0.9)
+    champion_eval["y_true"] = 1 - champion_eval["y_true"]
     with pytest.raises(GateError, match="different labels"):
-        compare_with_champion(_version(2), _evaluation(1.2, 0), _version(1), flipped, 0.05)
+        compare_with_champion(_version(2), candidate_eval, _version(1), champion_eval, NI_SETTINGS)
 
 
-def test_a_comparison_the_evaluation_set_cannot_support_is_refused_with_the_reason():
-    with pytest.raises(GateError, match="separate\\(s\\) the classes perfectly"):
-        compare_with_champion(_version(2), _evaluation(9.0, 0), _version(1), _evaluation(1.2, 1), 0.05)
+def test_the_evaluation_set_hash_is_its_images_and_labels_not_the_predictions():
+    candidate_eval, champion_eval = _paired(0.9, 0.7)
+    assert evaluation_set_sha256(candidate_eval) == evaluation_set_sha256(champion_eval)
+    assert evaluation_set_sha256(candidate_eval.iloc[::-1]) == evaluation_set_sha256(candidate_eval)
+    relabelled = candidate_eval.assign(y_true=np.roll(candidate_eval["y_true"], 1))
+    assert evaluation_set_sha256(relabelled) != evaluation_set_sha256(candidate_eval)
+
+
+def test_decisions_on_one_evaluation_set_are_counted_and_capped(store_uri):
+    client = mlflow_client(store_uri)
+    client.create_registered_model("capped-model")
+    settings = RegistryParams(max_decisions_per_evaluation_set=2)
+    evaluation_set = "ab" * 32
+    assert take_decision(client, store_uri, "capped-model", evaluation_set, settings) == 1
+    assert take_decision(client, store_uri, "capped-model", evaluation_set, settings) == 2
+    with pytest.raises(GateError, match=r"already served 2 promotion decisions.*must be refreshed"):
+        take_decision(client, store_uri, "capped-model", evaluation_set, settings)
+    tags = client.get_registered_model("capped-model").tags
+    assert tags[f"renalmae.evaluation_set_decisions.{evaluation_set[:16]}"] == "2"
+    assert take_decision(client, store_uri, "capped-model", "cd" * 32, settings) == 1  # a fresh set
