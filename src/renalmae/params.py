@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from renalmae.errors import ParamsError
 
@@ -45,6 +45,26 @@ class DataParams(Section):
     """Ingest keeps only the first copy of an image whose decoded pixels repeat (labelled before pool,
     source order); copies under conflicting labels are all dropped. Dropped files are listed in ingest.json.
     False: every copy is kept and `validate` refuses duplicates that cross groups or labels."""
+    crop: str = "none"
+    """Crop each image and its mask alike before resizing: `none`; `auto`, the imaging sector of an
+    ultrasound screen export (largest connected lit region: burned-in text, calipers outside the fan,
+    scale bars and the black frame are cut off); or a fixed box `x0,y0,x1,y1` in pixels of the upright
+    image (x1, y1 exclusive). The box used for each image is the table's `crop` column; models record the
+    setting so `predict` crops alike."""
+
+    @field_validator("crop")
+    @classmethod
+    def _crop_is_none_auto_or_a_box(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("none", "auto"):
+            return value
+        parts = [part.strip() for part in value.split(",")]
+        if len(parts) != 4 or not all(part.isdigit() for part in parts):
+            raise ValueError(f"crop must be none, auto or x0,y0,x1,y1 (whole pixels >= 0), got '{value}'")
+        x0, y0, x1, y1 = (int(part) for part in parts)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"crop box {value} is empty: it needs x0 < x1 and y0 < y1")
+        return f"{x0},{y0},{x1},{y1}"
 
     @model_validator(mode="after")
     def _negative_class_is_a_class(self) -> DataParams:

@@ -30,11 +30,12 @@ SUMMARY_FILE = "ingest.json"
 TABLE_COLUMNS = [
     "id",  # stable image id: sha256 prefix of the source bytes (phantom: `phantom-<seed>-<index>`)
     "source",  # source path or URI as given
-    "sha256",  # of the decoded pixels at full resolution, so re-encoded copies count as duplicates
+    "sha256",  # of the decoded, cropped pixels at full resolution: re-encoded copies count as duplicates
     "label",  # class name, or null for pool images
     "group",  # patient / series id; the id itself when the input has no groups
-    "width",  # original width in pixels
-    "height",  # original height in pixels
+    "width",  # original width in pixels (upright: EXIF orientation applied)
+    "height",  # original height in pixels (upright)
+    "crop",  # box `x0,y0,x1,y1` cut from the upright image and its mask (data.crop), or null
     "mask",  # source path of the mask, or null
     "fold",  # fold given by the input (nullable Int64), else null
     "split",  # split given by the input (`train` / `test`), else null

@@ -15,6 +15,10 @@ the mask when the visible pixels all have one colour (a drawing tool's export); 
 too they must mark the same pixels as the alpha, else the mask is ambiguous and refused. A mask that
 marks every pixel is refused: its background is not 0 or transparent.
 
+Crop (`data.crop`, optional): screen exports carry burned-in text, calipers, colour bars and a black
+frame around the fan; `auto` crops to the imaging sector (`sector_box`), a fixed `x0,y0,x1,y1` to that
+box. The box is cut from the upright image and its mask alike, before padding and resizing.
+
 DICOM: ultrasound is often a multi-frame cine clip; only the **first frame** is used (the study and
 this pipeline work on still frames). Every header value the decoder relies on is read through
 `header_value`, so a malformed one makes the file a `BadImage` naming the element and its value.
@@ -65,17 +69,19 @@ class BadImage(Exception):
 
 @dataclass(frozen=True)
 class Preparation:
-    """How a file becomes a cache image: working size (pixels, square) and the decompression-bomb guard.
+    """How a file becomes a cache image: working size (pixels, square), decompression-bomb guard, crop.
 
-    Ingest builds it from params `data`; predict and explain from the model's recorded `image_size`.
+    Ingest builds it from params `data`; predict and explain from the model's recorded `image_size` and
+    `crop`. `crop` is `none`, `auto` or `x0,y0,x1,y1` (see `DataParams.crop`).
     """
 
     size: int
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    crop: str = "none"
 
     @classmethod
     def from_data(cls, data: DataParams) -> Preparation:
-        return cls(size=data.image_size, max_pixels=data.max_image_pixels)
+        return cls(size=data.image_size, max_pixels=data.max_image_pixels, crop=data.crop)
 
 
 @dataclass(frozen=True)
@@ -89,13 +95,14 @@ class DecodeTask:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded file: sha256 of the full-resolution pixels, original size, and cache-size arrays."""
+    """A decoded file: sha256 of the cropped full-resolution pixels, upright size, crop box, cache arrays."""
 
     cache_index: int
     file_sha256: str
     pixel_sha256: str
     width: int
     height: int
+    crop: str | None
     image: np.ndarray
     mask: np.ndarray
 
@@ -478,6 +485,72 @@ def _palette_rgb(pixels: np.ndarray, dataset: Any) -> np.ndarray:
     return np.clip(np.round(rgb * (255.0 / (2**depth - 1))), 0, 255).astype(np.uint8)
 
 
+# --- the imaging sector -----------------------------------------------------------------------------
+
+SECTOR_SIDE = 256  # the sector is found on a copy at most this large: enough for a box, fast
+SECTOR_OPENING = 5  # pixels (of that copy): strokes and bars thinner than this are not the sector
+
+
+def parse_crop(crop: str) -> None | str | tuple[int, int, int, int]:
+    """`none` → None, `auto` → "auto", `x0,y0,x1,y1` → the box (validated where params are read)."""
+    crop = crop.strip().lower()
+    if crop == "none":
+        return None
+    if crop == "auto":
+        return "auto"
+    x0, y0, x1, y1 = (int(value) for value in crop.split(","))
+    return x0, y0, x1, y1
+
+
+def crop_box(image: Image.Image, crop: str) -> tuple[int, int, int, int] | None:
+    """The box (x0, y0, x1, y1; x1, y1 exclusive) `crop` cuts from the upright `image`, or None."""
+    rule = parse_crop(crop)
+    if rule is None:
+        return None
+    if rule == "auto":
+        return sector_box(image)
+    width, height = image.size
+    if rule[2] > width or rule[3] > height:
+        raise BadImage(
+            f"data.crop box {crop} does not fit the {width}x{height} image (upright): images of another "
+            "layout need their own box, or data.crop: auto"
+        )
+    return rule
+
+
+def sector_box(image: Image.Image) -> tuple[int, int, int, int]:
+    """Bounding box (x0, y0, x1, y1; x1, y1 exclusive) of the imaging sector of an ultrasound screen export.
+
+    The sector is the largest connected region brighter than the darkest level (the black frame), after a
+    morphological opening that detaches burned-in text, calipers, thin scale bars and lines; its box is
+    then grown back over the lit pixels within the opening's reach, so the fan's sharp corners are kept.
+    An image with no such region keeps its whole extent. Runs on a copy at most `SECTOR_SIDE` pixels.
+    """
+    from scipy import ndimage
+
+    width, height = image.size
+    scale = min(1.0, SECTOR_SIDE / max(width, height))
+    small = image.resize(
+        (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX
+    ) if scale < 1 else image  # fmt: skip
+    pixels = np.asarray(small)
+    lit = pixels > pixels.min()
+    structure = np.ones((SECTOR_OPENING, SECTOR_OPENING), dtype=bool)
+    labels, count = ndimage.label(ndimage.binary_opening(lit, structure=structure))
+    if count == 0:
+        return 0, 0, width, height
+    largest = labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    sector = ndimage.binary_dilation(largest, structure=structure) & lit
+    rows, columns = ndimage.find_objects(sector.astype(np.uint8))[0]
+    x_scale, y_scale = width / small.size[0], height / small.size[1]
+    return (
+        max(0, int(np.floor(columns.start * x_scale))),
+        max(0, int(np.floor(rows.start * y_scale))),
+        min(width, int(np.ceil(columns.stop * x_scale))),
+        min(height, int(np.ceil(rows.stop * y_scale))),
+    )
+
+
 # --- one file, one task -----------------------------------------------------------------------------
 
 
@@ -543,8 +616,14 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_IMAGE_PIXE
 
 
 def prepare_pixels(pixels: np.ndarray, preparation: Preparation) -> np.ndarray:
-    """uint8 greyscale [H, W] of any size → the cache image [size, size] ingest would make of it."""
-    return to_square(Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)), preparation.size)
+    """uint8 greyscale [H, W] of any size → the cache image [size, size] ingest would make of it (crop,
+    pad square, resize). Raises `DataError` when a fixed crop box does not fit."""
+    image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8))
+    try:
+        box = crop_box(image, preparation.crop)
+    except BadImage as error:
+        raise DataError(str(error)) from None
+    return to_square(image if box is None else image.crop(box), preparation.size)
 
 
 def prepare_image_file(path: str | os.PathLike, preparation: Preparation) -> np.ndarray:
@@ -557,12 +636,16 @@ def prepare_image_file(path: str | os.PathLike, preparation: Preparation) -> np.
 
 
 def decode_task(task: DecodeTask, preparation: Preparation) -> Decoded | Failed:
-    """Decode one image (and its mask) to the cache size; a bad file becomes `Failed` with the rule."""
+    """Decode one image (and its mask), crop both alike, resize to the cache size; a bad file → `Failed`."""
     size, max_pixels = preparation.size, preparation.max_pixels
     try:
         image, file_sha256 = decode_file(task.path, max_pixels)
+        box = crop_box(image, preparation.crop)
     except BadImage as error:
         return Failed(task.cache_index, task.path, str(error))
+    width, height = image.size
+    if box is not None:
+        image = image.crop(box)
     if task.mask is None:
         mask = np.zeros((size, size), dtype=np.uint8)
     else:
@@ -570,20 +653,21 @@ def decode_task(task: DecodeTask, preparation: Preparation) -> Decoded | Failed:
             mask_image = decode_mask_file(task.mask, max_pixels)
         except BadImage as error:
             return Failed(task.cache_index, task.mask, f"mask of {task.path}: {error}")
-        if mask_image.size != image.size:
+        if mask_image.size != (width, height):
             return Failed(
                 task.cache_index,
                 task.mask,
                 f"mask is {mask_image.size[0]}x{mask_image.size[1]} but its image {task.path} is "
-                f"{image.size[0]}x{image.size[1]} (both upright): a mask must match its image",
+                f"{width}x{height} (both upright): a mask must match its image",
             )
-        mask = to_square(mask_image, size, nearest=True)
+        mask = to_square(mask_image if box is None else mask_image.crop(box), size, nearest=True)
     return Decoded(
         cache_index=task.cache_index,
         file_sha256=file_sha256,
         pixel_sha256=pixel_sha256(image),
-        width=image.size[0],
-        height=image.size[1],
+        width=width,
+        height=height,
+        crop=None if box is None else ",".join(map(str, box)),
         image=to_square(image, size),
         mask=mask,
     )

@@ -72,11 +72,12 @@ def _image_size(model: nn.Module, info: dict) -> int:
     return int(size[0])
 
 
-def read_images(image_paths: list[str | os.PathLike], size: int) -> np.ndarray:
+def read_images(image_paths: list[str | os.PathLike], size: int, crop: str = "none") -> np.ndarray:
     """Decode image files to uint8 greyscale [N, size, size] exactly as ingest does (`prepare_image_file`)."""
     from renalmae.data.decode import Preparation, prepare_image_file
 
-    return np.stack([prepare_image_file(path, Preparation(size=size)) for path in image_paths])
+    preparation = Preparation(size=size, crop=crop)
+    return np.stack([prepare_image_file(path, preparation) for path in image_paths])
 
 
 def explain_images(
@@ -93,7 +94,7 @@ def explain_images(
     settings = settings or ExplainParams()
     model, info = _load(model_or_run_dir, tracking_uri)
     classes = classes or list(info.get("classes", []))
-    images = read_images(image_paths, _image_size(model, info))
+    images = read_images(image_paths, _image_size(model, info), info.get("crop", "none"))
     result = explain_uint8(model, images, None, settings)
     out_dir = Path(out_dir)
     records, overlays = [], []

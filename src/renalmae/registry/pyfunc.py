@@ -13,7 +13,7 @@ a list of image paths work too when the Python object is called directly; `renal
 paths for you). Every image is prepared by `renalmae.data.decode`, the code ingest runs. Output: a
 DataFrame with one `prob_<class>` column per class, rows summing to 1.
 
-Bundle layout (the pyfunc artifact `ensemble`): `ensemble.json` {model, task, classes, image_size,
+Bundle layout (the pyfunc artifact `ensemble`): `ensemble.json` {model, task, classes, image_size, crop,
 negative_class, folds} and `fold<k>/{weights.safetensors, run.json}` per fold.
 """
 
@@ -48,7 +48,7 @@ def bundle_ensemble(run_dirs: list[Path], negative_class: str, out_dir: Path) ->
     infos = [read_json(Path(run_dir) / "run.json") for run_dir in run_dirs]
     first = infos[0]
     for run_dir, info in zip(run_dirs, infos, strict=True):
-        for key in ("model", "task", "classes", "image_size"):
+        for key in ("model", "task", "classes", "image_size", "crop"):
             if info.get(key) != first.get(key):
                 raise ModelError(
                     f"{run_dir}/run.json has {key}={info.get(key)!r} but {run_dirs[0]} has "
@@ -68,6 +68,7 @@ def bundle_ensemble(run_dirs: list[Path], negative_class: str, out_dir: Path) ->
         "task": first["task"],
         "classes": list(first["classes"]),
         "image_size": int(first["image_size"]),
+        "crop": first.get("crop", "none"),
         "negative_class": negative_class,
         "folds": folds,
     }
@@ -131,21 +132,28 @@ class FoldEnsemble:
         return list(self.info["classes"])
 
     def preparation(self, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Preparation:
-        """How ingest prepared this model's training images, to prepare new ones the same way."""
-        return Preparation(size=int(self.info["image_size"]), max_pixels=max_pixels)
+        """How ingest prepared this model's training images (size, crop), to prepare new ones the same way."""
+        crop = self.info.get("crop", "none")  # bundles made before data.crop existed
+        return Preparation(size=int(self.info["image_size"]), max_pixels=max_pixels, crop=crop)
 
-    def predict_proba(self, images: Any, batch_size: int = 64) -> np.ndarray:
-        """Mean fold probability [N, classes] of images in any form `as_image_batch` takes."""
+    def predict_proba(
+        self, images: Any, batch_size: int = 64, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    ) -> np.ndarray:
+        """Mean fold probability [N, classes] of raw images in any form `as_image_batch` takes, each
+        prepared as ingest prepared the training images (never pass images prepared already)."""
         from renalmae.train.predict import predict_probabilities
 
-        batch = as_image_batch(images, self.preparation())
+        batch = as_image_batch(images, self.preparation(max_pixels))
         probabilities = [
             predict_probabilities(model, batch, batch_size, self.device) for model in self.models
         ]
         return np.mean(probabilities, axis=0)
 
-    def predict_frame(self, images: Any) -> pd.DataFrame:
-        return pd.DataFrame(self.predict_proba(images), columns=[f"prob_{name}" for name in self.classes])
+    def predict_frame(self, images: Any, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> pd.DataFrame:
+        return pd.DataFrame(
+            self.predict_proba(images, max_pixels=max_pixels),
+            columns=[f"prob_{name}" for name in self.classes],
+        )
 
 
 class FoldEnsembleModel(mlflow.pyfunc.PythonModel):

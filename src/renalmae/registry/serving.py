@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from renalmae.data.decode import DEFAULT_MAX_IMAGE_PIXELS, prepare_image_file
+from renalmae.data.decode import DEFAULT_MAX_IMAGE_PIXELS
 from renalmae.errors import ModelError
 from renalmae.registry.connection import mlflow_client, redacted, service_errors
 from renalmae.registry.connection import tracking_uri as default_tracking_uri
@@ -97,8 +96,7 @@ def predict_files(
     model's training images. Raises `DataError` naming a bad file, `ModelError` without the model.
     """
     ensemble = load_ensemble(model_uri, tracking_uri)
-    preparation = ensemble.preparation(max_pixels)
-    table = ensemble.predict_frame(np.stack([prepare_image_file(path, preparation) for path in images]))
+    table = ensemble.predict_frame([Path(path) for path in images], max_pixels=max_pixels)
     table.insert(0, "image", [str(Path(path)) for path in images])
     table["predicted"] = [
         ensemble.classes[index] for index in table.filter(like="prob_").to_numpy().argmax(axis=1)

@@ -67,6 +67,7 @@ def run(params: Params, out_dir: str | Path) -> Path:
                 sha256=result.pixel_sha256,
                 width=result.width,
                 height=result.height,
+                crop=result.crop,
             )
             images[result.cache_index] = result.image
             masks[result.cache_index] = result.mask

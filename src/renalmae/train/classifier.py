@@ -185,6 +185,7 @@ def write_run(
         "fold": fold_data.fold,
         "classes": fold_data.classes,
         "image_size": params.data.image_size,
+        "crop": params.data.crop,
         "best_epoch": result.best_epoch,
         "best_val_auc": result.best_value,
         "params_hash": params.hash(),

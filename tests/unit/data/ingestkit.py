@@ -168,3 +168,58 @@ def tiny_params(source: str | Path, pool: list | None = None, classes: list[str]
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
     return params_from_dict(raw)
+
+
+def screen_frame(seed: int = 0, width: int = 320, height: int = 240) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """An ultrasound screen export: a speckled fan-shaped sector on black, burned-in text in the corners,
+    a grey-scale bar at the right edge and caliper marks inside the sector.
+
+    Returns (image [H, W] uint8, lesion mask [H, W] 0/255 inside the sector, the sector's bounding box
+    (x0, y0, x1, y1) with x1, y1 exclusive).
+    """
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width]
+    apex_x, apex_y = width / 2, -30.0
+    radius = np.hypot(xs - apex_x, ys - apex_y)
+    angle = np.degrees(np.arctan2(xs - apex_x, ys - apex_y))
+    sector = (radius > 60) & (radius < 250) & (np.abs(angle) < 32)
+    speckle = rng.gamma(2.0, 45.0, size=(height, width)).clip(20, 255)
+    image = np.where(sector, speckle, 0).astype(np.uint8)
+    rows, columns = np.nonzero(sector)
+    box = (int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[120:150, 140:180] = 255
+    screen = Image.fromarray(image)
+    draw = ImageDraw.Draw(screen)
+    draw.text((4, 4), "GE Voluson E10  RAB6-D", fill=255)
+    draw.text((4, height - 14), "12.3 cm  24 Hz  MI 1.1  TIs 0.3", fill=230)
+    draw.text((width - 70, 4), "Fetal Kidney", fill=255)
+    for x, y in ((130, 100), (190, 160)):  # calipers
+        draw.line((x - 4, y, x + 4, y), fill=255)
+        draw.line((x, y - 4, x, y + 4), fill=255)
+    bar = np.linspace(255, 0, 120).astype(np.uint8)[:, None].repeat(8, axis=1)
+    screen.paste(Image.fromarray(bar), (width - 14, 60))
+    return np.asarray(screen), mask, box
+
+
+def phantom_frames(n: int, seed: int = 0, size: int = 96) -> tuple[np.ndarray, list[str]]:
+    """`n` distinct renal phantom images (no two near-duplicates) and their labels."""
+    from renalmae.data.phantom import generate_phantom
+
+    phantom = generate_phantom(n, seed, size, 0.3, (0.5, 0.3, 0.2))
+    return np.asarray(phantom.images), list(phantom.labels)
+
+
+def near_copy(pixels: np.ndarray, path: Path) -> Path:
+    """`pixels` re-exported as a scanner or PACS would: JPEG at quality 70, burned-in text, a caliper."""
+    from PIL import ImageDraw
+
+    image = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(image)
+    draw.text((2, 2), "12cm", fill=255)
+    draw.line((40, 50, 48, 50), fill=255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, quality=70)
+    return path

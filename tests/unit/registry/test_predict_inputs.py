@@ -82,3 +82,31 @@ def test_predict_with_a_model_never_registered_says_how_to_register_one(store_ur
     with pytest.raises(ModelError) as error:
         predict_files("models:/renal-never-registered@champion", store_uri, [image])
     assert "renal-never-registered" in str(error.value) and "renalmae register" in str(error.value)
+
+
+def test_a_model_trained_on_cropped_images_crops_what_it_is_sent(tmp_path):
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
+    from ingestkit import screen_frame, tiny_params, write_manifest
+
+    from renalmae.data.cache import load_ingested
+    from renalmae.steps import ingest
+    from renalmae.train.predict import predict_probabilities
+
+    run_dirs = make_run_dirs(tmp_path / "runs", "usfmae", "binary", folds=2)
+    for run_dir in run_dirs:  # as `finetune` records it under data.crop: auto
+        record = json.loads((run_dir / "run.json").read_text())
+        (run_dir / "run.json").write_text(json.dumps({**record, "crop": "auto"}))
+    bundle_ensemble(run_dirs, "normal", tmp_path / "bundle")
+    ensemble = FoldEnsemble(tmp_path / "bundle")
+    Image.fromarray(screen_frame(2)[0]).save(tmp_path / "screen.png")
+    manifest = write_manifest(tmp_path / "manifest.csv", [{"image": "screen.png", "label": "utd"}])
+    params = tiny_params(manifest, data={"crop": "auto"})
+    as_ingested = load_ingested(ingest.run(params, tmp_path / "ingested")).images[:1]
+    expected = np.mean(
+        [predict_probabilities(m, np.array(as_ingested), 8, "cpu") for m in ensemble.models], 0
+    )
+    np.testing.assert_allclose(ensemble.predict_proba([tmp_path / "screen.png"]), expected, atol=1e-6)
+    np.testing.assert_allclose(ensemble.predict_proba(screen_frame(2)[0]), expected, atol=1e-6)
