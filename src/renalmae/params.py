@@ -45,6 +45,13 @@ class DataParams(Section):
     """Ingest keeps only the first copy of an image whose decoded pixels repeat (labelled before pool,
     source order); copies under conflicting labels are all dropped. Dropped files are listed in ingest.json.
     False: every copy is kept and `validate` refuses duplicates that cross groups or labels."""
+    near_duplicate_bits: Annotated[int, Field(ge=0, le=256)] | None = 32
+    """Two images are near-duplicates when their 256-bit perceptual hashes differ in at most this many bits
+    (re-exports: <= 8, burned-in annotations: ~18-26, distinct images: >= 48); null turns the search off.
+    Near-duplicate labelled images are one split group, so they never cross a fold, test or external."""
+    near_duplicate_conflicts: Literal["refuse", "drop", "keep"] = "refuse"
+    """Near-duplicates under different labels: `refuse` (validate fails, naming them), `drop` (ingest drops
+    both images, listed in ingest.json) or `keep` (grouped together, labels left as they are)."""
     crop: str = "none"
     """Crop each image and its mask alike before resizing: `none`; `auto`, the imaging sector of an
     ultrasound screen export (largest connected lit region: burned-in text, calipers outside the fan,

@@ -36,6 +36,8 @@ TABLE_COLUMNS = [
     "width",  # original width in pixels (upright: EXIF orientation applied)
     "height",  # original height in pixels (upright)
     "crop",  # box `x0,y0,x1,y1` cut from the upright image and its mask (data.crop), or null
+    "phash",  # 256-bit perceptual hash (64 hex digits) of the cropped pixels (renalmae.data.near_duplicates)
+    "near_group",  # id of the first image of its cluster of labelled near-duplicates, or null
     "mask",  # source path of the mask, or null
     "fold",  # fold given by the input (nullable Int64), else null
     "split",  # split given by the input (`train` / `test`), else null

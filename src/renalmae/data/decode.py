@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from renalmae.data.near_duplicates import perceptual_hash
 from renalmae.errors import DataError
 from renalmae.params import DataParams
 
@@ -95,7 +96,8 @@ class DecodeTask:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded file: sha256 of the cropped full-resolution pixels, upright size, crop box, cache arrays."""
+    """A decoded file: sha256 and perceptual hash of the cropped full-resolution pixels, upright size, crop
+    box, cache-size arrays."""
 
     cache_index: int
     file_sha256: str
@@ -103,6 +105,7 @@ class Decoded:
     width: int
     height: int
     crop: str | None
+    phash: str
     image: np.ndarray
     mask: np.ndarray
 
@@ -668,6 +671,7 @@ def decode_task(task: DecodeTask, preparation: Preparation) -> Decoded | Failed:
         width=width,
         height=height,
         crop=None if box is None else ",".join(map(str, box)),
+        phash=perceptual_hash(image),
         image=to_square(image, size),
         mask=mask,
     )

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from renalmae.data.near_duplicates import NearDuplicates
 from renalmae.params import Params
 
 MAX_EXAMPLES = 10
@@ -38,8 +39,13 @@ def image_statistics(images: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(stats, columns=["pixel_mean", "pixel_std", "zero_fraction"])
 
 
-def validation_frame(table: pd.DataFrame, images: np.ndarray) -> pd.DataFrame:
-    """The table plus per-image statistics and the per-row helper columns the suite checks."""
+def validation_frame(
+    table: pd.DataFrame, images: np.ndarray, near: NearDuplicates | None = None
+) -> pd.DataFrame:
+    """The table plus per-image statistics and the per-row helper columns the suite checks.
+
+    `near`: the near-duplicate pairs of `table` (`NearDuplicates.find`); None counts as none.
+    """
     frame = pd.concat([table.reset_index(drop=True), image_statistics(images)], axis=1)
     sides = frame[["width", "height"]].astype(float)
     frame["aspect_ratio"] = sides.max(axis=1) / sides.min(axis=1).clip(lower=1)
@@ -58,6 +64,13 @@ def validation_frame(table: pd.DataFrame, images: np.ndarray) -> pd.DataFrame:
     )
     frame.loc[frame["group_fold_count"] == 0, "group_fold_count"] = np.nan
     frame.loc[frame["group_split_count"] == 0, "group_split_count"] = np.nan
+    frame["near_conflicts"] = 0 if near is None else near.conflicts_per_row()
+    clustered = frame[labelled & frame["near_group"].notna()] if "near_group" in frame else frame.iloc[:0]
+    by_cluster = clustered.groupby("near_group")
+    parts = pd.concat(
+        [by_cluster["fold"].transform("nunique"), by_cluster["split"].transform("nunique")], axis=1
+    ).max(axis=1)
+    frame["near_group_parts"] = parts.reindex(frame.index).astype(float)
     return frame
 
 
@@ -154,6 +167,31 @@ def build_suite(params: Params):
             ),
         ),
     ]
+    if data.near_duplicate_conflicts == "refuse":
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="near_conflicts",
+                max_value=0,
+                **meta(
+                    "near_duplicate_conflicting_labels",
+                    "near-copies of one image carry different labels: fix the labels, or set "
+                    "data.near_duplicate_conflicts: drop (ingest drops both) or keep",
+                ),
+            )
+        )
+    if params.split.use_given:
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="near_group_parts",
+                max_value=1,
+                **meta(
+                    "near_duplicates_in_one_given_part",
+                    "near-copies of one image sit in different given folds or splits, which leaks across "
+                    "them: set split.use_given: false to draw a split that keeps them together, or fix the "
+                    "fold / split column",
+                ),
+            )
+        )
     if data.group_column != "none":
         expectations.append(
             gxe.ExpectColumnValuesToNotBeNull(
@@ -191,7 +229,9 @@ def _describe(result: dict[str, Any]) -> str:
     return json.dumps(outcome, default=str)[:200]
 
 
-def summarize(validation: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
+def summarize(
+    validation: dict[str, Any], frame: pd.DataFrame, near: NearDuplicates | None = None
+) -> dict[str, Any]:
     """{"success", "failed": [{"rule", "fix", "details", "examples"}], "statistics"} from a GX result dict."""
     failed = []
     for result in validation["results"]:
@@ -202,6 +242,8 @@ def summarize(validation: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]
         examples = frame.loc[list(rows), "source"].drop_duplicates().head(MAX_EXAMPLES).tolist()
         if config["meta"]["rule"] in ("duplicate_image", "conflicting_labels") and rows:
             examples = _copies(frame, rows)
+        if config["meta"]["rule"].startswith("near_duplicate") and rows:
+            examples = _near_copies(frame, rows)
         failed.append(
             {
                 "rule": config["meta"]["rule"],
@@ -219,6 +261,7 @@ def summarize(validation: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]
         "pool": int((frame["origin"] == "pool").sum()),
         "groups": int(labelled["group"].nunique()),
         "repeated_images": int(frame["sha256"].duplicated().sum()),
+        "near_duplicates": None if near is None else near.summary(),
         "pixel_std_median": float(frame["pixel_std"].median()) if len(frame) else None,
         "zero_fraction_median": float(frame["zero_fraction"].median()) if len(frame) else None,
         "expectations": validation["statistics"],
@@ -236,6 +279,23 @@ def _copies(frame: pd.DataFrame, rows: list[int]) -> list[str]:
         )
         if len(examples) == MAX_EXAMPLES:
             break
+    return examples
+
+
+def _near_copies(frame: pd.DataFrame, rows: list[int]) -> list[str]:
+    """Examples for a near-duplicate rule: each offending cluster as `a [label, fold] ~ b [label, fold]`."""
+    examples = []
+    offending = frame.loc[list(rows)]
+    for cluster in offending["near_group"].dropna().unique()[:MAX_EXAMPLES]:
+        members = frame[frame["near_group"] == cluster]
+        examples.append(
+            " ~ ".join(
+                f"{row.source} [{row.label}, fold {row.fold}, {row.split}]" for row in members.itertuples()
+            )
+            .replace(", <NA>", "")
+            .replace(", None", "")
+            .replace(", nan", "")
+        )
     return examples
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from renalmae.data.cache import IMAGES_FILE, MASKS_FILE, TABLE_COLUMNS
 from renalmae.data.decode import pixel_sha256
+from renalmae.data.near_duplicates import NearDuplicates, perceptual_hash
 from renalmae.data.sources import Problem, SourceItem, check_label
-from renalmae.params import Params
+from renalmae.params import DataParams, Params
 
 COMPACT_CHUNK = 4096
 
@@ -32,6 +34,8 @@ def file_row(item: SourceItem, origin: str) -> dict:
         "width": None,
         "height": None,
         "crop": None,
+        "phash": None,
+        "near_group": None,
         "mask": item.mask,
         "fold": item.fold,
         "split": item.split,
@@ -71,6 +75,8 @@ def phantom_block(
                 "width": size,
                 "height": size,
                 "crop": None,
+                "phash": perceptual_hash(Image.fromarray(phantom.images[index])),
+                "near_group": None,
                 "mask": f"{uri}#{index}:mask" if label is not None else None,
                 "fold": None,
                 "split": None,
@@ -122,6 +128,24 @@ def duplicates_to_drop(table: pd.DataFrame) -> dict[int, str]:
         else:
             for row in copies.index[1:]:
                 dropped[row] = f"duplicate of {copies['source'].iloc[0]}"
+    return dropped
+
+
+def rows_to_drop(table: pd.DataFrame, data: DataParams) -> dict[int, str]:
+    """Rows to drop → why: repeated images under data.drop_duplicates, then both images of every pair of
+    near-duplicates under different labels when data.near_duplicate_conflicts is `drop`."""
+    dropped = duplicates_to_drop(table) if data.drop_duplicates else {}
+    if data.near_duplicate_conflicts != "drop":
+        return dropped
+    kept = table.drop(index=list(dropped))
+    near = NearDuplicates.find(kept, data.near_duplicate_bits)
+    for pair in near.conflicting_pairs.itertuples():
+        a, b = kept.index[pair.a], kept.index[pair.b]
+        for row, other in ((a, b), (b, a)):
+            dropped[row] = (
+                f"near-duplicate ({pair.bits} of 256 hash bits differ) of {table.at[other, 'source']} "
+                f"under another label ({table.at[row, 'label']} vs {table.at[other, 'label']})"
+            )
     return dropped
 
 

@@ -8,6 +8,8 @@ How `split`, `fold` and groups combine (the README's data contract says the same
    row then says `train`); without a given split a holdout of about `split.test_fraction` is drawn.
 3. Folds. The development rows (neither external nor test) take their given `fold` values, mapped in
    sorted order to 0..k-1, or are drawn into k folds.
+A group is a patient / series joined with every group that shares a near-duplicate cluster with it
+(table column `near_group`, renalmae.data.near_duplicates), so near-copies stay together too.
 Draws use scikit-learn's `StratifiedGroupKFold` (shuffled, seeded), so every group (patient / series)
 lands in exactly one part and each part keeps roughly the class mix of the whole. The final
 assignment, drawn or given, is checked: a group in two parts (external, test or a fold), or a class
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from renalmae.data.near_duplicates import merge_groups
 from renalmae.errors import DataError, ParamsError
 
 TEST = -1  # the `part` of a holdout test row; development rows carry their fold index 0..k-1
@@ -107,6 +110,7 @@ def assign_splits(
     table = labelled.reset_index(drop=True)
     labels = table["label"].astype(str).to_numpy()
     groups = table["group"].where(table["group"].notna(), table["id"]).astype(str).to_numpy()
+    groups = merge_groups(groups, table["near_group"].to_numpy() if "near_group" in table else None)
     given_split = _given(table, "split") if use_given else None
     given_fold = _given(table, "fold") if use_given else None
     split_values = _check_split_values(given_split)
@@ -210,7 +214,8 @@ def check_no_group_leakage(groups: np.ndarray, parts: np.ndarray, given_columns:
     )
     fix = (
         f"fix the input's {'/'.join(given_columns)} column(s) so each group sits in one part, "
-        "or set split.use_given: false to draw a grouped split"
+        "or set split.use_given: false to draw a grouped split (groups joined by near-duplicates "
+        "count as one: see data.near_duplicate_bits)"
         if given_columns
         else "this is a bug in the split: please report it"
     )

@@ -16,11 +16,12 @@ from renalmae.data.cache import IMAGES_FILE, MASKS_FILE, SUMMARY_FILE, TABLE_FIL
 from renalmae.data.decode import DecodeTask, Failed, Preparation, decode_all
 from renalmae.data.ingest_table import (
     compact_caches,
-    duplicates_to_drop,
     file_row,
     finish_table,
     phantom_block,
+    rows_to_drop,
 )
+from renalmae.data.near_duplicates import NearDuplicates
 from renalmae.data.sources import Problem, bad_files_message, is_phantom, list_pool, list_source
 from renalmae.errors import DataError
 from renalmae.io import atomic_dir, write_json
@@ -68,6 +69,7 @@ def run(params: Params, out_dir: str | Path) -> Path:
                 width=result.width,
                 height=result.height,
                 crop=result.crop,
+                phash=result.phash,
             )
             images[result.cache_index] = result.image
             masks[result.cache_index] = result.mask
@@ -75,11 +77,13 @@ def run(params: Params, out_dir: str | Path) -> Path:
             raise DataError(bad_files_message(problems))
 
         table = finish_table(rows, data.group_column)
-        dropped = duplicates_to_drop(table) if data.drop_duplicates else {}
+        dropped = rows_to_drop(table, data)
         if dropped:
             keep = np.setdiff1d(np.arange(len(table)), np.fromiter(dropped, dtype=np.int64))
             table = table.iloc[keep].reset_index(drop=True)
             images, masks = compact_caches(staging, images, masks, keep)
+        near = NearDuplicates.find(table, data.near_duplicate_bits)
+        table["near_group"] = near.near_groups()
         table["cache_index"] = np.arange(len(table), dtype=np.int64)
         images.flush()
         masks.flush()
@@ -95,6 +99,7 @@ def run(params: Params, out_dir: str | Path) -> Path:
                 "labelled": {str(k): int(v) for k, v in table["label"].value_counts().sort_index().items()},
                 "pool": int((table["origin"] == "pool").sum()),
                 "repeated_images": int(table["sha256"].duplicated().sum()),
+                "near_duplicates": near.summary(),
                 "dropped_duplicates": [
                     {"source": rows[row]["source"], "reason": why} for row, why in dropped.items()
                 ],

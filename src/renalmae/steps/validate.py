@@ -13,6 +13,7 @@ from typing import Any
 
 from renalmae.data.cache import load_ingested
 from renalmae.data.expectations import render_html, run_suite, summarize, validation_frame
+from renalmae.data.near_duplicates import NearDuplicates
 from renalmae.errors import DataValidationError
 from renalmae.io import atomic_dir, write_json
 from renalmae.params import Params
@@ -26,9 +27,10 @@ MAX_EXAMPLES_IN_MESSAGE = 3
 def run(params: Params, ingest_dir: str | Path, report_dir: str | Path) -> dict[str, Any]:
     started = time.perf_counter()
     ingested = load_ingested(ingest_dir)
-    frame = validation_frame(ingested.table, ingested.images)
+    near = NearDuplicates.find(ingested.table, params.data.near_duplicate_bits)
+    frame = validation_frame(ingested.table, ingested.images, near)
     validation = run_suite(frame, params).to_json_dict()
-    summary = summarize(validation, frame)
+    summary = summarize(validation, frame, near)
     summary["statistics"]["seconds"] = round(time.perf_counter() - started, 3)
     summary["ingest_dir"] = str(ingest_dir)
     with atomic_dir(report_dir) as staging:
