@@ -47,7 +47,7 @@ class DataParams(Section):
     False: every copy is kept and `validate` refuses duplicates that cross groups or labels."""
     near_duplicate_bits: Annotated[int, Field(ge=0, le=256)] | None = 32
     """Two images are near-duplicates when their 256-bit perceptual hashes differ in at most this many bits
-    (re-exports: <= 8, burned-in annotations: ~18-26, distinct images: >= 48); null turns the search off.
+    (re-exports: <= 8, burned-in annotations: ~16-24, distinct images: >= 48); null turns the search off.
     Near-duplicate labelled images are one split group, so they never cross a fold, test or external."""
     near_duplicate_conflicts: Literal["refuse", "drop", "keep"] = "refuse"
     """Near-duplicates under different labels: `refuse` (validate fails, naming them), `drop` (ingest drops
