@@ -51,10 +51,14 @@ def validation_frame(
     frame["aspect_ratio"] = sides.max(axis=1) / sides.min(axis=1).clip(lower=1)
     labelled = frame["origin"] == "labelled"
     frame["label_count"] = frame["label"].map(frame.loc[labelled, "label"].value_counts()).astype(float)
-    group_or_id = frame["group"].fillna(frame["id"])
-    by_image = frame.assign(group_or_id=group_or_id).groupby("sha256", dropna=False)
-    frame["copies_groups"] = by_image["group_or_id"].transform("nunique")
-    frame["copies_labels"] = by_image["label"].transform("nunique")
+    # a pool image repeating a labelled one is the `pool_repeats_labelled` rule's business, not a duplicate
+    repeats = ~labelled & frame["sha256"].isin(frame.loc[labelled, "sha256"])
+    frame["pool_repeats_labelled"] = repeats.astype(int)
+    counted = frame[frame["pool_repeats_labelled"] == 0]
+    group_or_id = counted["group"].fillna(counted["id"])
+    by_image = counted.assign(group_or_id=group_or_id).groupby("sha256", dropna=False)
+    frame["copies_groups"] = by_image["group_or_id"].transform("nunique").reindex(frame.index).fillna(1)
+    frame["copies_labels"] = by_image["label"].transform("nunique").reindex(frame.index).fillna(0)
     given = labelled & frame["group"].notna()
     frame["group_fold_count"] = (
         frame[given].groupby("group")["fold"].transform("nunique").reindex(frame.index).astype(float)
@@ -64,9 +68,12 @@ def validation_frame(
     )
     frame.loc[frame["group_fold_count"] == 0, "group_fold_count"] = np.nan
     frame.loc[frame["group_split_count"] == 0, "group_split_count"] = np.nan
+    # exact copies are judged by the duplicate rules above: these two rules see only the other pairs
+    near = None if near is None else near.without_exact_copies()
     frame["near_conflicts"] = 0 if near is None else near.conflicts_per_row()
-    clustered = frame[labelled & frame["near_group"].notna()] if "near_group" in frame else frame.iloc[:0]
-    by_cluster = clustered.groupby("near_group")
+    frame["near_cluster"] = None if near is None else near.near_groups().to_numpy()
+    clustered = frame[labelled & frame["near_cluster"].notna()]
+    by_cluster = clustered.groupby("near_cluster")
     parts = pd.concat(
         [by_cluster["fold"].transform("nunique"), by_cluster["split"].transform("nunique")], axis=1
     ).max(axis=1)
@@ -118,8 +125,18 @@ def build_suite(params: Params):
             max_value=1,
             **meta(
                 "duplicate_image",
-                "the same image appears in several groups or in the pool: remove the "
+                "the same image appears in several groups or twice in the pools: remove the "
                 "copies (or set data.drop_duplicates: true)",
+            ),
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="pool_repeats_labelled",
+            max_value=0,
+            **meta(
+                "pool_repeats_labelled",
+                "pool images repeat labelled images of data.source (is a pool the source itself, or a copy "
+                "of it?): take them out of data.pool, which needs unlabelled images only; the development "
+                "images are pretrained on already, and copies of test or external images would leak",
             ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
@@ -242,6 +259,8 @@ def summarize(
         examples = frame.loc[list(rows), "source"].drop_duplicates().head(MAX_EXAMPLES).tolist()
         if config["meta"]["rule"] in ("duplicate_image", "conflicting_labels") and rows:
             examples = _copies(frame, rows)
+        if config["meta"]["rule"] == "pool_repeats_labelled" and rows:  # with their labelled originals
+            examples = _copies(frame, frame.index[frame["sha256"].isin(frame.loc[rows, "sha256"])].tolist())
         if config["meta"]["rule"].startswith("near_duplicate") and rows:
             examples = _near_copies(frame, rows)
         failed.append(
@@ -286,8 +305,8 @@ def _near_copies(frame: pd.DataFrame, rows: list[int]) -> list[str]:
     """Examples for a near-duplicate rule: each offending cluster as `a [label, fold] ~ b [label, fold]`."""
     examples = []
     offending = frame.loc[list(rows)]
-    for cluster in offending["near_group"].dropna().unique()[:MAX_EXAMPLES]:
-        members = frame[frame["near_group"] == cluster]
+    for cluster in offending["near_cluster"].dropna().unique()[:MAX_EXAMPLES]:
+        members = frame[frame["near_cluster"] == cluster]
         examples.append(
             " ~ ".join(
                 f"{row.source} [{row.label}, fold {row.fold}, {row.split}]" for row in members.itertuples()
