@@ -1,7 +1,10 @@
 """Atomic outputs: a step writes to a temporary sibling path and renames it into place at the end.
 
 So a failed or killed step never leaves a half-written output, and the outputs of the last good run
-stay untouched until the new ones are complete.
+stay untouched until the new ones are complete. A step stopped by SIGTERM (DVC, Kubernetes, a user's
+`kill`) leaves no temporary output either: while a temporary path is open, SIGTERM raises `SystemExit`
+(exit status 143, as the signal would give), so the removal below runs like for any other failure.
+Checkpoints are not temporary outputs: they live elsewhere and stay, so the run can resume.
 """
 
 from __future__ import annotations
@@ -10,24 +13,61 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM
+_open_temporaries = 0
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(SIGTERM_EXIT_STATUS)
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Inside the block SIGTERM raises `SystemExit(143)` instead of ending the process on the spot.
+
+    Only where SIGTERM has its default action and only in the main thread (where Python runs signal
+    handlers); nested blocks share one handler, and the default comes back after the outermost one.
+    """
+    global _open_temporaries
+    owns = threading.current_thread() is threading.main_thread() and (
+        _open_temporaries > 0 or signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    )
+    if owns:
+        if _open_temporaries == 0:
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        _open_temporaries += 1
+    try:
+        yield
+    finally:
+        if owns:
+            _open_temporaries -= 1
+            if _open_temporaries == 0:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
 
 @contextlib.contextmanager
 def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary directory that replaces `final_dir` only if the block succeeds."""
+    """Yield an empty temporary directory that replaces `final_dir` only if the block succeeds.
+
+    On an exception, or SIGTERM (see the module docstring), the temporary directory is removed.
+    """
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
-    try:
-        yield staging_dir
-    except BaseException:
-        shutil.rmtree(staging_dir, ignore_errors=True)
-        raise
-    replace_path(staging_dir, final_dir)
+    with sigterm_as_exit():
+        staging_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
+        try:
+            yield staging_dir
+        except BaseException:
+            shutil.rmtree(staging_dir, ignore_errors=True)
+            raise
+        replace_path(staging_dir, final_dir)
 
 
 @contextlib.contextmanager
@@ -35,15 +75,16 @@ def atomic_file(final_path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path that replaces `final_path` only if the block succeeds."""
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging_name = tempfile.mkstemp(prefix=f".{final_path.name}.tmp-", dir=final_path.parent)
-    os.close(fd)
-    staging_path = Path(staging_name)
-    try:
-        yield staging_path
-    except BaseException:
-        staging_path.unlink(missing_ok=True)
-        raise
-    os.replace(staging_path, final_path)
+    with sigterm_as_exit():
+        fd, staging_name = tempfile.mkstemp(prefix=f".{final_path.name}.tmp-", dir=final_path.parent)
+        os.close(fd)
+        staging_path = Path(staging_name)
+        try:
+            yield staging_path
+        except BaseException:
+            staging_path.unlink(missing_ok=True)
+            raise
+        os.replace(staging_path, final_path)
 
 
 def replace_path(staging: Path, final: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from renalmae.io import atomic_dir, atomic_file, read_json, write_json
@@ -35,3 +37,67 @@ def test_atomic_file_keeps_the_old_file_when_writing_fails(tmp_path):
         staging.write_text("{broken")
         raise RuntimeError("interrupted")
     assert read_json(path) == {"version": 1}
+
+
+def run_until_ready_then_terminate(script: str, ready: Path, timeout: float = 300.0):
+    """Run `script` in a fresh Python, wait for it to create `ready`, send SIGTERM; (exit code, stderr)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), f"the child never got ready: {child.communicate()[1][-2000:]}"
+    os.kill(child.pid, signal.SIGTERM)
+    _, stderr = child.communicate(timeout=120)
+    return child.returncode, stderr
+
+
+def test_sigterm_removes_the_staging_folder_and_keeps_what_lies_beside_it(tmp_path):
+    script = f"""
+import pathlib, time
+from renalmae.io import atomic_dir
+out = pathlib.Path({str(tmp_path / "probe_fold0")!r})
+(out.parent / ".checkpoints").mkdir()
+(out.parent / ".checkpoints" / "latest.pt").write_text("step 6")  # what resumes the run
+with atomic_dir(out) as staging:
+    (staging / "half.txt").write_text("half written")
+    (out.parent / "ready").touch()
+    time.sleep(120)
+"""
+    code, stderr = run_until_ready_then_terminate(script, tmp_path / "ready")
+    assert code == 128 + 15 and "Traceback" not in stderr, stderr[-2000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".checkpoints", "ready"]
+    assert (tmp_path / ".checkpoints" / "latest.pt").read_text() == "step 6"
+
+
+@pytest.mark.slow
+def test_pretrain_killed_by_sigterm_leaves_no_temporary_output_and_keeps_its_checkpoint(tmp_path):
+    train_tests = Path(__file__).parent / "train"
+    script = f"""
+import pathlib, sys, time
+sys.path.insert(0, {str(train_tests)!r})
+from trainkit import make_dataset, tiny_params
+from renalmae.steps import pretrain
+import renalmae.train.checkpoint as checkpoint
+
+root = pathlib.Path({str(tmp_path)!r})
+ingest_dir, splits_path = make_dataset(root)
+save = checkpoint.save_checkpoint
+def save_then_wait(directory, state):  # the first checkpoint is written: the run can be resumed now
+    path = save(directory, state)
+    (root / "ready").touch()
+    time.sleep(120)
+    return path
+checkpoint.save_checkpoint = save_then_wait
+params = tiny_params(pretrain={{"epochs": 50}})
+pretrain.run(params, ingest_dir, splits_path, root / "pretrain")
+"""
+    code, stderr = run_until_ready_then_terminate(script, tmp_path / "ready")
+    assert code == 128 + 15, stderr[-2000:]
+    assert not list(tmp_path.glob(".pretrain.tmp-*")) and not (tmp_path / "pretrain").exists()
+    assert list((tmp_path / ".checkpoints").rglob("latest.pt")), "the checkpoint that resumes the run stays"
