@@ -248,6 +248,58 @@ def list_source(source: str, classes: list[str], group_column: str) -> Listing:
     )
 
 
+def pool_overlap_problems(listings: list[tuple[str, str, Listing]]) -> list[Problem]:
+    """A pool (data.pool entry) that is the labelled source itself, holds its images or masks, or repeats
+    another pool, as one problem per pool naming the real cause. `listings`: (uri, origin, listing)."""
+    labelled = [listing for _, origin, listing in listings if origin == "labelled"]
+    images = {Path(item.source).resolve() for listing in labelled for item in listing.items}
+    masks = {Path(item.mask).resolve() for listing in labelled for item in listing.items if item.mask}
+    listed_by: dict[Path, str] = {}
+    problems = []
+    for uri, origin, listing in listings:
+        if origin != "pool" or not listing.items:
+            continue
+        files = [Path(item.source).resolve() for item in listing.items]
+        in_source = [path for path in files if path in images]
+        in_masks = [path for path in files if path in masks]
+        in_pools = sorted({listed_by[path] for path in files if path in listed_by})
+        if len(in_source) == len(files):
+            problems.append(
+                Problem(
+                    uri,
+                    f"this data.pool entry is the labelled source itself: all its {len(files)} images are "
+                    "images of data.source; remove it from data.pool (the development images of "
+                    "data.source are pretrained on already)",
+                )
+            )
+        elif in_source:
+            problems.append(
+                Problem(
+                    uri,
+                    f"this data.pool entry holds {len(in_source)} labelled images of data.source (e.g. "
+                    f"{in_source[0]}); a pool takes unlabelled images only: point it at a folder of those",
+                )
+            )
+        if in_masks:
+            problems.append(
+                Problem(
+                    uri,
+                    f"this data.pool entry holds {len(in_masks)} lesion masks of data.source (e.g. "
+                    f"{in_masks[0]}); masks are not images to pretrain on: point it at the images only",
+                )
+            )
+        if in_pools:
+            problems.append(
+                Problem(
+                    uri,
+                    f"this data.pool entry repeats images of data.pool entry {in_pools[0]}: list each once",
+                )
+            )
+        for path in files:
+            listed_by.setdefault(path, uri)
+    return problems
+
+
 def list_pool(pool: str) -> Listing:
     path = Path(pool)
     if path.is_dir():

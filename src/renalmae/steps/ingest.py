@@ -22,7 +22,14 @@ from renalmae.data.ingest_table import (
     rows_to_drop,
 )
 from renalmae.data.near_duplicates import NearDuplicates
-from renalmae.data.sources import Problem, bad_files_message, is_phantom, list_pool, list_source
+from renalmae.data.sources import (
+    Problem,
+    bad_files_message,
+    is_phantom,
+    list_pool,
+    list_source,
+    pool_overlap_problems,
+)
 from renalmae.errors import DataError
 from renalmae.io import atomic_dir, write_json
 from renalmae.params import Params
@@ -34,7 +41,7 @@ def run(params: Params, out_dir: str | Path) -> Path:
     inputs = [(data.source, "labelled")] + [(pool, "pool") for pool in data.pool]
     rows: list[dict] = []
     problems: list[Problem] = []
-    phantom_blocks, tasks = [], []
+    phantom_blocks, tasks, listings = [], [], []
     for uri, origin in inputs:
         if is_phantom(uri):
             block_rows, images, masks, block_problems = phantom_block(uri, origin, params)
@@ -46,9 +53,11 @@ def run(params: Params, out_dir: str | Path) -> Path:
             list_source(uri, data.classes, data.group_column) if origin == "labelled" else list_pool(uri)
         )
         problems.extend(listing.problems)
+        listings.append((uri, origin, listing))
         for item in listing.items:
             tasks.append(DecodeTask(cache_index=len(rows), path=item.source, mask=item.mask))
             rows.append(file_row(item, origin))
+    problems.extend(pool_overlap_problems(listings))
 
     with atomic_dir(out_dir) as staging:
         shape = (len(rows), size, size)

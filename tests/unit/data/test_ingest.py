@@ -275,3 +275,26 @@ def test_manifest_grouped_by_another_column_than_asked_is_refused(tmp_path):
     manifest = manifest_dataset(tmp_path / "data", {"s1": ("normal", 1, 0)}, frames=2)
     message = refused(tiny_params(manifest, data={"group_column": "patient_id"}), tmp_path)
     assert "has column series_id but data.group_column is 'patient_id'" in message
+
+
+def test_pool_that_is_the_labelled_source_is_named_as_such(tmp_path):
+    tree = class_tree(tmp_path / "tree", {"normal": 3, "utd": 3})
+    message = refused(tiny_params(tree, pool=[tree]), tmp_path)
+    assert (
+        message.startswith("1 bad input file")
+        and f"{tree}: this data.pool entry is the labelled source" in message
+    )
+    assert "drop_duplicates" not in message
+
+
+def test_pool_of_the_source_masks_is_refused(tmp_path):
+    manifest = manifest_dataset(tmp_path / "data", {"s1": ("normal", 1, 0), "s2": ("utd", 2, 10)}, frames=2)
+    message = refused(tiny_params(manifest, pool=[tmp_path / "data" / "masks"]), tmp_path)
+    assert message.startswith("1 bad input file") and "holds 4 lesion masks of data.source" in message
+
+
+def test_pool_listed_twice_is_refused(tmp_path):
+    tree = class_tree(tmp_path / "tree", {"normal": 2, "utd": 2})
+    write_png(tmp_path / "pool" / "a.png", noise(100))
+    message = refused(tiny_params(tree, pool=[tmp_path / "pool", tmp_path / "pool"]), tmp_path)
+    assert "repeats images of data.pool entry" in message
