@@ -3,8 +3,9 @@
 The default tests use a subset manifest (a few series of each source fold, written to tmp) so they take
 seconds; the full 3,700-frame runs are marked slow. What validate says on the full source, by design:
 frames repeated inside one clip pass; the same frame under two series (the same clip exported twice, in
-two different folds) fails `duplicate_image`, and four frames fail `conflicting_labels`. The profile sets
-`data.drop_duplicates: true` so the first copy is kept and conflicting copies are dropped.
+two different folds) fails `duplicate_image`, four frames fail `conflicting_labels`, and near-copies under
+both labels fail `near_duplicate_conflicting_labels`. The profile sets `data.drop_duplicates: true` and
+`data.near_duplicate_conflicts: drop` so the first copy is kept and conflicting copies are dropped.
 """
 
 from __future__ import annotations
@@ -166,14 +167,20 @@ def test_corrupted_kidney_frame_is_named(tmp_path):
 @pytest.mark.slow
 def test_full_kidney_source_fails_validation_on_cross_series_duplicates(tmp_path):
     params = load_params(
-        profile_params(tmp_path, source=KIDNEY / "manifest.csv", pool=[], drop_duplicates=False)
+        profile_params(
+            tmp_path,
+            source=KIDNEY / "manifest.csv",
+            pool=[],
+            drop_duplicates=False,
+            near_duplicate_conflicts="refuse",
+        )
     )
     ingest.run(params, tmp_path / "ingested")
     with pytest.raises(DataValidationError) as error:
         validate.run(params, tmp_path / "ingested", tmp_path / "validation")
     summary = json.loads((tmp_path / "validation" / "summary.json").read_text())
     rules = {entry["rule"]: entry for entry in summary["failed"]}
-    assert set(rules) == {"duplicate_image", "conflicting_labels"}
+    assert set(rules) == {"duplicate_image", "conflicting_labels", "near_duplicate_conflicting_labels"}
     conflicting = " ".join(rules["conflicting_labels"]["examples"])
     assert "04_165639_1656411428_000.jpg" in conflicting and "07_165639_1656411427_000.jpg" in conflicting
     assert "duplicate_image" in str(error.value)
