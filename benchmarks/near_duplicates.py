@@ -6,6 +6,12 @@
 Prints, from one run: seconds to decode the files as ingest does, seconds to hash them (and the ratio),
 seconds to search all labelled-labelled and labelled-pool pairs and cluster them, and what was found
 (pairs, pairs across series / given folds, conflicting labels, clusters). Always exits 0.
+
+Measured 2026-11-29 on the shared 2-core machine at load average ~19-21 (busy: rerun on a quiet machine
+for absolute seconds), 3,700 kidney frames + 1,334 fetal head frames, 32 bits: decoding 49.7 s, hashing
+22.7 s (0.46 x decoding), pair search + clustering 3.1 s; 16,089 labelled pairs, 4,442 across series,
+4,420 across the source's given folds, 150 under conflicting labels, 456 clusters of 2,654 frames, no
+pool frame near a labelled one.
 """
 
 from __future__ import annotations

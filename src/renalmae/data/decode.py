@@ -73,16 +73,23 @@ class Preparation:
     """How a file becomes a cache image: working size (pixels, square), decompression-bomb guard, crop.
 
     Ingest builds it from params `data`; predict and explain from the model's recorded `image_size` and
-    `crop`. `crop` is `none`, `auto` or `x0,y0,x1,y1` (see `DataParams.crop`).
+    `crop`. `crop` is `none`, `auto` or `x0,y0,x1,y1` (see `DataParams.crop`). `perceptual_hash`: ingest
+    also hashes each image for the near-duplicate search (off when `data.near_duplicate_bits` is null).
     """
 
     size: int
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     crop: str = "none"
+    perceptual_hash: bool = False
 
     @classmethod
     def from_data(cls, data: DataParams) -> Preparation:
-        return cls(size=data.image_size, max_pixels=data.max_image_pixels, crop=data.crop)
+        return cls(
+            size=data.image_size,
+            max_pixels=data.max_image_pixels,
+            crop=data.crop,
+            perceptual_hash=data.near_duplicate_bits is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ class Decoded:
     width: int
     height: int
     crop: str | None
-    phash: str
+    phash: str | None
     image: np.ndarray
     mask: np.ndarray
 
@@ -671,7 +678,7 @@ def decode_task(task: DecodeTask, preparation: Preparation) -> Decoded | Failed:
         width=width,
         height=height,
         crop=None if box is None else ",".join(map(str, box)),
-        phash=perceptual_hash(image),
+        phash=perceptual_hash(image) if preparation.perceptual_hash else None,
         image=to_square(image, size),
         mask=mask,
     )

@@ -60,6 +60,7 @@ def phantom_block(
         unlabelled=spec.unlabelled or origin == "pool",
     )
     rows, problems = [], []
+    hashing = params.data.near_duplicate_bits is not None
     for index, image_id in enumerate(phantom.ids):
         label = phantom.labels[index] if origin == "labelled" else None
         if label is not None and (rule := check_label(label, params.data.classes)):
@@ -75,7 +76,7 @@ def phantom_block(
                 "width": size,
                 "height": size,
                 "crop": None,
-                "phash": perceptual_hash(Image.fromarray(phantom.images[index])),
+                "phash": perceptual_hash(Image.fromarray(phantom.images[index])) if hashing else None,
                 "near_group": None,
                 "mask": f"{uri}#{index}:mask" if label is not None else None,
                 "fold": None,

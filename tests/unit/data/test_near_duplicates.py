@@ -147,3 +147,10 @@ def test_groups_joined_by_a_near_duplicate_cluster_become_one_split_group():
     merged = merge_groups(groups, clusters)
     assert merged.tolist() == ["a", "a", "a", "c", "d", "d"]
     assert merge_groups(groups, pd.Series([None] * 6)).tolist() == groups.tolist()
+
+
+def test_with_the_search_off_nothing_is_hashed_or_grouped(tmp_path):
+    copies = [("s09", "", None)]
+    params = params_for(near_copy_manifest(tmp_path / "data", copies), near_duplicate_bits=None)
+    table = load_ingested(ingest.run(params, tmp_path / "ingested")).table
+    assert table["phash"].isna().all() and table["near_group"].isna().all()
