@@ -39,7 +39,7 @@ import io
 import os
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,8 +273,8 @@ def _as_written(dataset: Any, keyword: str) -> tuple[Any, str]:
 
 
 def _first(value: Any) -> Any:
-    """The first item of a multi-valued element (VM > 1), else the value itself."""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    """The first item of a multi-valued element (VM > 1, a pydicom `MultiValue`), else the value itself."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         return value[0]
     return value
 
@@ -299,6 +299,8 @@ def whole_number(low: int, high: int | None = None, empty: int | None = None) ->
 
 
 def one_of(allowed: tuple[Any, ...]) -> Callable[[Any], Any]:
+    """Parser of an element that must hold one of `allowed` (text compared stripped, upper case)."""
+
     def parse(value: Any) -> Any:
         value = _first(value)
         value = value.strip().upper() if isinstance(value, str) else value

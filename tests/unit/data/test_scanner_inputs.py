@@ -205,6 +205,25 @@ def test_dicom_window_is_applied_as_a_viewer_shows_it(tmp_path):
     assert np.array_equal(data.images[0], cached(expected))
 
 
+@pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
+@pytest.mark.parametrize(("center", "width"), [(100.0, 1.0), (128.0, 256.0), (40.5, 79.0), (300.0, 50.0)])
+def test_voi_window_matches_pydicom_apply_windowing(function, center, width):
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import apply_windowing
+
+    from renalmae.data.decode import apply_window
+
+    if function != "LINEAR" and width == 1.0:
+        width = 0.5  # LINEAR_EXACT and SIGMOID take any width > 0
+    values = np.linspace(-50, 500, 1101)
+    reference = Dataset()  # 8 bits stored, unsigned: pydicom's output range is 0..255 like ours
+    reference.PhotometricInterpretation, reference.VOILUTFunction = "MONOCHROME2", function
+    reference.BitsStored, reference.PixelRepresentation = 8, 0
+    reference.WindowCenter, reference.WindowWidth = center, width
+    expected = apply_windowing(values, reference)
+    assert np.abs(apply_window(values, center, width, function).astype(float) - expected).max() <= 0.5 + 1e-9
+
+
 # --- 4. palette LUT depth ---------------------------------------------------------------------------
 
 
