@@ -81,17 +81,16 @@ def test_safetensors_checkpoint_loads(params, tmp_path):
     torch.testing.assert_close(target(images), source.eval()(images))
 
 
-def test_three_channel_checkpoint_is_adapted_to_greyscale(params, tmp_path):
+def test_three_channel_checkpoint_is_folded_to_greyscale(params, tmp_path):
     colour = timm_vit(in_chans=3).eval()
     torch.save(colour.state_dict(), tmp_path / "rgb_vit.pth")
     grey = create_model("vit", params, num_classes=2).eval()
     report = load_init_checkpoint(grey, tmp_path / "rgb_vit.pth")
-    assert report.adapted == ["patch_embed.proj.weight: (32, 3, 8, 8)→(32, 1, 8, 8)"]
-    # a grey image seen as 3 equal channels by the colour model gives the features of the grey model
-    image = torch.randn(2, 1, IMAGE_SIZE, IMAGE_SIZE)
-    torch.testing.assert_close(
-        grey.forward_features(image), colour.forward_features(image.expand(-1, 3, -1, -1))
-    )
+    assert report.adapted == [
+        "patch_embed.proj.weight: (32, 3, 8, 8)→(32, 1, 8, 8) "
+        "(RGB-replicated greyscale, imagenet normalisation folded in)",
+        "patch_embed.proj.bias: + normalisation offset",
+    ]
 
 
 def test_three_channel_densenet_checkpoint_is_adapted(tmp_path):
@@ -99,7 +98,10 @@ def test_three_channel_densenet_checkpoint_is_adapted(tmp_path):
     torch.save({"state_dict": timm.create_model("densenet121", in_chans=3).state_dict()}, tmp_path / "dn.pth")
     cnn = create_model("cnn", params, num_classes=2)
     report = load_init_checkpoint(cnn, tmp_path / "dn.pth", param_key="baseline.init_checkpoint")
-    assert [entry.split(":")[0] for entry in report.adapted] == ["features.conv0.weight"]
+    assert [entry.split(":")[0] for entry in report.adapted] == [
+        "features.conv0.weight",
+        "features.norm0.running_mean",
+    ]
     assert sorted(report.reinitialised) == ["classifier.bias", "classifier.weight"]
     assert report.loaded == report.total - 2
 
@@ -126,7 +128,7 @@ def test_checkpoint_of_another_model_size_is_refused(params, tmp_path):
 
 def test_checkpoint_of_another_architecture_is_refused(params, tmp_path):
     torch.save(timm.create_model("test_resnet", in_chans=1).state_dict(), tmp_path / "resnet.pth")
-    with pytest.raises(ModelError, match=r"resnet.pth fits only 0/\d+ tensors of this model"):
+    with pytest.raises(ModelError, match=r"resnet.pth does not fit this model: it lacks \d+ model tensors"):
         load_init_checkpoint(create_model("mae", params), tmp_path / "resnet.pth")
 
 
@@ -167,18 +169,120 @@ def test_three_channel_mae_with_its_decoder_loads_into_the_greyscale_mae(params,
     torch.save({"model": colour.state_dict()}, tmp_path / "mae_visualize.pth")
     grey = build_from_spec(spec)
     report = load_init_checkpoint(grey, tmp_path / "mae_visualize.pth")
-    assert [entry.split(":")[0] for entry in report.adapted] == ["encoder.patch_embed.proj.weight"]
+    assert [entry.split(":")[0] for entry in report.adapted] == [
+        "encoder.patch_embed.proj.weight",
+        "encoder.patch_embed.proj.bias",
+    ]
     assert sorted(report.reinitialised) == ["decoder_pred.bias", "decoder_pred.weight"]
     assert report.loaded == report.total - 2
 
 
-def test_fine_tuned_checkpoint_with_fc_norm_fills_the_final_norm(params, tmp_path):
-    timm_style = timm_vit(fc_norm=None, num_classes=2)  # timm's default for avg pooling: norm after pooling
-    torch.save(timm_style.state_dict(), tmp_path / "finetuned.pth")
+def test_fine_tuned_checkpoint_with_post_pooling_fc_norm_is_refused(params, tmp_path):
+    """MAE fine-tuning (models_vit, global_pool) drops `norm` and normalises the pooled token (`fc_norm`):
+    loading that into our per-token `norm` would change every token, so it is refused."""
+    fine_tuned = timm_vit(fc_norm=None, num_classes=2)  # timm's default for avg pooling: norm after pooling
+    assert "fc_norm.weight" in fine_tuned.state_dict() and "norm.weight" not in fine_tuned.state_dict()
+    torch.save({"model": fine_tuned.state_dict()}, tmp_path / "finetuned.pth")
+    with pytest.raises(
+        ModelError, match=r"finetuned.pth is a fine-tuned ViT: its `fc_norm` normalises the pooled"
+    ):
+        load_init_checkpoint(create_model("vit", params, num_classes=2), tmp_path / "finetuned.pth")
+
+
+def _split_qkv_bias(state: dict) -> dict:
+    """BEiT / data2vec layout: `q_bias` and `v_bias` instead of `qkv.bias` (their key has no bias)."""
+    converted = {}
+    for key, value in state.items():
+        if key.endswith("attn.qkv.bias"):
+            query, key_bias, value_bias = value.chunk(3)
+            assert not key_bias.any()
+            block = key.removesuffix(".qkv.bias")
+            converted[f"{block}.q_bias"], converted[f"{block}.v_bias"] = query, value_bias
+        else:
+            converted[key] = value
+    return converted
+
+
+def _random_biases_with_zero_key_bias(model: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for block in model.blocks:
+            query, key_bias, value_bias = block.attn.qkv.bias.chunk(3)
+            query.normal_(), key_bias.zero_(), value_bias.normal_()
+
+
+def test_separate_q_and_v_biases_map_exactly_onto_qkv_bias(params, tmp_path):
+    source = create_model("vit", params, num_classes=2).eval()
+    _random_biases_with_zero_key_bias(source)
+    torch.save({"model": _split_qkv_bias(source.state_dict())}, tmp_path / "beit_layout.pth")
+    target = create_model("vit", params, num_classes=2).eval()
+    report = load_init_checkpoint(target, tmp_path / "beit_layout.pth")
+    assert report.loaded == report.total
+    assert report.adapted == ["2 × attn.q_bias + attn.v_bias → attn.qkv.bias (zero key bias)"]
+    images = torch.randn(2, 1, IMAGE_SIZE, IMAGE_SIZE)
+    torch.testing.assert_close(target(images), source(images), rtol=0, atol=0)
+
+
+def test_q_bias_without_v_bias_is_refused(params, tmp_path):
+    state = _split_qkv_bias({**create_model("vit", params, num_classes=2).state_dict()})
+    state = {key: value for key, value in state.items() if not key.endswith("v_bias")}
+    torch.save(state, tmp_path / "half_bias.pth")
+    with pytest.raises(
+        ModelError, match=r"lacks 2 model tensors \(blocks.\* \(2\)\).*2 of its tensors have no place"
+    ):
+        load_init_checkpoint(create_model("vit", params, num_classes=2), tmp_path / "half_bias.pth")
+
+
+def test_encoder_prefixed_layout_loads_and_reports_its_decoder(params, tmp_path):
+    """Codebases that nest the encoder (`encoder.blocks.0...`, DDP's `module.`) beside a decoder."""
+    source = create_model("mae", params)
+    state = {f"module.{key}": value for key, value in source.state_dict().items()}
+    assert "module.encoder.blocks.0.attn.qkv.weight" in state
+    torch.save({"state_dict": state}, tmp_path / "nested.pth")
     vit = create_model("vit", params, num_classes=2)
-    report = load_init_checkpoint(vit, tmp_path / "finetuned.pth")
-    assert "fc_norm.weight→norm.weight (MAE norm / timm fc_norm)" in report.adapted
-    assert torch.equal(vit.norm.weight, timm_style.fc_norm.weight)
+    report = load_init_checkpoint(vit, tmp_path / "nested.pth")
+    assert report.loaded == report.total - 2 and sorted(report.missing) == ["head.bias", "head.weight"]
+    assert "decoder_pred.weight" in report.unexpected and "mask_token" in report.unexpected
+    assert torch.equal(vit.blocks[1].mlp.fc2.weight, source.encoder.blocks[1].mlp.fc2.weight)
+
+
+def test_encoder_only_mae_release_loads_into_the_mae_and_keeps_its_decoder_at_init(params, tmp_path):
+    """`mae_pretrain_vit_base.pth` holds the encoder only: the decoder is replaceable and reported."""
+    source = create_model("mae", params)
+    torch.save({"model": encoder_state_dict(source)}, tmp_path / "enc.pth")
+    report = load_init_checkpoint(create_model("mae", params), tmp_path / "enc.pth")
+    assert report.missing and all(key.startswith(("decoder", "mask_token")) for key in report.missing)
+    assert (
+        "missing (kept at init): mask_token, decoder_pos_embed, decoder_embed.* (2), decoder_blocks.*"
+        in str(report)
+    )
+
+
+def test_checkpoint_missing_an_encoder_block_is_refused(params, tmp_path):
+    state = {
+        key: v for key, v in create_model("vit", params, 2).state_dict().items() if "blocks.1." not in key
+    }
+    torch.save(state, tmp_path / "short.pth")
+    with pytest.raises(
+        ModelError, match=r"short.pth does not fit this model: it lacks 12 model tensors \(blocks"
+    ):
+        load_init_checkpoint(create_model("vit", params, num_classes=2), tmp_path / "short.pth")
+
+
+def test_checkpoint_with_layer_scale_is_refused(params, tmp_path):
+    """A tensor the model cannot hold (here layer scale) would be silently dropped: refused instead."""
+    state = create_model("vit", params, num_classes=2).state_dict()
+    state["blocks.0.ls1.gamma"] = torch.ones(32)
+    torch.save(state, tmp_path / "layer_scale.pth")
+    with pytest.raises(
+        ModelError, match=r"1 of its tensors have no place in this model \(blocks.0.ls1.gamma\)"
+    ):
+        load_init_checkpoint(create_model("vit", params, num_classes=2), tmp_path / "layer_scale.pth")
+
+
+def test_unknown_input_normalisation_is_refused(params, tmp_path):
+    torch.save(create_model("vit", params, 2).state_dict(), tmp_path / "vit.pth")
+    with pytest.raises(ModelError, match=r"unknown input normalisation 'clip' for pretrain.init_checkpoint"):
+        load_init_checkpoint(create_model("vit", params, 2), tmp_path / "vit.pth", normalisation="clip")
 
 
 def test_truncated_safetensors_checkpoint_is_refused(params, tmp_path):
