@@ -19,6 +19,10 @@ from renalmae.errors import ParamsError
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+InputNormalisation = Literal["imagenet", "inception"]
+"""Per-channel mean / std a published checkpoint's RGB input was normalised with (timm's constants):
+`imagenet` (MAE, USF-MAE, timm DenseNet) or `inception` (0.5 / 0.5)."""
 
 
 class Section(BaseModel):
@@ -146,12 +150,41 @@ class MAEParams(Section):
 
 
 class AugmentParams(Section):
-    crop_scale: tuple[Probability, Probability] = (0.7, 1.0)
+    """Geometry and intensity augmentation on the device (`renalmae.train.augment`), in this order:
+    rotation, flips, random resized crop (USF-MAE's order), then gamma, contrast and speckle."""
+
+    crop_scale: tuple[PositiveFloat, PositiveFloat] = (0.7, 1.0)
+    """Random resized crop area range as a fraction of the image (torchvision `RandomResizedCrop(scale)`).
+    Values above 1 are allowed (USF-MAE: 0.5-2.0); as in torchvision, a crop that would leave the image is
+    drawn again (10 tries, then the whole image), so they shift the draws towards large crops."""
     hflip: Probability = 0.5
-    rotation_degrees: Annotated[float, Field(ge=0.0, le=180.0)] = 10.0
+    vflip: Probability = 0.0
+    rotation_degrees: Annotated[float, Field(ge=0.0, le=180.0)] | tuple[float, float] = 10.0
+    """Rotation range in degrees, counter-clockwise, as torchvision `RandomRotation(degrees)`: a number d
+    means [-d, d], a pair [low, high] that range (USF-MAE: [0, 90]). Corners are filled with black."""
     gamma: tuple[float, float] = (0.8, 1.25)
     contrast: tuple[float, float] = (0.8, 1.2)
     speckle_std: Annotated[float, Field(ge=0.0)] = 0.05
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> AugmentParams:
+        if self.crop_scale[0] > self.crop_scale[1]:
+            raise ValueError(f"crop_scale must be [low, high] with low <= high (got {list(self.crop_scale)})")
+        if isinstance(self.rotation_degrees, tuple):
+            low, high = self.rotation_degrees
+            if not -180.0 <= low <= high <= 180.0:
+                raise ValueError(
+                    f"rotation_degrees must be [low, high] with -180 <= low <= high <= 180 "
+                    f"(got {list(self.rotation_degrees)})"
+                )
+        return self
+
+    @property
+    def rotation_range(self) -> tuple[float, float]:
+        """(low, high) rotation angle in degrees."""
+        if isinstance(self.rotation_degrees, tuple):
+            return self.rotation_degrees
+        return (-self.rotation_degrees, self.rotation_degrees)
 
 
 class TrainParams(Section):
@@ -183,7 +216,16 @@ class PretrainParams(Section):
     clip_grad: Annotated[float, Field(gt=0)] | None = 1.0
     init_checkpoint: str | None = None
     """Local path of a published MAE / USF-MAE checkpoint to start from; null = train from scratch."""
+    init_checkpoint_data: str | None = None
+    """What `init_checkpoint` was pretrained on (e.g. "ImageNet-1k"); required with it: reports state it."""
+    init_checkpoint_norm: InputNormalisation = "imagenet"
+    """Normalisation of the checkpoint's RGB input, folded into our 1-channel patch embedding."""
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _checkpoint_states_its_data(self) -> PretrainParams:
+        _require_checkpoint_data(self.init_checkpoint, self.init_checkpoint_data, "pretrain")
+        return self
 
 
 class FinetuneParams(Section):
@@ -197,6 +239,13 @@ class FinetuneParams(Section):
     layer_decay: Annotated[float, Field(gt=0, le=1)] = 0.65
     drop_path: Annotated[float, Field(ge=0, lt=1)] = 0.1
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    mixup: Annotated[float, Field(ge=0)] = 0.0
+    """Mixup alpha (λ ~ Beta(α, α)), timm `Mixup` on the device; 0 = off (MAE fine-tuning: 0.8)."""
+    cutmix: Annotated[float, Field(ge=0)] = 0.0
+    """CutMix alpha; 0 = off (MAE fine-tuning: 1.0). With both on, each batch uses one of them (even odds)."""
+    random_erasing: Probability = 0.0
+    """Chance an image gets a random-erasing box of per-pixel noise (timm `RandomErasing`, mode "pixel");
+    MAE fine-tuning: 0.25."""
     class_balance: Literal["sampler", "loss", "none"] = "loss"
     early_stopping_patience: Annotated[int, Field(ge=0)] = 3
     """Stop after this many epochs without a better validation AUC (0 = never); the best epoch is kept."""
@@ -206,6 +255,11 @@ class FinetuneParams(Section):
 class BaselineParams(Section):
     arch: str = "densenet169"
     init_checkpoint: str | None = None
+    """Local path of an ImageNet (or other) checkpoint of `arch` to start from; null = timm's random init."""
+    init_checkpoint_data: str | None = None
+    """What `init_checkpoint` was pretrained on (e.g. "ImageNet-1k"); required with it: reports state it."""
+    init_checkpoint_norm: InputNormalisation = "imagenet"
+    """Normalisation of the checkpoint's RGB input, folded into our 1-channel first convolution."""
     epochs: PositiveInt = 4
     batch_size: PositiveInt = 32
     base_lr: Annotated[float, Field(gt=0)] = 1e-3
@@ -213,9 +267,29 @@ class BaselineParams(Section):
     warmup_epochs: Annotated[float, Field(ge=0)] = 1
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    mixup: Annotated[float, Field(ge=0)] = 0.0
+    """Mixup alpha (λ ~ Beta(α, α)), timm `Mixup` on the device; 0 = off (MAE fine-tuning: 0.8)."""
+    cutmix: Annotated[float, Field(ge=0)] = 0.0
+    """CutMix alpha; 0 = off (MAE fine-tuning: 1.0). With both on, each batch uses one of them (even odds)."""
+    random_erasing: Probability = 0.0
+    """Chance an image gets a random-erasing box of per-pixel noise (timm `RandomErasing`, mode "pixel");
+    MAE fine-tuning: 0.25."""
     class_balance: Literal["sampler", "loss", "none"] = "loss"
     early_stopping_patience: Annotated[int, Field(ge=0)] = 3
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _checkpoint_states_its_data(self) -> BaselineParams:
+        _require_checkpoint_data(self.init_checkpoint, self.init_checkpoint_data, "baseline")
+        return self
+
+
+def _require_checkpoint_data(checkpoint: str | None, data: str | None, section: str) -> None:
+    if checkpoint and not (data and data.strip()):
+        raise ValueError(
+            f"{section}.init_checkpoint is set but {section}.init_checkpoint_data is not: say what the "
+            'checkpoint was pretrained on (e.g. "ImageNet-1k"), every report states it'
+        )
 
 
 class EvaluateParams(Section):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
 
 from renalmae.errors import ParamsError
-from renalmae.params import Params, load_params, params_from_dict
+from renalmae.models.checkpoints import INPUT_NORMALISATIONS
+from renalmae.params import InputNormalisation, Params, load_params, params_from_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILE_FILES = [REPO_ROOT / "params.yaml", *sorted((REPO_ROOT / "profiles").glob("*.yaml"))]
@@ -75,3 +77,20 @@ def test_broken_yaml_is_refused(tmp_path):
 def test_params_hash_changes_with_any_value():
     assert Params().hash() == Params().hash()
     assert Params().hash() != params_from_dict({"seed": 1}).hash()
+
+
+@pytest.mark.parametrize("section", ["pretrain", "baseline"])
+def test_init_checkpoint_without_its_pretraining_data_is_refused(section):
+    with pytest.raises(
+        ParamsError, match=rf"{section}.init_checkpoint is set but {section}.init_checkpoint_data"
+    ):
+        params_from_dict({section: {"init_checkpoint": "weights.pth"}})
+
+
+def test_unknown_checkpoint_normalisation_is_refused():
+    with pytest.raises(ParamsError, match=r"`pretrain.init_checkpoint_norm`: must be one of 'imagenet' or"):
+        params_from_dict({"pretrain": {"init_checkpoint_norm": "clip"}})
+
+
+def test_checkpoint_normalisations_are_the_ones_the_loader_knows():
+    assert set(get_args(InputNormalisation)) == set(INPUT_NORMALISATIONS)

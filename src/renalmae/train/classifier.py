@@ -1,5 +1,6 @@
 """Training a classifier on one fold, shared by `finetune` (ViT) and `baseline` (CNN): fold data, the
-`fit` call with validation AUC early stopping, and the run directory it writes (weights, predictions,
+objective (cross-entropy, or the MAE fine-tuning recipe's random erasing + mixup / CutMix on soft targets),
+the `fit` call with validation AUC early stopping, and the run directory it writes (weights, predictions,
 history, metrics)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from renalmae.data.cache import load_ingested
@@ -25,14 +27,22 @@ from renalmae.data.predictions import (
     write_predictions,
 )
 from renalmae.data.splits import load_splits
-from renalmae.errors import DataError
+from renalmae.errors import DataError, ParamsError
 from renalmae.io import write_json
 from renalmae.models.trained import save_trained_model
 from renalmae.params import BaselineParams, FinetuneParams, Params
 from renalmae.stats.auc import roc_auc
+from renalmae.train.augment import batch_erasing, batch_mixup
 from renalmae.train.data import class_weights
 from renalmae.train.distributed import DistContext
-from renalmae.train.engine import FitConfig, FitResult, MetricsHook, classification_objective, fit
+from renalmae.train.engine import (
+    FitConfig,
+    FitResult,
+    MetricsHook,
+    Objective,
+    classification_objective,
+    fit,
+)
 from renalmae.train.predict import predict_probabilities
 
 log = logging.getLogger(__name__)
@@ -77,6 +87,57 @@ def load_fold(
     return FoldData(task=task, fold=fold, classes=classes, ids=ids, images=images, targets=targets)
 
 
+def soft_target_cross_entropy(
+    logits: torch.Tensor, soft_targets: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over the batch of `-Σ_c y_c log softmax(logits)_c` (timm `SoftTargetCrossEntropy`).
+
+    With `class_weights`, sample i weighs `Σ_c y_ic w_c` and the mean is over those weights, which for
+    one-hot targets is `F.cross_entropy(weight=w)`'s weighted mean.
+    """
+    losses = -(soft_targets * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+    if class_weights is None:
+        return losses.mean()
+    sample_weights = soft_targets @ class_weights
+    return (losses * sample_weights).sum() / sample_weights.sum()
+
+
+def classifier_objective(
+    section: FinetuneParams | BaselineParams, num_classes: int, weights: np.ndarray | None
+) -> Objective:
+    """Cross-entropy with label smoothing (and class weights), after the section's random erasing; with
+    mixup / CutMix on, the soft-target cross-entropy of the mixed batch (MAE fine-tuning recipe)."""
+    hard = classification_objective(weights, section.label_smoothing)
+    erase = batch_erasing(section.random_erasing)
+    mixup = batch_mixup(section, num_classes)
+    cached: dict[torch.device, torch.Tensor] = {}
+
+    def objective(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        if erase is not None:
+            inputs = erase(inputs)
+        if mixup is None:
+            return hard(model, inputs, targets)
+        inputs, soft_targets = mixup(inputs, targets)
+        weight = None
+        if weights is not None:
+            if inputs.device not in cached:
+                cached[inputs.device] = torch.as_tensor(weights, dtype=torch.float32, device=inputs.device)
+            weight = cached[inputs.device]
+        return soft_target_cross_entropy(model(inputs), soft_targets, weight)
+
+    return objective
+
+
+def _require_even_batches(section: FinetuneParams | BaselineParams, name: str, train_images: int, world: int):
+    batch = min(section.batch_size, train_images) // world
+    if batch_mixup(section, 2) is not None and batch % 2:
+        raise ParamsError(
+            f"{name}.mixup / {name}.cutmix need an even batch per process (timm Mixup pairs each image with "
+            f"another), got {batch} ({name}.batch_size {section.batch_size}, {train_images} training images, "
+            f"{world} process(es)); make {name}.batch_size even"
+        )
+
+
 def train_classifier(
     model: nn.Module,
     fold_data: FoldData,
@@ -117,7 +178,9 @@ def train_classifier(
         value = roc_auc(fold_data.targets["val"], probabilities).value
         return {"val_auc": math.nan if value is None else value}  # NaN: this epoch cannot be ranked
 
-    objective = classification_objective(weights, section.label_smoothing)
+    name = "finetune" if isinstance(section, FinetuneParams) else "baseline"
+    _require_even_batches(section, name, len(train_targets), context.world_size if context else 1)
+    objective = classifier_objective(section, num_classes, weights)
     return fit(
         model,
         fold_data.images["train"],

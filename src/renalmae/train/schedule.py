@@ -1,14 +1,13 @@
-"""Optimiser set-up: AdamW parameter groups (no decay on norms, biases and embeddings; layer-wise lr decay)
-and the per-step linear-warmup + cosine learning-rate schedule."""
+"""Optimiser set-up: AdamW parameter groups (timm's helpers, as MAE uses them: weight decay, layer-wise lr
+decay) and the per-step linear-warmup + cosine learning-rate schedule."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from torch import nn
-
-NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token", "dist_token", "decoder_pos_embed")
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -19,38 +18,22 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _no_decay(name: str, parameter: nn.Parameter) -> bool:
-    return parameter.ndim <= 1 or name.split(".")[-1] in NO_DECAY_NAMES or name.endswith(".bias")
-
-
-def _vit_layer_id(name: str, num_layers: int) -> int:
-    """MAE's `get_layer_id_for_vit`: embeddings are layer 0, block i is i + 1, the head is last."""
-    if name.split(".")[0] in ("cls_token", "pos_embed", "patch_embed", "dist_token", "reg_token"):
-        return 0
-    if name.startswith("blocks."):
-        return int(name.split(".")[1]) + 1
-    return num_layers
-
-
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
-    """AdamW groups; with `layer_decay` < 1 (a timm ViT) block i's lr is scaled by decay^(depth + 1 - i)."""
-    num_layers = len(model.blocks) + 1 if layer_decay < 1.0 else 0
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        layer = _vit_layer_id(name, num_layers) if layer_decay < 1.0 else 0
-        decay = not _no_decay(name, parameter)
-        group = groups.setdefault(
-            (layer, decay),
-            {
-                "params": [],
-                "weight_decay": weight_decay if decay else 0.0,
-                "lr_scale": layer_decay ** (num_layers - layer) if layer_decay < 1.0 else 1.0,
-            },
+    """AdamW groups: no weight decay on 1-D tensors (norms, biases) and on the names the model lists in
+    `no_weight_decay()` (timm ViT: `pos_embed`, `cls_token`); everything else `weight_decay`.
+
+    This is MAE's set-up: pretraining calls timm `param_groups_weight_decay(model, wd)` (the MAE wrapper
+    lists no names, so its `cls_token` and `mask_token` are decayed), fine-tuning MAE's `param_groups_lrd`,
+    which timm `param_groups_layer_decay` reproduces: with `layer_decay` < 1 the patch embedding, class
+    token and positions get lr scale decay^(depth + 1), block i decay^(depth - i), the final norm and the
+    head 1 (the model needs timm's `group_matcher`, as every timm ViT has).
+    """
+    skip = tuple(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else ()
+    if layer_decay < 1.0:
+        return param_groups_layer_decay(
+            model, weight_decay, no_weight_decay_list=skip, layer_decay=layer_decay
         )
-        group["params"].append(parameter)
-    return list(groups.values())
+    return param_groups_weight_decay(model, weight_decay, no_weight_decay_list=skip)
 
 
 def build_optimizer(
