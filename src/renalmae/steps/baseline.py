@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from renalmae.models import create_model, load_init_checkpoint, model_spec
+from renalmae.models.initialisation import checkpoint_initialisation
 from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
 from renalmae.train import checkpoint as ckpt
@@ -37,11 +38,18 @@ def run(
     seed_everything(section.seed)  # the initial weights repeat from run to run
     model = create_model("cnn", params, num_classes=len(fold_data.classes))
     spec = model_spec("cnn", params, num_classes=len(fold_data.classes))
-    info: dict = {"init_checkpoint": section.init_checkpoint}
+    report = None
     if section.init_checkpoint:
-        report = load_init_checkpoint(model, section.init_checkpoint, param_key="baseline.init_checkpoint")
+        report = load_init_checkpoint(
+            model, section.init_checkpoint, "baseline.init_checkpoint", section.init_checkpoint_norm
+        )
         log.info("%s", report)
-        info["init_load"] = report.to_dict()
+    info = {
+        "init_checkpoint": section.init_checkpoint,
+        "initialisation": checkpoint_initialisation(
+            section.init_checkpoint, section.init_checkpoint_data, report
+        ),
+    }
     fingerprint = ckpt.fingerprint(
         params,
         ["data", "augment", "train", "baseline"],

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from renalmae.models import create_model, load_encoder, load_encoder_into_vit, model_spec
+from renalmae.models.initialisation import mae_initialisation
 from renalmae.models.trained import ENCODER_WEIGHTS_FILE
 from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
@@ -66,7 +67,8 @@ def run(
             context=context,
         )  # fmt: skip
         info = {"encoder_source": str(encoder_dir), "encoder_load": report.to_dict(),
-                "encoder_params_hash": encoder_info.get("params_hash")}  # fmt: skip
+                "encoder_params_hash": encoder_info.get("params_hash"),
+                "initialisation": mae_initialisation(encoder_dir, encoder_info)}  # fmt: skip
         metrics = write_run(staging, model, spec, info, fold_data, result, MODEL_NAME, params, started)
         tracker.log_metrics({key: float(value) for key, value in metrics.items() if value is not None})
         tracker.log_artifacts(staging)

@@ -21,6 +21,7 @@ from renalmae.data.splits import load_splits
 from renalmae.errors import DataError
 from renalmae.io import write_json
 from renalmae.models import create_model, load_init_checkpoint, model_spec, save_encoder
+from renalmae.models.initialisation import checkpoint_initialisation, mae_pretraining_data
 from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
 from renalmae.train import checkpoint as ckpt
@@ -60,7 +61,9 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     spec = model_spec("mae", params)
     init_report = None
     if section.init_checkpoint:
-        init_report = load_init_checkpoint(model, section.init_checkpoint)
+        init_report = load_init_checkpoint(
+            model, section.init_checkpoint, normalisation=section.init_checkpoint_norm
+        )
         log.info("%s", init_report)
     config = FitConfig(
         epochs=section.epochs, batch_size=section.batch_size, lr=section.base_lr * section.batch_size / 256,
@@ -87,7 +90,16 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
             "train_seconds": round(time.time() - started, 1),
             "init_checkpoint": init_report.to_dict() if init_report else None,
         }
-        info = {"params_hash": params.hash(), "images": len(ids), "final_loss": metrics["final_loss"]}
+        pool_images = int((data.table["origin"] == "pool").sum())
+        info = {
+            "params_hash": params.hash(), "images": len(ids), "final_loss": metrics["final_loss"],
+            "initialisation": checkpoint_initialisation(
+                section.init_checkpoint, section.init_checkpoint_data, init_report
+            ),
+            "pretraining_data": mae_pretraining_data(
+                pool_images, len(ids) - pool_images, params.data.pool, params.data.source
+            ),
+        }  # fmt: skip
         save_encoder(staging, model, spec, info)
         pd.DataFrame(result.step_losses, columns=["epoch", "step", "loss"]).to_csv(
             staging / "loss.csv", index=False

@@ -9,6 +9,7 @@ from trainkit import tiny_params, write_ingest, write_splits
 from renalmae.data.predictions import read_predictions
 from renalmae.errors import DataError, ModelError, ParamsError
 from renalmae.models import create_model, load_trained_model
+from renalmae.models.initialisation import describe_initialisation
 from renalmae.steps import baseline, finetune, pretrain
 from renalmae.steps.pretrain import pretraining_ids
 
@@ -69,6 +70,32 @@ def test_finetune_writes_predictions_for_validation_and_holdout_and_learns(
     model, info = load_trained_model(run_dir)
     assert info["classes"] == ["normal", "anomaly"] and info["best_epoch"] is not None
     assert len(pd.read_csv(run_dir / "history.csv")) == metrics["epochs_run"]
+    initialisation = info["initialisation"]
+    assert initialisation["method"] == "mae-pretraining"
+    assert (
+        initialisation["mae_pretraining"]["images"]
+        == json.loads((encoder_dir / "metrics.json").read_text())["images"]
+    )
+    assert describe_initialisation(initialisation).startswith(
+        f"MAE pretraining on {initialisation['mae_pretraining']['images']} images (24 unlabelled from "
+    )
+    assert describe_initialisation(initialisation).endswith("started from random weights (no pretraining)")
+
+
+def test_baseline_from_a_checkpoint_records_its_file_and_pretraining_data(tmp_path, dataset):
+    ingest_dir, splits_path = dataset
+    weights = tmp_path / "resnet10t_imagenet.pth"
+    torch.save(create_model("cnn", tiny_params(baseline=SMALL_CNN), num_classes=2).state_dict(), weights)
+    params = tiny_params(
+        baseline={**SMALL_CNN, "init_checkpoint": str(weights), "init_checkpoint_data": "ImageNet-1k"}
+    )
+    run_dir = baseline.run(params, ingest_dir, splits_path, "binary", 0, tmp_path / "bl")
+    initialisation = json.loads((run_dir / "run.json").read_text())["initialisation"]
+    assert (
+        initialisation["checkpoint"] == str(weights) and initialisation["pretraining_data"] == "ImageNet-1k"
+    )
+    assert len(initialisation["checkpoint_sha256"]) == 64 and initialisation["load"]["loaded"] > 0
+    assert describe_initialisation(initialisation) == f"checkpoint {weights} (pretrained on ImageNet-1k)"
 
 
 def test_baseline_trains_a_cnn_with_the_same_outputs(tmp_path, dataset):
@@ -99,7 +126,9 @@ def test_baseline_refuses_an_unknown_model_name(tmp_path, dataset):
 def test_baseline_refuses_a_checkpoint_of_another_architecture(tmp_path, dataset):
     vit_weights = tmp_path / "vit.pth"
     torch.save(create_model("vit", tiny_params(), num_classes=2).state_dict(), vit_weights)
-    params = tiny_params(baseline={**SMALL_CNN, "init_checkpoint": str(vit_weights)})
+    params = tiny_params(
+        baseline={**SMALL_CNN, "init_checkpoint": str(vit_weights), "init_checkpoint_data": "a ViT run"}
+    )
     with pytest.raises(ModelError, match="vit.pth"):
         baseline.run(params, *dataset, "binary", 0, tmp_path / "out")
     assert not (tmp_path / "out").exists()

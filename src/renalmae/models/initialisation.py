@@ -1,0 +1,84 @@
+"""Where a model's starting weights came from: the `initialisation` record of run.json / encoder.json and
+its one-line description, so every report can state each model's initialisation and pretraining data.
+
+    {"method": "random" | "checkpoint" | "mae-pretraining",
+     "checkpoint": path | null, "checkpoint_sha256": hex | null,
+     "pretraining_data": text | null,          # what the checkpoint was pretrained on (params), or null
+     "load": LoadReport.to_dict() | null,
+     # mae-pretraining only (the fine-tuned ViT):
+     "mae_pretraining": {"images": n, "pool_images": n, "development_images": n, "pool": [sources],
+                         "labelled_source": source},
+     "encoder_initialisation": the pretraining run's own record}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from renalmae.models.checkpoints import LoadReport
+
+
+def checkpoint_initialisation(
+    checkpoint: str | None, pretraining_data: str | None, report: LoadReport | None
+) -> dict[str, Any]:
+    """The record of a model started from `checkpoint` (a local file), or from random weights when None."""
+    if not checkpoint:
+        return {"method": "random", "checkpoint": None, "checkpoint_sha256": None, "pretraining_data": None,
+                "load": None}  # fmt: skip
+    return {
+        "method": "checkpoint",
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest(),
+        "pretraining_data": pretraining_data,
+        "load": report.to_dict() if report is not None else None,
+    }
+
+
+def mae_pretraining_data(
+    pool_images: int, development_images: int, pool: list[str], labelled_source: str
+) -> dict[str, Any]:
+    """What an MAE pretraining run saw: the unlabelled pool plus the labelled development images (labels
+    unused; never the holdout test or external images)."""
+    return {
+        "images": pool_images + development_images,
+        "pool_images": pool_images,
+        "development_images": development_images,
+        "pool": list(pool),
+        "labelled_source": labelled_source,
+    }
+
+
+def mae_initialisation(encoder_dir: str | Path, encoder_info: dict[str, Any]) -> dict[str, Any]:
+    """The record of a ViT fine-tuned from a pretraining run's encoder (`encoder.json` = `encoder_info`)."""
+    return {
+        "method": "mae-pretraining",
+        "checkpoint": str(encoder_dir),
+        "checkpoint_sha256": None,
+        "pretraining_data": _describe_mae_data(encoder_info.get("pretraining_data") or {}),
+        "load": None,
+        "mae_pretraining": encoder_info.get("pretraining_data"),
+        "encoder_initialisation": encoder_info.get("initialisation"),
+    }
+
+
+def describe_initialisation(record: dict[str, Any] | None) -> str:
+    """One line for a report, e.g. "MAE pretraining on 3,849 ultrasound images (...), from random weights"."""
+    if not record:
+        return "not recorded"
+    if record["method"] == "random":
+        return "random weights (no pretraining)"
+    if record["method"] == "checkpoint":
+        return f"checkpoint {record['checkpoint']} (pretrained on {record['pretraining_data']})"
+    start = describe_initialisation(record.get("encoder_initialisation"))
+    return f"MAE pretraining on {record['pretraining_data']}, started from {start}"
+
+
+def _describe_mae_data(data: dict[str, Any]) -> str:
+    pool = ", ".join(data.get("pool", [])) or "no pool"
+    return (
+        f"{data.get('images', 0):,} images ({data.get('pool_images', 0):,} unlabelled from {pool}; "
+        f"{data.get('development_images', 0):,} development images of {data.get('labelled_source')}, "
+        "labels unused)"
+    )
