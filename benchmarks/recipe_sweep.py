@@ -40,8 +40,8 @@ from renalmae.models import create_model, model_spec, save_encoder
 from renalmae.models.initialisation import checkpoint_initialisation, mae_pretraining_data
 from renalmae.params import Params, load_params, params_from_dict
 from renalmae.stats import delong_test, paired_bootstrap
-from renalmae.steps import baseline, finetune, ingest, pretrain, split, validate
 from renalmae.stats.auc import roc_auc
+from renalmae.steps import baseline, finetune, ingest, pretrain, split, validate
 from renalmae.train.engine import seed_everything
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +57,12 @@ BASE = {
     "finetune": {"epochs": 10, "warmup_epochs": 1, "early_stopping_patience": 4, "layer_decay": 0.75},
     "baseline": {"epochs": 3, "warmup_epochs": 0.5, "early_stopping_patience": 2},
 }
-CONFIGS: dict[str, tuple[str, dict]] = {
+CONFIGS: dict[str, tuple[str, dict]] = {  # in running order: fine-tuning variants share base's pretraining
     "base": ("64 px, HC18 + development frames, kidney augmentation, 10 + 10 epochs", {}),
+    "mixup": ("mixup 0.8 / CutMix 1.0 / random erasing 0.25", {"finetune": MAE_REGULARISERS}),
+    "layer-decay-0.65": ("layer decay 0.65", {"finetune": {"layer_decay": 0.65}}),
+    "no-layer-decay": ("layer decay off (1.0)", {"finetune": {"layer_decay": 1.0}}),
+    "no-pretraining": ("ViT from random weights (pretraining skipped)", {}),
     "no-pool": ("pretraining on the development frames only (no HC18)", {"data": {"pool": []}}),
     "usf-mae-augment": ("USF-MAE augmentation (rotation 0-90°, flips, crop 0.5-2.0)",
                         {"augment": USF_MAE_AUGMENT}),
@@ -66,10 +70,6 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "pretrain-2x": ("pretraining 20 epochs", {"pretrain": {"epochs": 20, "warmup_epochs": 2}}),
     "96px": ("96 px, patch 8 (144 tokens)", {"data": {"image_size": 96}}),
     "128px": ("128 px, patch 16 (64 tokens)", {"data": {"image_size": 128}, "encoder": {"patch_size": 16}}),
-    "mixup": ("mixup 0.8 / CutMix 1.0 / random erasing 0.25", {"finetune": MAE_REGULARISERS}),
-    "layer-decay-0.65": ("layer decay 0.65", {"finetune": {"layer_decay": 0.65}}),
-    "no-layer-decay": ("layer decay off (1.0)", {"finetune": {"layer_decay": 1.0}}),
-    "no-pretraining": ("ViT from random weights (pretraining skipped)", {}),
 }  # fmt: skip
 TINY = {  # on top of params.yaml (the phantom)
     "data": {"source": "phantom://renal?n=200&seed=0", "pool": ["phantom://renal?n=40&seed=1&unlabelled=true"],
@@ -137,8 +137,10 @@ def split_aucs(run_dir: Path) -> dict[str, dict]:
         columns = [column for column in part.columns if column.startswith("prob_")]
         y_true, probabilities = part["y_true"].to_numpy(), part[columns].to_numpy()
         interval = paired_bootstrap(y_true, probabilities, probabilities, resamples=1000).auc_a
-        result[name] = {"auc": roc_auc(y_true, probabilities).value, "low": interval.low, "high": interval.high,
-                        "n": len(part), "positives": int((y_true > 0).sum())}  # fmt: skip
+        result[name] = {
+            "auc": roc_auc(y_true, probabilities).value, "low": interval.low, "high": interval.high,
+            "n": len(part), "positives": int((y_true > 0).sum()),
+        }  # fmt: skip
     return result
 
 
@@ -252,19 +254,19 @@ def main(argv: list[str] | None = None) -> int:
         profile = args.profile or (REPO_ROOT / "params.yaml" if args.tiny else PROFILE)
         profile_raw = load_params(profile).to_dict()
         rows = []
+        base_size = config_params(profile_raw, {}, args.tiny).data.image_size
+        if not args.no_baseline:  # the reference first: DenseNet-169 at the base resolution
+            rows.append(run_baseline(config_params(profile_raw, {}, args.tiny), out, args.fold, "binary"))
+            print(json.dumps(rows[-1], default=str), flush=True)
         for name in names:
             params = config_params(profile_raw, CONFIGS[name][1], args.tiny)
             rows.append({**run_config(name, params, out, args.fold, "binary"), "what": CONFIGS[name][0]})
             print(json.dumps(rows[-1], default=str), flush=True)
-        if not args.no_baseline:
-            for size in sorted(
-                {config_params(profile_raw, CONFIGS[n][1], args.tiny).data.image_size for n in names}
-            ):
-                params = config_params(profile_raw, {"data": {"image_size": size}}, args.tiny)
-                rows.append(run_baseline(params, out, args.fold, "binary"))
-                print(json.dumps(rows[-1], default=str), flush=True)
         vits = [row for row in rows if row["model"] == "usfmae" and "val" in row["aucs"]]
         best = max(vits, key=lambda row: row["aucs"]["val"]["auc"]) if vits else None
+        if best is not None and best["image_size"] != base_size and not args.no_baseline:
+            params = config_params(profile_raw, {"data": {"image_size": best["image_size"]}}, args.tiny)
+            rows.append(run_baseline(params, out, args.fold, "binary"))
         cnn = next((row for row in rows if row["model"] != "usfmae" and best is not None
                     and row["image_size"] == best["image_size"]), None)  # fmt: skip
         comparison = compare_external(Path(best["run_dir"]), Path(cnn["run_dir"])) if best and cnn else None
