@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Start a local MLflow tracking + registry server with a sqlite backend and S3 artifacts.
+# Start a local MLflow tracking + registry server with S3 artifacts and a sqlite or PostgreSQL backend.
 #
-#   infra/local/start-mlflow.sh [PORT] [S3_ENDPOINT_URL] [BUCKET] [RUN_DIR]
+#   infra/local/start-mlflow.sh [PORT] [S3_ENDPOINT_URL] [BUCKET] [RUN_DIR] [BACKEND_STORE_URI]
 #
 # Defaults: port 5000, S3 at http://127.0.0.1:9000 (infra/local/start-s3.sh), bucket `mlflow`,
-# RUN_DIR .local-services/ (PID file, log, mlflow.db). The bucket must exist. The server proxies
-# artifacts (clients never talk to S3 directly) and stores them under s3://BUCKET/mlflow. AWS
-# credentials come from the caller's environment (any non-empty values work against moto).
+# RUN_DIR .local-services/ (PID file, log), backend sqlite:///RUN_DIR/mlflow.db. For PostgreSQL
+# (infra/local/start-postgres.sh) pass postgresql+psycopg://USER@127.0.0.1:PORT/DB and export
+# PGPASSWORD, as the Kubernetes Deployment does: the password never appears on the command line.
+# The bucket must exist. The server proxies artifacts (clients never talk to S3 directly) and stores
+# them under s3://BUCKET/mlflow. AWS credentials come from the caller's environment (any non-empty
+# values work against moto).
 # Waits for /health (at most $RENALMAE_START_TIMEOUT seconds, default 90) and prints the URL.
 set -euo pipefail
 
@@ -14,17 +17,19 @@ port="${1:-5000}"
 s3_endpoint="${2:-http://127.0.0.1:9000}"
 bucket="${3:-mlflow}"
 run_dir="${4:-.local-services}"
+backend_store_uri="${5:-}"
 timeout_s="${RENALMAE_START_TIMEOUT:-90}"
 mlflow_bin="${MLFLOW_BIN:-mlflow}"
 mkdir -p "$run_dir"
 run_dir="$(cd "$run_dir" && pwd)"
+backend_store_uri="${backend_store_uri:-sqlite:///$run_dir/mlflow.db}"
 
 export MLFLOW_S3_ENDPOINT_URL="$s3_endpoint"
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 
 setsid "$mlflow_bin" server \
-    --backend-store-uri "sqlite:///$run_dir/mlflow.db" \
+    --backend-store-uri "$backend_store_uri" \
     --artifacts-destination "s3://$bucket/mlflow" \
     --host 127.0.0.1 --port "$port" --workers 1 \
     >"$run_dir/mlflow.log" 2>&1 &

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def pair_behind_proxy(tmp_path_factory):
-    """A separate moto + MLflow pair whose MLflow reaches S3 only through an `S3Proxy` the test controls."""
+def pair_behind_proxy(tmp_path_factory, postgres):
+    """A separate moto + MLflow pair (own database) whose MLflow reaches S3 only through an `S3Proxy`."""
     run_dir = tmp_path_factory.mktemp("fault-services")
     services = Services(run_dir, "", "")
     try:
@@ -31,7 +31,8 @@ def pair_behind_proxy(tmp_path_factory):
         proxy = S3Proxy(urlparse(services.s3_url).port).start()
         # few, fast S3 retries on the server side, so the outage surfaces within seconds
         retries = {"AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard"}
-        services.mlflow_url = start_mlflow(run_dir, proxy.url, **retries)
+        database = postgres.create_database("mlflow_faults")
+        services.mlflow_url = start_mlflow(run_dir, proxy.url, postgres, database, **retries)
         yield services, proxy
         proxy.stop()
     finally:

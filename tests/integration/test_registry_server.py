@@ -39,7 +39,7 @@ def _register(params, root: Path, quality: float, seed: int, validation_ok: bool
     return json.loads(out.read_text())["models"][0] | {"run_dirs": [str(path) for path in run_dirs]}
 
 
-def test_register_promote_refuse_worse_and_predict_with_champion(mlflow_server, tmp_path, capsys):
+def test_register_promote_refuse_worse_and_predict_with_champion(mlflow_server, postgres, tmp_path, capsys):
     params = _params("flow")
     name = "flow-usfmae-binary"
     client = mlflow_client(mlflow_server.mlflow_url)
@@ -59,6 +59,12 @@ def test_register_promote_refuse_worse_and_predict_with_champion(mlflow_server, 
     assert champion.tags["promotion.decisions_on_evaluation_set"] == "1"
     assert float(champion.tags["holdout.auc"]) > 0.9
     assert len(champion.tags["renalmae.git_commit"]) >= 7
+    # the server keeps the registry in PostgreSQL (its backend store), not in a file of its own
+    with postgres.connect() as connection:
+        aliases = connection.execute(
+            "SELECT alias, version FROM registered_model_aliases WHERE name = %s", (name,)
+        ).fetchall()
+    assert sorted(aliases) == [("challenger", 1), ("champion", 1)]
 
     # the model's bytes really are in the S3 bucket
     keys = [
