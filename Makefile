@@ -6,7 +6,7 @@ PYTHON ?= python3
 LOCK_FLAGS := --python-version 3.11 --extra-index-url file:///opt/pypi/simple \
 	--extra-index-url file:///opt/pypi-more/simple --find-links /opt/wheels --index-strategy unsafe-best-match
 
-.PHONY: setup run test test-all lint lock benchmarks clean
+.PHONY: setup run test test-all test-containers images lint lock benchmarks clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,12 @@ test: setup  ## the default test suite (everything but tests marked slow); start
 
 test-all: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+test-containers: setup  ## slow: build the image, run the tiny pipeline in it (kfp.local DockerRunner on podman)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m containers
+
+images:  ## build the image targets that build offline here with podman (cuda, mlflow); docker/README.md
+	docker/build-images.sh
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
