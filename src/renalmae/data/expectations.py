@@ -90,26 +90,46 @@ def build_suite(params: Params):
     min_per_class = max(rules.min_images_per_class, k)
     labelled = {"row_condition": 'origin=="labelled"', "condition_parser": "pandas"}
 
-    def meta(rule: str, fix: str) -> dict:
-        return {"meta": {"rule": rule, "fix": fix}}
+    def meta(rule: str, fix: str, check: str) -> dict:
+        """`check`: what the rule asks, in words (the report lists it); `fix`: what to do when it fails."""
+        return {"meta": {"rule": rule, "fix": fix, "check": check}}
 
     expectations = [
-        gxe.ExpectColumnValuesToNotBeNull(column="id", **meta("id_present", "re-run ingest")),
-        gxe.ExpectColumnValuesToBeUnique(column="id", **meta("id_unique", "re-run ingest")),
-        gxe.ExpectColumnValuesToNotBeNull(column="source", **meta("source_present", "re-run ingest")),
-        gxe.ExpectColumnValuesToNotBeNull(column="sha256", **meta("sha256_present", "re-run ingest")),
         gxe.ExpectColumnValuesToNotBeNull(
-            column="label", **labelled, **meta("label_present", "give every labelled image a label")
+            column="id", **meta("id_present", "re-run ingest", "every row has an id")
+        ),
+        gxe.ExpectColumnValuesToBeUnique(
+            column="id", **meta("id_unique", "re-run ingest", "no two rows share an id")
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="source", **meta("source_present", "re-run ingest", "every row names its source file")
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="sha256",
+            **meta("sha256_present", "re-run ingest", "every image has a hash of its pixels (sha256)"),
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="label",
+            **labelled,
+            **meta("label_present", "give every labelled image a label", "every labelled image has a label"),
         ),
         gxe.ExpectColumnValuesToBeInSet(
             column="label",
             value_set=list(data.classes),
-            **meta("label_in_classes", f"labels must be one of data.classes {list(data.classes)}"),
+            **meta(
+                "label_in_classes",
+                f"labels must be one of data.classes {list(data.classes)}",
+                f"every label is one of data.classes: {', '.join(data.classes)}",
+            ),
         ),
         gxe.ExpectColumnDistinctValuesToContainSet(
             column="label",
             value_set=list(data.classes),
-            **meta("class_not_empty", "every class in data.classes needs images (or remove the class)"),
+            **meta(
+                "class_not_empty",
+                "every class in data.classes needs images (or remove the class)",
+                "every class of data.classes has images",
+            ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="label_count",
@@ -118,6 +138,7 @@ def build_suite(params: Params):
                 "class_min_images",
                 f"each class needs >= {min_per_class} images "
                 f"(max of validate.min_images_per_class and {k} folds): add images or lower the setting",
+                f"every class has at least {min_per_class} images",
             ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
@@ -127,6 +148,7 @@ def build_suite(params: Params):
                 "duplicate_image",
                 "the same image appears in several groups or twice in the pools: remove the "
                 "copies (or set data.drop_duplicates: true)",
+                "an image (the same pixels) sits in one group only, and at most once in the pools",
             ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
@@ -137,34 +159,55 @@ def build_suite(params: Params):
                 "pool images repeat labelled images of data.source (is a pool the source itself, or a copy "
                 "of it?): take them out of data.pool, which needs unlabelled images only; the development "
                 "images are pretrained on already, and copies of test or external images would leak",
+                "no pool image repeats a labelled image of data.source",
             ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="copies_labels",
             max_value=1,
-            **meta("conflicting_labels", "the same image carries different labels: fix the labels"),
+            **meta(
+                "conflicting_labels",
+                "the same image carries different labels: fix the labels",
+                "every copy of an image carries the same label",
+            ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="width",
             min_value=rules.min_side,
             max_value=rules.max_side,
-            **meta("width_in_range", f"width must be in [{rules.min_side}, {rules.max_side}] pixels"),
+            **meta(
+                "width_in_range",
+                f"width must be in [{rules.min_side}, {rules.max_side}] pixels",
+                f"width between {rules.min_side} and {rules.max_side} pixels",
+            ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="height",
             min_value=rules.min_side,
             max_value=rules.max_side,
-            **meta("height_in_range", f"height must be in [{rules.min_side}, {rules.max_side}] pixels"),
+            **meta(
+                "height_in_range",
+                f"height must be in [{rules.min_side}, {rules.max_side}] pixels",
+                f"height between {rules.min_side} and {rules.max_side} pixels",
+            ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="aspect_ratio",
             max_value=rules.max_aspect_ratio,
-            **meta("aspect_ratio", f"long side / short side must be <= {rules.max_aspect_ratio}"),
+            **meta(
+                "aspect_ratio",
+                f"long side / short side must be <= {rules.max_aspect_ratio}",
+                f"long side / short side at most {rules.max_aspect_ratio}",
+            ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="pixel_std",
             min_value=rules.min_pixel_std,
-            **meta("not_blank", f"blank or constant image (pixel std < {rules.min_pixel_std}): remove it"),
+            **meta(
+                "not_blank",
+                f"blank or constant image (pixel std < {rules.min_pixel_std}): remove it",
+                f"pixel standard deviation at least {rules.min_pixel_std} (not blank or constant)",
+            ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="group_fold_count",
@@ -173,6 +216,7 @@ def build_suite(params: Params):
                 "group_in_one_fold",
                 "a group (patient / series) sits in several given folds: fix the "
                 "fold column so each group has one fold",
+                "each group (patient / series) sits in one given fold",
             ),
         ),
         gxe.ExpectColumnValuesToBeBetween(
@@ -181,6 +225,7 @@ def build_suite(params: Params):
             **meta(
                 "group_in_one_split",
                 "a group sits in several given splits (train, test, external): fix the split column",
+                "each group sits in one given split (train, test or external)",
             ),
         ),
     ]
@@ -193,6 +238,7 @@ def build_suite(params: Params):
                     "near_duplicate_conflicting_labels",
                     "near-copies of one image carry different labels: fix the labels, or set "
                     "data.near_duplicate_conflicts: drop (ingest drops both) or keep",
+                    "near-copies of one image carry the same label",
                 ),
             )
         )
@@ -206,6 +252,7 @@ def build_suite(params: Params):
                     "near-copies of one image sit in different given folds or splits, which leaks across "
                     "them: set split.use_given: false to draw a split that keeps them together, or fix the "
                     "fold / split column",
+                    "near-copies of one image sit in one given fold and split",
                 ),
             )
         )
@@ -217,6 +264,7 @@ def build_suite(params: Params):
                 **meta(
                     "group_present",
                     f"every labelled image needs a {data.group_column} (or set data.group_column: none)",
+                    f"every labelled image has a {data.group_column}",
                 ),
             )
         )
@@ -238,41 +286,61 @@ def run_suite(frame: pd.DataFrame, params: Params):
 
 
 def _describe(result: dict[str, Any]) -> str:
+    """The outcome of one rule in words: how many rows fail of those it checked, or what is missing."""
     outcome = result["result"]
-    if "missing_count" in outcome and "partial_missing_list" in outcome:
+    if outcome.get("partial_missing_list"):
         return f"missing: {outcome['partial_missing_list']}"
     if "unexpected_count" in outcome:
-        return f"{outcome['unexpected_count']} of {outcome.get('element_count')} rows"
+        checked = outcome.get("element_count", 0) - outcome.get("missing_count", 0)
+        if checked == 0:
+            return "not applicable: no row has a value to check"
+        if outcome["unexpected_count"] == 0:
+            return f"all {checked} rows pass"
+        return f"{outcome['unexpected_count']} of {checked} rows fail"
+    if result["success"]:
+        return "all present" if "missing_count" in outcome else "passes"
     return json.dumps(outcome, default=str)[:200]
+
+
+def _examples(rule: str, frame: pd.DataFrame, rows: list[int]) -> tuple[list[str], int]:
+    """The first MAX_EXAMPLES offending files (or copy sets) of a failed rule, and how many there are."""
+    if rule in ("duplicate_image", "conflicting_labels"):
+        return _copies(frame, rows), frame.loc[rows, "sha256"].nunique()
+    if rule == "pool_repeats_labelled":  # with their labelled originals
+        repeated = frame.loc[rows, "sha256"]
+        return _copies(frame, frame.index[frame["sha256"].isin(repeated)].tolist()), repeated.nunique()
+    if rule.startswith("near_duplicate"):
+        return _near_copies(frame, rows), frame.loc[rows, "near_cluster"].nunique()
+    sources = frame.loc[rows, "source"].drop_duplicates()
+    return sources.head(MAX_EXAMPLES).tolist(), len(sources)
 
 
 def summarize(
     validation: dict[str, Any], frame: pd.DataFrame, near: NearDuplicates | None = None
 ) -> dict[str, Any]:
-    """{"success", "failed": [{"rule", "fix", "details", "examples"}], "statistics"} from a GX result dict."""
-    failed = []
+    """{"success", "rules", "failed", "statistics"} from a GX result dict.
+
+    `rules`: every rule in suite order as {"rule", "check", "column", "success", "details", "fix",
+    "examples", "examples_total"}; `failed`: the failed ones, by rule name (the same entries).
+    """
+    rules = []
     for result in validation["results"]:
-        if result["success"]:
-            continue
         config = result["expectation_config"]
-        rows = result["result"].get("unexpected_index_list") or []
-        examples = frame.loc[list(rows), "source"].drop_duplicates().head(MAX_EXAMPLES).tolist()
-        if config["meta"]["rule"] in ("duplicate_image", "conflicting_labels") and rows:
-            examples = _copies(frame, rows)
-        if config["meta"]["rule"] == "pool_repeats_labelled" and rows:  # with their labelled originals
-            examples = _copies(frame, frame.index[frame["sha256"].isin(frame.loc[rows, "sha256"])].tolist())
-        if config["meta"]["rule"].startswith("near_duplicate") and rows:
-            examples = _near_copies(frame, rows)
-        failed.append(
+        rows = [] if result["success"] else list(result["result"].get("unexpected_index_list") or [])
+        examples, examples_total = _examples(config["meta"]["rule"], frame, rows) if rows else ([], 0)
+        rules.append(
             {
                 "rule": config["meta"]["rule"],
-                "fix": config["meta"]["fix"],
+                "check": config["meta"].get("check", config["type"]),
                 "column": config["kwargs"].get("column"),
+                "success": bool(result["success"]),
                 "details": _describe(result),
+                "fix": config["meta"]["fix"],
                 "examples": examples,
+                "examples_total": int(examples_total),
             }
         )
-    failed.sort(key=lambda entry: entry["rule"])
+    failed = sorted((entry for entry in rules if not entry["success"]), key=lambda entry: entry["rule"])
     labelled = frame[frame["origin"] == "labelled"]
     statistics = {
         "images": len(frame),
@@ -285,7 +353,12 @@ def summarize(
         "zero_fraction_median": float(frame["zero_fraction"].median()) if len(frame) else None,
         "expectations": validation["statistics"],
     }
-    return {"success": bool(validation["success"]) and not failed, "failed": failed, "statistics": statistics}
+    return {
+        "success": bool(validation["success"]) and not failed,
+        "rules": rules,
+        "failed": failed,
+        "statistics": statistics,
+    }
 
 
 def _copies(frame: pd.DataFrame, rows: list[int]) -> list[str]:
@@ -318,29 +391,81 @@ def _near_copies(frame: pd.DataFrame, rows: list[int]) -> list[str]:
     return examples
 
 
+PAGE_STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:90em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}"
+    "th{background:#f6f8fa}.passed{color:#1a7f37}.failed{color:#cf222e;font-weight:bold}"
+    "td.examples{overflow-wrap:anywhere;min-width:16em}ul{margin:0;padding-left:1.2em}"
+    "td.number{text-align:right}.nowrap{white-space:nowrap}"
+)
+
+
+def _data_rows(statistics: dict[str, Any]) -> list[tuple[str, str]]:
+    labelled = statistics["labelled"]
+    rows = [("images", str(statistics["images"]))]
+    rows += [(f"labelled: {name}", str(count)) for name, count in labelled.items()]
+    rows += [
+        ("unlabelled (pretraining pool)", str(statistics["pool"])),
+        ("groups (patients / series) of labelled images", str(statistics["groups"])),
+        ("repeated images (same pixels)", str(statistics["repeated_images"])),
+    ]
+    near = statistics.get("near_duplicates") or {}
+    for key, name in (("pairs", "near-copy pairs of labelled images"),
+                      ("pairs_across_groups", "near-copy pairs across groups"),
+                      ("conflicting_label_pairs", "near-copy pairs with different labels"),
+                      ("pool_images_near_labelled", "pool images near a labelled image")):  # fmt: skip
+        if key in near:
+            rows.append((name, str(near[key])))
+    for key, name in (("pixel_std_median", "median pixel standard deviation"),
+                      ("zero_fraction_median", "median fraction of zero pixels")):  # fmt: skip
+        if statistics.get(key) is not None:
+            rows.append((name, f"{statistics[key]:.3g}"))
+    if "seconds" in statistics:
+        rows.append(("validation time", f"{statistics['seconds']:.1f} s"))
+    return rows
+
+
 def render_html(summary: dict[str, Any]) -> str:
-    """A self-contained HTML page of the summary (the Data Docs of this suite)."""
+    """A self-contained HTML page of the summary: every rule with its result and failing examples."""
     status = "PASSED" if summary["success"] else "FAILED"
-    colour = "#1a7f37" if summary["success"] else "#cf222e"
-    rows = "".join(
-        f"<tr><td><b>{html.escape(entry['rule'])}</b></td><td>{html.escape(str(entry['column']))}</td>"
-        f"<td>{html.escape(entry['details'])}</td><td>{html.escape(entry['fix'])}</td>"
-        f"<td><ul>{''.join(f'<li>{html.escape(e)}</li>' for e in entry['examples'])}</ul></td></tr>"
-        for entry in summary["failed"]
+    rules = summary.get("rules", summary["failed"])
+    failed = [entry for entry in rules if not entry.get("success", False)]
+    statistics = summary["statistics"]
+    labelled = sum(statistics["labelled"].values())
+
+    def rule_row(entry: dict[str, Any]) -> str:
+        passed = entry.get("success", False)
+        examples = "".join(f"<li>{html.escape(example)}</li>" for example in entry["examples"])
+        more = entry.get("examples_total", 0) - len(entry["examples"])
+        if more > 0:
+            examples += f"<li>&hellip; and {more} more (validation_result.json lists every row)</li>"
+        return (
+            f"<tr><td class='{'passed' if passed else 'failed'}'>{'passed' if passed else 'FAILED'}</td>"
+            f"<td class='nowrap'><code>{html.escape(entry['rule'])}</code></td>"
+            f"<td>{html.escape(entry.get('check', ''))}</td><td>{html.escape(entry['details'])}</td>"
+            f"<td>{'&mdash;' if passed else html.escape(entry['fix'])}</td>"
+            f"<td class='examples'>{f'<ul>{examples}</ul>' if examples else '&mdash;'}</td></tr>"
+        )
+
+    rule_rows = "".join(rule_row(entry) for entry in [*failed, *(e for e in rules if e not in failed)])
+    data_rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td class='number'>{html.escape(value)}</td></tr>"
+        for name, value in _data_rows(statistics)
     )
-    failed_table = (
-        "<h2>Failed rules</h2><table><tr><th>rule</th><th>column</th><th>what</th><th>fix</th>"
-        f"<th>examples</th></tr>{rows}</table>"
-        if summary["failed"]
-        else "<p>Every rule passed.</p>"
+    headline = (
+        f"{len(rules)} rules checked on {statistics['images']} images ({labelled} labelled, "
+        f"{statistics['pool']} in the unlabelled pool): "
+        f"{len(rules) - len(failed)} passed, {len(failed)} failed."
     )
-    statistics = html.escape(json.dumps(summary["statistics"], indent=2, default=str))
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>renalmae data validation</title><style>"
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:4px 8px;vertical-align:top;text-align:left}</style></head><body>"
-        f"<h1>Data validation: <span style='color:{colour}'>{status}</span></h1>{failed_table}"
-        f"<h2>Statistics</h2><pre>{statistics}</pre>"
-        "<p>Full great-expectations result: <a href='validation_result.json'>validation_result.json</a></p>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>renalmae data validation</title>"
+        f"<style>{PAGE_STYLE}</style></head><body>"
+        f"<h1>Data validation: <span class='{status.lower()}'>{status}</span></h1>"
+        f"<p>{html.escape(headline)}</p>"
+        "<h2>Rules</h2><table><thead><tr><th>result</th><th>rule</th><th>what it checks</th><th>outcome</th>"
+        f"<th>fix</th><th>failing examples</th></tr></thead><tbody>{rule_rows}</tbody></table>"
+        f"<h2>Data</h2><table><tbody>{data_rows}</tbody></table>"
+        "<p>The full great-expectations result: "
+        "<a href='validation_result.json'>validation_result.json</a></p>"
         "</body></html>"
     )

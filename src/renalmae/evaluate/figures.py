@@ -104,7 +104,7 @@ def _curve_figure(
         f"{'ROC' if kind == 'roc' else 'Precision-recall'} on the holdout, {confidence:.0%} bootstrap bands"
     )
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -121,7 +121,7 @@ def _confusion_figure(comparison: TaskComparison, path: Path) -> None:
         axis.set(xlabel="predicted", ylabel="true", title=LABELS[model])
     figure.suptitle(f"{comparison.task}: holdout confusion matrices")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -144,7 +144,7 @@ def _reliability_figure(comparison: TaskComparison, bins: int, path: Path) -> No
     )
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -171,7 +171,7 @@ def _folds_figure(comparison: TaskComparison, path: Path) -> None:
         axis.set_title(f"{comparison.task}: {metric.upper()} of each fold model")
         axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 

@@ -250,7 +250,9 @@ def render_markdown(
 def _html_table(title: str, header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+        # an empty cell (not applicable, e.g. the difference of two thresholds) reads as a dash, not a gap
+        "<tr>" + "".join(f"<td>{html.escape(cell) or '&mdash;'}</td>" for cell in row) + "</tr>"
+        for row in rows
     )
     return f"<h4>{html.escape(title)}</h4><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

@@ -102,7 +102,7 @@ def grid_figure(path: str | os.PathLike, items: list[ExplainedImage], title: str
     figure.suptitle(title)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, bbox_inches="tight")  # a title wider than the grid is not cut off
     plt.close(figure)
     return path
 
@@ -143,17 +143,20 @@ def write_html(
         "figure{margin:0 0 8px 0}</style></head><body>",
         "<h1>Score-CAM explanations</h1>",
         f"<p>{html.escape(note)}</p>",
-        "<h2>Localisation against lesion masks</h2>",
-        "<p>Energy ratio vs uniform: 1.0 = no better than a uniform map. Images without a lesion mask "
-        "(normal) are not measured.</p>",
-        _metrics_table(localisation),
     ]
+    if localisation:
+        parts += [
+            "<h2>Localisation against lesion masks</h2>",
+            "<p>Energy ratio vs uniform: 1.0 = no better than a uniform map. Images without a lesion mask "
+            "(normal) are not measured.</p>",
+            _metrics_table(localisation),
+        ]
     for title, images in sections.items():
+        # the section title says what the figures show; their file names would say nothing more
         parts.append(f"<h2>{html.escape(title)}</h2>")
         for image in images:
             parts.append(
-                f"<figure><img src='{_embedded_png(image)}' alt='{html.escape(image.name)}'>"
-                f"<figcaption>{html.escape(image.name)}</figcaption></figure>"
+                f"<figure><img src='{_embedded_png(image)}' alt='{html.escape(image.stem)}'></figure>"
             )
     parts.append("</body></html>")
     path.write_text("\n".join(parts))

@@ -97,7 +97,7 @@ def explain_images(
     images = read_images(image_paths, _image_size(model, info), info.get("crop", "none"))
     result = explain_uint8(model, images, None, settings)
     out_dir = Path(out_dir)
-    records, overlays = [], []
+    records, sections = [], {}
     with atomic_dir(out_dir) as staging_dir:
         for index, path in enumerate(image_paths):
             target = int(result.targets[index])
@@ -108,9 +108,11 @@ def explain_images(
                 probability=float(result.probabilities[index, target]),
             )  # fmt: skip
             overlay = save_overlay(staging_dir / f"{index:03d}_{Path(path).stem}.png", item, scale=2)
-            overlays.append(overlay)
+            sections[f"{Path(path).name}: predicted {name} ({item.probability:.2f})"] = [overlay]
             records.append({"image": str(path), "predicted": name, "probability": item.probability,
                             "overlay": overlay.name})  # fmt: skip
         write_json(staging_dir / "explanations.json", {"model": str(model_or_run_dir), "images": records})
-        write_html(staging_dir / "index.html", {}, {"Images": overlays}, note=f"model: {model_or_run_dir}")
+        panels = "image | Score-CAM map of the predicted class | overlay | image (no lesion mask for files)"
+        note = f"model: {model_or_run_dir}. Each strip: {panels}."
+        write_html(staging_dir / "index.html", {}, sections, note=note)
     return out_dir
