@@ -44,6 +44,8 @@ def podman(*argv: str, timeout: int = 600, **kwargs) -> subprocess.CompletedProc
 @pytest.fixture(scope="module")
 def image() -> dict[str, str]:
     """Build (or take from podman's layer cache) the image; tag it as both names the components run."""
+    if str(REPO_ROOT) not in sys.path:  # components/ and pipelines/ live beside tests/, not in the package
+        sys.path.insert(0, str(REPO_ROOT))
     from components import CPU_IMAGE, CUDA_IMAGE, IMAGE_REPOSITORY, IMAGE_TAG
 
     for program, package in (("podman", "podman"), ("runc", "runc"), ("debootstrap", "debootstrap")):
