@@ -203,6 +203,9 @@ class TrainParams(Section):
     progress: bool = True
     cpu_threads: Annotated[int, Field(ge=0)] = 0
     """torch threads when training on the CPU (0 = torch's default); 1 suits tiny models on a busy machine."""
+    device_cache_bytes: Annotated[int, Field(ge=0)] | None = None
+    """Images up to this many bytes are copied onto the device once; a larger set streams from the
+    memory-mapped cache with prefetch. null = half the device's free memory (host memory on the CPU)."""
 
 
 class PretrainParams(Section):

@@ -26,6 +26,7 @@ from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
 from renalmae.train import checkpoint as ckpt
 from renalmae.train.classifier import file_digest
+from renalmae.train.data import CachedImages
 from renalmae.train.distributed import output_dir, setup
 from renalmae.train.engine import FitConfig, fit, mae_objective, seed_everything
 from renalmae.train.figures import plot_loss, plot_reconstructions
@@ -54,7 +55,7 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     data = load_ingested(ingest_dir)
     splits = load_splits(splits_path)
     ids = pretraining_ids(data.table, splits.development_ids, splits.test_ids + splits.external_ids)
-    images = np.asarray(data.images[data.rows(ids)["cache_index"].to_numpy()])
+    images = CachedImages(data.images, data.rows(ids)["cache_index"].to_numpy())  # read on demand
     section = params.pretrain
     seed_everything(section.seed)  # the initial weights repeat from run to run
     model = create_model("mae", params)
@@ -88,6 +89,7 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
             "first_epoch_loss": result.history[0]["train_loss"],
             "steps": len(result.step_losses),
             "train_seconds": round(time.time() - started, 1),
+            "streamed": result.streamed,
             "init_checkpoint": init_report.to_dict() if init_report else None,
         }
         pool_images = int((data.table["origin"] == "pool").sum())
@@ -106,7 +108,7 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
         )
         plot_loss(result.step_losses, staging / "loss.png")
         sample = np.linspace(0, len(images) - 1, num=min(RECONSTRUCTION_IMAGES, len(images))).astype(int)
-        plot_reconstructions(model, images[sample], staging / "reconstructions.png", seed=section.seed)
+        plot_reconstructions(model, images.read(sample), staging / "reconstructions.png", seed=section.seed)
         write_json(staging / "metrics.json", metrics)
         tracker.log_metrics({"final_loss": metrics["final_loss"]})
         tracker.log_artifacts(staging)

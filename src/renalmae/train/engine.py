@@ -1,6 +1,7 @@
 """The one training loop (`fit`) shared by MAE pretraining, ViT fine-tuning and the CNN baseline.
 
-Device-agnostic: images live on the device as uint8 and are augmented there; AdamW with a per-step
+Device-agnostic: images live on the device as uint8, or stream there from the memory-mapped cache when
+they exceed `train.device_cache_bytes` (`renalmae.train.data`), and are augmented there; AdamW with a per-step
 warmup + cosine schedule; bf16 autocast on CUDA; optional `torch.compile`; gradient accumulation and
 clipping; DDP under `torchrun`; early stopping that keeps the best epoch's weights; a checkpoint every
 `train.checkpoint_every_steps` optimizer steps from which a killed run resumes to exactly the same
@@ -27,7 +28,7 @@ from renalmae.models.preprocess import GREY_MEAN, GREY_STD, to_model_input
 from renalmae.params import AugmentParams, TrainParams
 from renalmae.train import checkpoint as ckpt
 from renalmae.train.augment import augment_batch
-from renalmae.train.data import BatchSampler, to_device_images
+from renalmae.train.data import BatchSampler, CachedImages, batch_source
 from renalmae.train.distributed import DistContext, mean_across_ranks, setup, wrap
 from renalmae.train.schedule import build_optimizer, build_scheduler, param_groups
 
@@ -70,6 +71,8 @@ class FitResult:
     best_value: float | None = None
     resumed_from_step: int | None = None
     stopped_early: bool = False
+    streamed: bool = False
+    """True when the images streamed from the cache instead of living on the device."""
 
 
 def classification_objective(
@@ -127,7 +130,7 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def fit(
     model: nn.Module,
-    images: np.ndarray | torch.Tensor,
+    images: np.ndarray | torch.Tensor | CachedImages,
     targets: np.ndarray | None,
     objective: Objective,
     config: FitConfig,
@@ -141,6 +144,9 @@ def fit(
     context: DistContext | None = None,
 ) -> FitResult:
     """Train `model` in place on uint8 `images` [N, H, W] (with integer `targets`, or None for MAE).
+
+    `images` may be `CachedImages` (rows of the memory-mapped cache): then nothing is read before the
+    loop decides whether they live on the device or stream from the cache (`train.device_cache_bytes`).
 
     Resumes from `checkpoint_dir` when it holds a checkpoint with the same `fingerprint`, and deletes
     it after success. On return the model holds the best epoch's weights (`config.monitor`) or the last.
@@ -190,7 +196,8 @@ def fit(
         best_state, epochs_without_gain = state["best_state"], state["epochs_without_gain"]
         epoch_losses = state["epoch_losses"]
 
-    device_images = to_device_images(np.asarray(images), device)
+    source = batch_source(images, device, train.device_cache_bytes)
+    result.streamed = source.streamed
     device_targets = (
         None if targets is None else torch.as_tensor(np.array(targets), dtype=torch.long).to(device)
     )
@@ -228,15 +235,12 @@ def fit(
         pending: list[torch.Tensor] = []
         micro_losses: list[torch.Tensor] = []
         last_position = sampler.batches_per_epoch - 1
-        for position, indices in sampler.batches():
-            indices = indices.to(device)
+        for position, indices, batch_images in source.batches(sampler):
             group_start = (position // accum) * accum
             group_size = min(accum, sampler.batches_per_epoch - group_start)
             boundary = position == last_position or (position + 1) % accum == 0
             draw = (sampler.global_batch, context.rank * sampler.local_batch)
-            inputs = model_input(
-                device_images[indices], augment if config.augment else None, augment_generator, draw
-            )
+            inputs = model_input(batch_images, augment if config.augment else None, augment_generator, draw)
             if config.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             batch_targets = None if device_targets is None else device_targets[indices]
