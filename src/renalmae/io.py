@@ -4,7 +4,8 @@ So a failed or killed step never leaves a half-written output, and the outputs o
 stay untouched until the new ones are complete. A step stopped by SIGTERM (DVC, Kubernetes, a user's
 `kill`) leaves no temporary output either: while a temporary path is open, SIGTERM raises `SystemExit`
 (exit status 143, as the signal would give), so the removal below runs like for any other failure.
-Checkpoints are not temporary outputs: they live elsewhere and stay, so the run can resume.
+Checkpoints are not temporary outputs: what a killed step resumes from (training checkpoints, decoded
+ingest shards) lives beside the output, in `checkpoint_dir`, stays, and is removed after success.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from renalmae.params import Params
 
 SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM
 _open_temporaries = 0
@@ -109,3 +113,21 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def checkpoint_dir(params: Params, out_dir: str | os.PathLike, run_name: str) -> Path:
+    """Where the resume state of the run writing `out_dir` lives: `<train.checkpoint_dir>/<run_name>/`
+    when set (a mounted volume on Kubeflow), else `<out_dir parent>/.checkpoints/<out_dir name>/`."""
+    if params.train.checkpoint_dir:
+        return Path(params.train.checkpoint_dir) / run_name
+    out_dir = Path(out_dir).absolute()
+    return out_dir.parent / ".checkpoints" / out_dir.name
+
+
+def remove_checkpoints(directory: Path | None) -> None:
+    """Delete a run's resume state after success (and `.checkpoints/` once it is empty)."""
+    if directory is not None and directory.is_dir():
+        shutil.rmtree(directory, ignore_errors=True)
+        parent = directory.parent
+        if parent.name == ".checkpoints" and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()

@@ -45,6 +45,9 @@ class DataParams(Section):
     """Images above this many pixels are refused (decompression-bomb guard)."""
     decode_workers: Annotated[int, Field(ge=0)] = 2
     """Parallel decoding processes at ingest (0 = decode in the calling process)."""
+    shard_size: PositiveInt = 512
+    """Images per ingest shard: the cache is written shard by shard (bounded memory), a killed ingest
+    redoes only unfinished shards, and a Kubeflow run decodes shards in parallel pods."""
     drop_duplicates: bool = False
     """Ingest keeps only the first copy of an image whose decoded pixels repeat (labelled before pool,
     source order); copies under conflicting labels are all dropped. Dropped files are listed in ingest.json.

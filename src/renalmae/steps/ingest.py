@@ -7,13 +7,15 @@ blank images are recorded here and judged by the `validate` step.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
 from renalmae.data.cache import IMAGES_FILE, MASKS_FILE, SUMMARY_FILE, TABLE_FILE
-from renalmae.data.decode import DecodeTask, Failed, Preparation, decode_all
+from renalmae.data.cache_writer import Block, assemble_cache, decode_shards, plan_shards
+from renalmae.data.decode import DecodeTask, Failed, Preparation
 from renalmae.data.ingest_table import (
     compact_caches,
     file_row,
@@ -31,8 +33,10 @@ from renalmae.data.sources import (
     pool_overlap_problems,
 )
 from renalmae.errors import DataError
-from renalmae.io import atomic_dir, write_json
+from renalmae.io import atomic_dir, checkpoint_dir, remove_checkpoints, write_json
 from renalmae.params import Params
+
+log = logging.getLogger(__name__)
 
 
 def run(params: Params, out_dir: str | Path) -> Path:
@@ -59,16 +63,14 @@ def run(params: Params, out_dir: str | Path) -> Path:
             rows.append(file_row(item, origin))
     problems.extend(pool_overlap_problems(listings))
 
-    with atomic_dir(out_dir) as staging:
-        shape = (len(rows), size, size)
-        images = np.lib.format.open_memmap(staging / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=shape)
-        masks = np.lib.format.open_memmap(staging / MASKS_FILE, mode="w+", dtype=np.uint8, shape=shape)
-        for start, block_images, block_masks in phantom_blocks:
-            images[start : start + len(block_images)] = block_images
-            masks[start : start + len(block_masks)] = block_masks
-        for result in decode_all(
-            tasks, Preparation.from_data(data), data.decode_workers, params.train.progress
-        ):
+    # Decoded shards live beside the output, like training checkpoints: a killed ingest resumes from them.
+    shard_dir = checkpoint_dir(params, out_dir, "ingest")
+    shards = plan_shards(tasks, data.shard_size)
+    decoded = decode_shards(
+        shards, Preparation.from_data(data), data.decode_workers, shard_dir, params.train.progress
+    )
+    for shard in shards:
+        for result in decoded[shard.index]:
             if isinstance(result, Failed):
                 problems.append(Problem(result.path, result.reason))
                 continue
@@ -80,23 +82,29 @@ def run(params: Params, out_dir: str | Path) -> Path:
                 crop=result.crop,
                 phash=result.phash,
             )
-            images[result.cache_index] = result.image
-            masks[result.cache_index] = result.mask
-        if problems:
-            raise DataError(bad_files_message(problems))
+    if problems:
+        if shards:
+            log.info(
+                "the decoded shards stay in %s: the next run decodes only the files that changed", shard_dir
+            )
+        raise DataError(bad_files_message(problems))
 
+    with atomic_dir(out_dir) as staging:
+        blocks = [Block(start, images, masks) for start, images, masks in phantom_blocks]
+        assemble_cache(staging, len(rows), size, [(shard, shard_dir) for shard in shards], blocks)
         table = finish_table(rows, data.group_column)
         dropped = rows_to_drop(table, data)
         if dropped:
             keep = np.setdiff1d(np.arange(len(table)), np.fromiter(dropped, dtype=np.int64))
             table = table.iloc[keep].reset_index(drop=True)
+            images, masks = (np.load(staging / name, mmap_mode="r+") for name in (IMAGES_FILE, MASKS_FILE))
             images, masks = compact_caches(staging, images, masks, keep)
+            images.flush()
+            masks.flush()
+            del images, masks
         near = NearDuplicates.find(table, data.near_duplicate_bits)
         table["near_group"] = near.near_groups()
         table["cache_index"] = np.arange(len(table), dtype=np.int64)
-        images.flush()
-        masks.flush()
-        del images, masks
         table.to_parquet(staging / TABLE_FILE, index=False)
         seconds = time.perf_counter() - started
         write_json(
@@ -116,4 +124,5 @@ def run(params: Params, out_dir: str | Path) -> Path:
                 "images_per_second": round(len(rows) / seconds, 1) if seconds > 0 else None,
             },
         )
+    remove_checkpoints(shard_dir)
     return Path(out_dir)

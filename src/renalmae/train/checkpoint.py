@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from renalmae.io import checkpoint_dir, remove_checkpoints  # noqa: F401 - where checkpoints live
 from renalmae.params import Params
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "latest.pt"
-
-
-def checkpoint_dir(params: Params, out_dir: str | os.PathLike, run_name: str) -> Path:
-    """Where the checkpoints of the run writing `out_dir` live."""
-    if params.train.checkpoint_dir:
-        return Path(params.train.checkpoint_dir) / run_name
-    out_dir = Path(out_dir).absolute()
-    return out_dir.parent / ".checkpoints" / out_dir.name
 
 
 def fingerprint(params: Params, sections: list[str], **identity: Any) -> str:
@@ -96,11 +88,3 @@ def load_checkpoint(directory: Path | None, expected_fingerprint: str) -> dict[s
         return None
     log.info("resuming from %s (step %d, epoch %d)", path, state["step"], state["sampler"]["epoch"])
     return state
-
-
-def remove_checkpoints(directory: Path | None) -> None:
-    if directory is not None and directory.is_dir():
-        shutil.rmtree(directory, ignore_errors=True)
-        parent = directory.parent
-        if parent.name == ".checkpoints" and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
