@@ -115,7 +115,11 @@ def measure_ours(kind: str, params: Params, cache: np.ndarray, batch_size: int, 
     device = torch.device(params.train.device)
     model = create_model(kind, params, num_classes=None if kind == "mae" else 3)
     targets = None if kind == "mae" else np.arange(len(cache)) % 3
-    objective = mae_objective(params.mae.mask_ratio) if kind == "mae" else classification_objective()
+    objective = (
+        mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches)
+        if kind == "mae"
+        else classification_objective()
+    )
     config = FitConfig(
         epochs=epochs,
         batch_size=batch_size,

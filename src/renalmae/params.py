@@ -227,6 +227,16 @@ class PretrainParams(Section):
     init_checkpoint_norm: InputNormalisation = "imagenet"
     """Normalisation of the checkpoint's RGB input, folded into our 1-channel patch embedding."""
     seed: int = 0
+    gpus: PositiveInt = 1
+    """Data-parallel processes per node (one per GPU; gloo processes on the CPU); > 1: the Kubeflow task
+    asks for this many GPUs and runs the step under `torchrun --nproc-per-node`. batch_size is global."""
+    nodes: PositiveInt = 1
+    """> 1: the Kubeflow DAG runs pretraining as a Kubeflow Trainer TrainJob of this many nodes."""
+    trainjob_runtime: str = "torch-distributed"
+    """The ClusterTrainingRuntime the TrainJob uses (nodes > 1)."""
+    trainjob_restarts: Annotated[int, Field(ge=0)] = 3
+    """A failed TrainJob (a node lost, a pod evicted) is created again this many times; each new one
+    resumes from the last checkpoint on the shared volume."""
 
     @model_validator(mode="after")
     def _checkpoint_states_its_data(self) -> PretrainParams:

@@ -116,15 +116,20 @@ class MaskedAutoencoderViT(nn.Module):
         x = torch.einsum("nhwpqc->nchpwq", x)
         return x.reshape(x.shape[0], c, h * p, h * p)
 
-    def random_masking(self, x: Tensor, mask_ratio: float) -> tuple[Tensor, Tensor, Tensor]:
+    def random_masking(
+        self, x: Tensor, mask_ratio: float, noise: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Keep a random `1 - mask_ratio` of the tokens of each sample (per-sample shuffle by noise argsort).
 
-        Returns the kept tokens `[B, L_keep, D]`, the binary mask `[B, L]` (1 = removed) and the
-        permutation that restores the original order.
+        `noise` `[B, L]` in [0, 1) decides which tokens are kept (drawn here when None); data-parallel
+        training passes each rank its slice of the global batch's noise. Returns the kept tokens
+        `[B, L_keep, D]`, the binary mask `[B, L]` (1 = removed) and the permutation that restores the
+        original order.
         """
         batch, length, dim = x.shape
         len_keep = int(length * (1 - mask_ratio))
-        noise = torch.rand(batch, length, device=x.device)
+        if noise is None:
+            noise = torch.rand(batch, length, device=x.device)
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :len_keep]
@@ -134,10 +139,12 @@ class MaskedAutoencoderViT(nn.Module):
         mask = torch.gather(mask, 1, ids_restore)
         return x_kept, mask, ids_restore
 
-    def forward_encoder(self, imgs: Tensor, mask_ratio: float) -> tuple[Tensor, Tensor, Tensor]:
+    def forward_encoder(
+        self, imgs: Tensor, mask_ratio: float, noise: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         encoder = self.encoder
         x = encoder.patch_embed(imgs) + encoder.pos_embed[:, 1:, :]
-        x, mask, ids_restore = self.random_masking(x, mask_ratio)
+        x, mask, ids_restore = self.random_masking(x, mask_ratio, noise)
         cls_token = encoder.cls_token + encoder.pos_embed[:, :1, :]
         x = torch.cat([cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         x = encoder.norm_pre(x)
@@ -163,10 +170,13 @@ class MaskedAutoencoderViT(nn.Module):
         loss = (pred.float() - target).pow(2).mean(dim=-1)
         return (loss * mask).sum() / mask.sum()
 
-    def forward(self, imgs: Tensor, mask_ratio: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Return `(loss, pred [B, L, p*p*C], mask [B, L])`; `mask_ratio` defaults to the model's."""
+    def forward(
+        self, imgs: Tensor, mask_ratio: float | None = None, noise: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Return `(loss, pred [B, L, p*p*C], mask [B, L])`; `mask_ratio` defaults to the model's,
+        `noise` (see `random_masking`) to a fresh draw."""
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
-        latent, mask, ids_restore = self.forward_encoder(imgs, ratio)
+        latent, mask, ids_restore = self.forward_encoder(imgs, ratio, noise)
         pred = self.forward_decoder(latent, ids_restore)
         return self.forward_loss(imgs, pred, mask), pred, mask
 

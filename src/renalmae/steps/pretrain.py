@@ -74,11 +74,12 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     fingerprint = ckpt.fingerprint(
         params, ["data", "encoder", "mae", "augment", "train", "pretrain"], splits=file_digest(splits_path)
     )
+    objective = mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches)
     context = setup(params.train.device, params.train.cpu_threads)
     tracking = track_step(params, "pretrain") if context.is_main else contextlib.nullcontext(StepTracker())
     with tracking as tracker, output_dir(out_dir, context) as staging:
         result = fit(
-            model, images, None, mae_objective(params.mae.mask_ratio), config, params.train, params.augment,
+            model, images, None, objective, config, params.train, params.augment,
             on_metrics=tracker.log_metrics, checkpoint_dir=ckpt.checkpoint_dir(params, out_dir, "pretrain"),
             fingerprint=fingerprint, context=context,
         )  # fmt: skip

@@ -2,13 +2,17 @@
 
 `torchrun` sets RANK / WORLD_SIZE / LOCAL_RANK; this is the documented way a launcher talks to the
 process, so reading them here is the one exception to "no module reads the environment". Only rank 0
-writes files and logs metrics.
+writes files and logs metrics. `torchrun_command` / `run_under_torchrun` start such a job: every rank
+runs the same `renalmae` CLI step (`pretrain.gpus` processes in one pod; a Kubeflow Trainer job on
+several nodes, see `renalmae.train.trainjob`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +22,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from renalmae.errors import ParamsError
+from renalmae.errors import ParamsError, RenalMAEError
 from renalmae.io import atomic_dir
 
 
@@ -97,3 +101,28 @@ def output_dir(final_dir: str | os.PathLike, context: DistContext) -> Iterator[P
     else:
         with tempfile.TemporaryDirectory() as scratch:
             yield Path(scratch)
+
+
+def torchrun_command(cli_argv: list[str], nproc_per_node: int | None = None) -> list[str]:
+    """`torchrun ... -m renalmae.cli <cli_argv>`: every rank runs the same CLI step.
+
+    With `nproc_per_node`: one node (`--standalone`: a local rendezvous on a free port). Without: the
+    node count, ranks and rendezvous come from the PET_* environment the Kubeflow Trainer runtime sets.
+    """
+    options = ["--standalone", f"--nproc-per-node={nproc_per_node}"] if nproc_per_node is not None else []
+    return ["torchrun", *options, "-m", "renalmae.cli", *cli_argv]
+
+
+def run_under_torchrun(cli_argv: list[str], nproc_per_node: int) -> None:
+    """Run `renalmae <cli_argv>` as `nproc_per_node` data-parallel ranks on this machine; wait for them.
+
+    Uses this interpreter's torch (`python -m torch.distributed.run` is `torchrun`). Raises
+    `RenalMAEError` when a rank fails; the rank's own message is printed above it by the CLI.
+    """
+    launcher, *arguments = torchrun_command(cli_argv, nproc_per_node)
+    completed = subprocess.run([sys.executable, "-m", "torch.distributed.run", *arguments], check=False)
+    if completed.returncode != 0:
+        raise RenalMAEError(
+            f"`renalmae {' '.join(cli_argv[:1])}` under {launcher} ({nproc_per_node} processes) exited with "
+            f"code {completed.returncode}; the failing rank's error is printed above"
+        )

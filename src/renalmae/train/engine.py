@@ -34,7 +34,8 @@ from renalmae.train.schedule import build_optimizer, build_scheduler, param_grou
 
 log = logging.getLogger(__name__)
 
-Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
+Objective = Callable[..., torch.Tensor]
+"""`objective(model, inputs, targets, draw)` → scalar loss; `draw`: (global batch size, rank offset)."""
 MetricsHook = Callable[[dict[str, float], int], None]
 
 
@@ -81,7 +82,9 @@ def classification_objective(
     """Cross-entropy (optionally class-weighted and label-smoothed) on the model's logits."""
     cached: dict[torch.device, torch.Tensor] = {}
 
-    def objective(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+    def objective(
+        model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None, draw=None
+    ) -> torch.Tensor:
         weight = None
         if class_weights is not None:
             if inputs.device not in cached:
@@ -95,11 +98,19 @@ def classification_objective(
     return objective
 
 
-def mae_objective(mask_ratio: float) -> Objective:
-    """The MAE reconstruction loss the model itself returns."""
+def mae_objective(mask_ratio: float, num_patches: int) -> Objective:
+    """The MAE reconstruction loss the model itself returns, for images of `num_patches` patches.
 
-    def objective(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-        loss, _, _ = model(inputs, mask_ratio=mask_ratio)
+    The masking noise is drawn for the whole global batch and sliced to this rank's share (`draw`), as
+    the augmentation is, so data-parallel ranks mask their images exactly as one process would.
+    """
+
+    def objective(
+        model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None, draw=None
+    ) -> torch.Tensor:
+        size, offset = draw if draw is not None else (len(inputs), 0)
+        noise = torch.rand(size, num_patches, device=inputs.device)[offset : offset + len(inputs)]
+        loss, _, _ = model(inputs, mask_ratio=mask_ratio, noise=noise)
         return loss.float()
 
     return objective
@@ -246,7 +257,7 @@ def fit(
             batch_targets = None if device_targets is None else device_targets[indices]
             sync = contextlib.nullcontext() if boundary or not context.enabled else forward_model.no_sync()
             with sync, autocast:
-                loss = objective(forward_model, inputs, batch_targets)
+                loss = objective(forward_model, inputs, batch_targets, draw)
             with sync:
                 (loss / group_size).backward()
             micro_losses.append(loss.detach())

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SCRIPT = r"""
 import json, sys
@@ -54,3 +55,43 @@ def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path):
     np.testing.assert_allclose(two["losses"], one["losses"], atol=1e-5)
     for name, values in one["weights"].items():
         np.testing.assert_allclose(two["weights"][name], values, atol=1e-5, err_msg=name)
+
+
+def test_pretraining_under_torchrun_on_two_cpu_processes_gives_the_single_process_encoder(tmp_path, dataset):
+    """The launch path the pipeline uses for `pretrain.gpus: 2`: MAE masking and augmentation included."""
+    import yaml
+    from safetensors.numpy import load_file
+    from trainkit import tiny_params
+
+    from renalmae.steps import pretrain
+    from renalmae.train.distributed import run_under_torchrun
+
+    ingest_dir, splits_path = dataset
+    params = tiny_params(pretrain={"epochs": 1, "batch_size": 16, "gpus": 2})
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params.to_dict()))
+    single = pretrain.run(params, ingest_dir, splits_path, tmp_path / "single")
+    paths = {"--ingest": ingest_dir, "--splits": splits_path, "--out": tmp_path / "two-ranks"}
+    argv = ["pretrain", "--params", str(params_file), *(str(part) for item in paths.items() for part in item)]
+    run_under_torchrun(argv, nproc_per_node=2)
+
+    expected, actual = (
+        load_file(single / "encoder.safetensors"),
+        load_file(tmp_path / "two-ranks" / "encoder.safetensors"),
+    )
+    assert expected.keys() == actual.keys()
+    for name, values in expected.items():
+        np.testing.assert_allclose(actual[name], values, atol=1e-5, err_msg=name)
+    losses_single = json.loads((single / "metrics.json").read_text())["final_loss"]
+    losses_two = json.loads((tmp_path / "two-ranks" / "metrics.json").read_text())["final_loss"]
+    assert losses_two == pytest.approx(losses_single, abs=1e-5)
+
+
+def test_a_failing_rank_stops_the_launch_with_one_message(tmp_path):
+    from renalmae.errors import RenalMAEError
+    from renalmae.train.distributed import run_under_torchrun
+
+    with pytest.raises(
+        RenalMAEError, match=r"`renalmae pretrain` under torchrun \(2 processes\) exited with code"
+    ):
+        run_under_torchrun(["pretrain", "--params", str(tmp_path / "missing.yaml")], nproc_per_node=2)

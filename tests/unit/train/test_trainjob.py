@@ -1,0 +1,240 @@
+"""The Kubeflow Trainer job: its manifest fits the published CRD, and the create / wait / restart logic
+against a fake of the three Kubernetes API calls used (fake_kubernetes.py: not a cluster)."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+from fake_kubernetes import (
+    FakeKubernetes,
+    FakeKubernetesServer,
+    admission_errors,
+    finished,
+    name_rules,
+    running,
+    trainjob_schema,
+)
+
+from renalmae.errors import ServiceError
+from renalmae.train.trainjob import (
+    TrainJobs,
+    TrainJobSpec,
+    connect,
+    job_name,
+    run_trainjob,
+    trainjob_manifest,
+)
+
+NAMESPACE = "kubeflow-user"
+TOKEN = "k8s-t0ken-value"
+COMMAND = ["torchrun", "-m", "renalmae.cli", "pretrain", "--params", "/mnt/renalmae/runs/x/params.yaml"]
+SECRET_ENV = [
+    {
+        "name": "MLFLOW_TRACKING_URI",
+        "valueFrom": {"secretKeyRef": {"name": "renalmae-mlflow", "key": "MLFLOW_TRACKING_URI"}},
+    }
+]
+
+
+def spec(**changes) -> TrainJobSpec:
+    fields = {
+        "name": job_name("pretrain", "run-8f2c"), "namespace": NAMESPACE, "env": SECRET_ENV,
+        "image": "ghcr.io/renalmae/renalmae:1.0-cuda", "command": COMMAND, "nodes": 4, "procs_per_node": 8,
+        "gpus_per_node": 8, "volume_claim": "renalmae-data", "mount_path": "/mnt/renalmae",
+    }  # fmt: skip
+    return TrainJobSpec(**{**fields, **changes})
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return trainjob_schema()
+
+
+def kubernetes(state: FakeKubernetes):
+    """(server, TrainJobs client) for `state`, as a context manager."""
+    return FakeKubernetesServer(state)
+
+
+def jobs_for(server: FakeKubernetesServer, token: str = TOKEN) -> TrainJobs:
+    return TrainJobs(connect(server.url, token), NAMESPACE)
+
+
+def wait(jobs: TrainJobs, manifest: dict, restarts: int = 2, **options) -> dict:
+    return run_trainjob(
+        jobs, manifest, restarts=restarts, poll_seconds=0, sleep=lambda seconds: None, **options
+    )
+
+
+# --- the manifest -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gpus", [8, 0], ids=["gpu-cluster", "cpu-cluster"])
+def test_the_trainjob_manifest_fits_the_published_crd_schema(schema, gpus):
+    manifest = trainjob_manifest(spec(gpus_per_node=gpus, procs_per_node=gpus or 2))
+    assert admission_errors(manifest, schema, strict_fields=True) == []
+
+
+def test_the_schema_check_refuses_what_the_api_server_would(schema):
+    """The check has teeth: a misspelt field, a wrong type and a bad name are each refused."""
+    manifest = trainjob_manifest(spec())
+    misspelt, wrong_type, bad_name = (copy.deepcopy(manifest) for _ in range(3))
+    misspelt["spec"]["trainer"]["numNode"] = misspelt["spec"]["trainer"].pop("numNodes")
+    wrong_type["spec"]["trainer"]["numProcPerNode"] = "eight"
+    bad_name["metadata"]["name"] = "Pretrain_Run"
+    assert "'numNode' was unexpected" in " ".join(admission_errors(misspelt, schema, strict_fields=True))
+    assert "'eight' is not of type 'integer'" in " ".join(
+        admission_errors(wrong_type, schema, strict_fields=True)
+    )
+    assert "RFC 1035" in " ".join(admission_errors(bad_name, schema, strict_fields=True))
+
+
+def test_the_manifest_runs_our_image_and_command_on_every_node_with_the_shared_volume():
+    manifest = trainjob_manifest(spec())
+    assert manifest["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and manifest["kind"] == "TrainJob"
+    trainer = manifest["spec"]["trainer"]
+    assert trainer["command"] == COMMAND and trainer["image"].endswith(":1.0-cuda")
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (4, 8)
+    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 8
+    assert trainer["env"] == SECRET_ENV
+    assert manifest["spec"]["runtimeRef"] == {
+        "name": "torch-distributed", "kind": "ClusterTrainingRuntime", "apiGroup": "trainer.kubeflow.org"
+    }  # fmt: skip
+    (patch,) = manifest["spec"]["runtimePatches"]
+    (node,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    pod = node["template"]["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "renalmae-data"}
+    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/mnt/renalmae"
+    cpu_only = trainjob_manifest(spec(gpus_per_node=0))["spec"]["trainer"]["resourcesPerNode"]["limits"]
+    assert "nvidia.com/gpu" not in cpu_only
+
+
+def test_job_names_are_rfc1035_labels_and_the_same_on_every_retry_of_a_run(schema):
+    pattern, length = name_rules(schema)
+    long_run_id = "a" * 200
+    names = [job_name("pretrain", "run-1"), job_name("pretrain", "run-2"), job_name("pretrain", long_run_id)]
+    assert all(pattern.fullmatch(name) and len(name) <= length for name in names)
+    assert job_name("pretrain", "run-1") == names[0] != names[1]
+
+
+# --- create, wait, restart --------------------------------------------------------------------------
+
+
+def test_a_job_that_completes_is_created_once_and_returned():
+    state = FakeKubernetes(
+        token=TOKEN, script=[[running(), running(), finished("Complete", "JobSetCompleted")]]
+    )
+    with kubernetes(state) as server:
+        job = wait(jobs_for(server), trainjob_manifest(spec()))
+    assert job["status"]["conditions"][0]["type"] == "Complete"
+    assert len(state.created) == 1 and state.created[0] == trainjob_manifest(spec())
+    assert [r.method for r in state.requests] == ["POST", "GET", "GET", "GET"]
+    assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in state.requests)
+    assert "fieldValidation=Strict" in state.requests[0].path
+
+
+def test_a_job_that_lost_a_node_is_deleted_and_created_again():
+    lost_node = finished("Failed", "FailedJobs", "jobset failed: pod renalmae-node-0-1 evicted (node lost)")
+    state = FakeKubernetes(
+        token=TOKEN, script=[[running(4), lost_node], [running(4), finished("Complete", "Done")]]
+    )
+    with kubernetes(state) as server:
+        job = wait(jobs_for(server), trainjob_manifest(spec()))
+    assert condition_type(job) == "Complete"
+    assert len(state.created) == 2, "the same job, created a second time"
+    methods = [r.method for r in state.requests]
+    assert methods[:5] == ["POST", "GET", "GET", "DELETE", "GET"], "delete, wait until gone, then create"
+    assert methods[5] == "POST"
+    assert state.requests[3].path.endswith("?propagationPolicy=Foreground"), "its pods go with it"
+
+
+def condition_type(job: dict) -> str:
+    return job["status"]["conditions"][0]["type"]
+
+
+def test_a_job_failing_more_often_than_restarts_allow_stops_with_its_reason():
+    state = FakeKubernetes(token=TOKEN, script=[[finished("Failed", "FailedJobs", "CUDA out of memory")]])
+    with kubernetes(state) as server, pytest.raises(ServiceError) as error:
+        wait(jobs_for(server), trainjob_manifest(spec()), restarts=2)
+    assert len(state.created) == 3, "the first attempt and two restarts"
+    message = str(error.value)
+    assert (
+        f"TrainJob {NAMESPACE}/{spec().name} failed (FailedJobs: CUDA out of memory) after 2 restart(s)"
+        in message
+    )
+    assert f"kubectl logs -n {NAMESPACE} -l jobset.sigs.k8s.io/jobset-name={spec().name}" in message
+
+
+@pytest.mark.parametrize("reason", ["DeadlineExceeded", "TrainingRuntimeNotSupported"])
+def test_a_failure_another_attempt_cannot_fix_is_not_retried(reason):
+    state = FakeKubernetes(token=TOKEN, script=[[finished("Failed", reason, "no")]])
+    with kubernetes(state) as server, pytest.raises(ServiceError, match=reason):
+        wait(jobs_for(server), trainjob_manifest(spec()), restarts=3)
+    assert len(state.created) == 1
+
+
+def test_the_job_of_an_earlier_attempt_is_adopted_not_duplicated():
+    """A retried pipeline task finds its job still running: it waits for that one."""
+    state = FakeKubernetes(token=TOKEN, script=[[running(), running(), finished("Complete", "Done")]])
+    with kubernetes(state) as server:
+        jobs = jobs_for(server)
+        jobs.create(trainjob_manifest(spec()))  # the earlier attempt's
+        job = wait(jobs, trainjob_manifest(spec()))
+    assert condition_type(job) == "Complete"
+    assert len(state.created) == 1
+    assert [r.method for r in state.requests].count("DELETE") == 0
+
+
+def test_a_job_deleted_while_waiting_is_reported():
+    state = FakeKubernetes(token=TOKEN, script=[[running()]])
+    with kubernetes(state) as server:
+        jobs = jobs_for(server)
+
+        def delete_behind_our_back(seconds):
+            jobs.delete(spec().name)
+
+        with pytest.raises(ServiceError, match="disappeared while the pipeline waited"):
+            run_trainjob(
+                jobs, trainjob_manifest(spec()), restarts=2, poll_seconds=1, sleep=delete_behind_our_back
+            )
+
+
+def test_a_job_running_past_the_timeout_is_left_running_and_the_message_says_how_to_stop_it():
+    state = FakeKubernetes(token=TOKEN, script=[[running()]])
+    ticks = iter(range(0, 10_000, 600))
+    with kubernetes(state) as server, pytest.raises(ServiceError) as error:
+        wait(jobs_for(server), trainjob_manifest(spec()), timeout_seconds=3600, clock=lambda: next(ticks))
+    assert "did not finish within 3600 s" in str(error.value)
+    assert f"kubectl delete trainjob -n {NAMESPACE} {spec().name}" in str(error.value)
+    assert (NAMESPACE, spec().name) in state.jobs
+
+
+def test_a_service_account_without_permission_is_told_which_rbac_it_needs():
+    state = FakeKubernetes(token=TOKEN)
+    with kubernetes(state) as server, pytest.raises(ServiceError) as error:
+        wait(jobs_for(server, token="another-token"), trainjob_manifest(spec()))
+    assert "HTTP 401" in str(error.value)
+    assert "create, get and delete on trainjobs.trainer.kubeflow.org" in str(error.value)
+    assert "another-token" not in str(error.value)
+
+
+def test_a_cluster_without_kubeflow_trainer_is_named_with_the_fix():
+    state = FakeKubernetes(token=TOKEN, installed=False)
+    with kubernetes(state) as server, pytest.raises(ServiceError) as error:
+        wait(jobs_for(server), trainjob_manifest(spec()))
+    assert "install Kubeflow Trainer v2" in str(error.value) and "pretrain.nodes: 1" in str(error.value)
+
+
+def test_a_manifest_the_api_server_refuses_is_reported_with_its_reason():
+    state = FakeKubernetes(token=TOKEN)
+    with kubernetes(state) as server, pytest.raises(ServiceError) as error:
+        wait(jobs_for(server), trainjob_manifest(spec(name="Not_A_Label")))
+    assert "rejected the TrainJob (HTTP 422" in str(error.value) and "RFC 1035" in str(error.value)
+
+
+def test_an_unreachable_api_server_is_reported():
+    with kubernetes(FakeKubernetes()) as server:
+        url = server.url
+    with pytest.raises(ServiceError, match=re.escape("the Kubernetes API is unreachable")):
+        TrainJobs(connect(url, TOKEN), NAMESPACE).get("anything")
