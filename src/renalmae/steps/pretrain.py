@@ -74,8 +74,8 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     fingerprint = ckpt.fingerprint(
         params, ["data", "encoder", "mae", "augment", "train", "pretrain"], splits=file_digest(splits_path)
     )
-    objective = mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches)
     context = setup(params.train.device, params.train.cpu_threads)
+    objective = mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches, context)
     tracking = track_step(params, "pretrain") if context.is_main else contextlib.nullcontext(StepTracker())
     with tracking as tracker, output_dir(out_dir, context) as staging:
         result = fit(

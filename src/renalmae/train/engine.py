@@ -34,8 +34,7 @@ from renalmae.train.schedule import build_optimizer, build_scheduler, param_grou
 
 log = logging.getLogger(__name__)
 
-Objective = Callable[..., torch.Tensor]
-"""`objective(model, inputs, targets, draw)` → scalar loss; `draw`: (global batch size, rank offset)."""
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
 MetricsHook = Callable[[dict[str, float], int], None]
 
 
@@ -82,9 +81,7 @@ def classification_objective(
     """Cross-entropy (optionally class-weighted and label-smoothed) on the model's logits."""
     cached: dict[torch.device, torch.Tensor] = {}
 
-    def objective(
-        model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None, draw=None
-    ) -> torch.Tensor:
+    def objective(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         weight = None
         if class_weights is not None:
             if inputs.device not in cached:
@@ -98,18 +95,19 @@ def classification_objective(
     return objective
 
 
-def mae_objective(mask_ratio: float, num_patches: int) -> Objective:
+def mae_objective(mask_ratio: float, num_patches: int, context: DistContext | None = None) -> Objective:
     """The MAE reconstruction loss the model itself returns, for images of `num_patches` patches.
 
-    The masking noise is drawn for the whole global batch and sliced to this rank's share (`draw`), as
-    the augmentation is, so data-parallel ranks mask their images exactly as one process would.
+    Under data parallelism (`context`) the masking noise is drawn for the whole global batch and sliced
+    to this rank's share, as the augmentation is, so the ranks mask their images exactly as one process
+    would (every rank's batch has the same size: the sampler drops incomplete batches).
     """
+    rank, world_size = (context.rank, context.world_size) if context is not None else (0, 1)
 
-    def objective(
-        model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None, draw=None
-    ) -> torch.Tensor:
-        size, offset = draw if draw is not None else (len(inputs), 0)
-        noise = torch.rand(size, num_patches, device=inputs.device)[offset : offset + len(inputs)]
+    def objective(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        local = len(inputs)
+        share = slice(rank * local, (rank + 1) * local)
+        noise = torch.rand(local * world_size, num_patches, device=inputs.device)[share]
         loss, _, _ = model(inputs, mask_ratio=mask_ratio, noise=noise)
         return loss.float()
 
@@ -257,7 +255,7 @@ def fit(
             batch_targets = None if device_targets is None else device_targets[indices]
             sync = contextlib.nullcontext() if boundary or not context.enabled else forward_model.no_sync()
             with sync, autocast:
-                loss = objective(forward_model, inputs, batch_targets, draw)
+                loss = objective(forward_model, inputs, batch_targets)
             with sync:
                 (loss / group_size).backward()
             micro_losses.append(loss.detach())

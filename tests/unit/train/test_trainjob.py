@@ -3,9 +3,18 @@ against a fake of the three Kubernetes API calls used (fake_kubernetes.py: not a
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 from fake_kubernetes import (
     FakeKubernetes,
@@ -238,3 +247,102 @@ def test_an_unreachable_api_server_is_reported():
         url = server.url
     with pytest.raises(ServiceError, match=re.escape("the Kubernetes API is unreachable")):
         TrainJobs(connect(url, TOKEN), NAMESPACE).get("anything")
+
+
+# --- a whole job, its nodes played on this machine --------------------------------------------------
+
+
+class Kubelet:
+    """Plays a TrainJob's nodes here: each node runs the trainer's command with the PET_* environment the
+    torch runtime injects (a static rendezvous on 127.0.0.1). On the first attempt every node is killed
+    (SIGKILL, as when a node is lost) once the run has written a checkpoint."""
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = checkpoint
+        self.step_found_by_attempt: list[int | None] = []
+        self.stderr_by_attempt: list[str] = []
+
+    def __call__(self, job: dict, attempt: int) -> dict:
+        import torch
+
+        trainer = job["spec"]["trainer"]
+        assert trainer["command"][0] == "torchrun"
+        launcher = [sys.executable, "-m", "torch.distributed.run", *trainer["command"][1:]]
+        found = torch.load(self.checkpoint, weights_only=False)["step"] if self.checkpoint.is_file() else None
+        self.step_found_by_attempt.append(found)
+        port = free_port()
+        nodes = []
+        for rank in range(trainer["numNodes"]):
+            environment = {**os.environ, "PET_NNODES": str(trainer["numNodes"]),
+                           "PET_NPROC_PER_NODE": str(trainer["numProcPerNode"]), "PET_NODE_RANK": str(rank),
+                           "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port)}  # fmt: skip
+            nodes.append(subprocess.Popen(launcher, env=environment, stderr=subprocess.PIPE, text=True,
+                                          start_new_session=True))  # fmt: skip
+        if attempt == 0:
+            while not self.checkpoint.is_file() and all(node.poll() is None for node in nodes):
+                time.sleep(0.01)
+            for node in nodes:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.pid, signal.SIGKILL)
+        errors = [node.communicate(timeout=600)[1] for node in nodes]
+        self.stderr_by_attempt.append("\n".join(errors))
+        if attempt == 0:
+            return finished("Failed", "FailedJobs", "node renalmae-node-0-1 lost")
+        if any(node.returncode != 0 for node in nodes):
+            return finished("Failed", "FailedJobs", self.stderr_by_attempt[-1][-2000:])
+        return finished("Complete", "JobSetCompleted")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_two_node_trainjob_that_loses_a_node_resumes_to_the_single_process_encoder(tmp_path, dataset):
+    from safetensors.numpy import load_file
+    from trainkit import tiny_params
+
+    from renalmae.steps import pretrain as pretrain_step
+    from renalmae.train.trainjob import SharedVolume, pretrain
+
+    ingest_dir, splits_path = dataset
+    schedule = {"epochs": 4, "batch_size": 16}  # 20 steps, a checkpoint every 2
+    reference = pretrain_step.run(tiny_params(pretrain=schedule), ingest_dir, splits_path, tmp_path / "one")
+    mount = tmp_path / "shared-volume"
+    params = tiny_params(pretrain={**schedule, "nodes": 2, "gpus": 1})
+    name = job_name("pretrain", "run-42")
+    kubelet = Kubelet(mount / "renalmae-runs" / name / ".checkpoints" / "encoder" / "latest.pt")
+    state = FakeKubernetes(token=TOKEN, runner=kubelet)
+
+    with kubernetes(state) as server:
+        encoder = pretrain(params, ingest_dir, splits_path, tmp_path / "encoder", jobs=jobs_for(server),
+                           run_id="run-42", image="renalmae:test", volume=SharedVolume("data", str(mount)),
+                           poll_seconds=0.05)  # fmt: skip
+
+    assert len(state.created) == 2, "the job was created again after the lost node"
+    assert kubelet.step_found_by_attempt[0] is None
+    found = kubelet.step_found_by_attempt[1]
+    assert found is not None and found >= 2, (
+        f"no checkpoint to resume from: {kubelet.stderr_by_attempt[0][-3000:]}"
+    )
+    assert "other parameters" not in kubelet.stderr_by_attempt[1], "the second attempt took the checkpoint"
+    expected, actual = (
+        load_file(reference / "encoder.safetensors"),
+        load_file(encoder / "encoder.safetensors"),
+    )
+    for name, values in expected.items():
+        np.testing.assert_allclose(actual[name], values, atol=1e-5, err_msg=name)
+
+
+def test_a_checkpoint_dir_off_the_shared_volume_is_refused(tmp_path):
+    from trainkit import tiny_params
+
+    from renalmae.errors import ParamsError
+    from renalmae.train.trainjob import SharedVolume, pretrain
+
+    params = tiny_params(train={"checkpoint_dir": "/scratch/local"}, pretrain={"nodes": 2})
+    with pytest.raises(ParamsError, match="train.checkpoint_dir /scratch/local is not on the shared volume"):
+        pretrain(params, tmp_path, tmp_path / "splits.json", tmp_path / "out", jobs=None, run_id="r",
+                 image="i", volume=SharedVolume("data", "/mnt/renalmae"))  # fmt: skip
