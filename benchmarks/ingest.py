@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -61,39 +62,59 @@ print(json.dumps({
 """
 
 
-def make_pool(directory: Path, images: int, seed: int = 0) -> None:
+def make_pool(directory: Path, images: int, seed: int = 0, processes: int = 1) -> None:
     """`images` distinct greyscale PNGs of 256-640 px a side: crops of rendered phantom ultrasound.
 
-    A few hundred phantom frames are rendered at 640 px; each file is a random crop (random width and
-    height), possibly mirrored, with its index written into its first pixels so that no two files are
-    the same image. Written once; an existing file is kept (so a stopped run continues).
+    A few hundred phantom frames are rendered at 640 px (kept in `<directory>/.bases.npy`); each file is
+    a random crop (random width and height), possibly mirrored, with its index written into its first
+    pixels so that no two files are the same image, saved with zlib level 1 (OpenCV's default for PNG).
+    An existing file is kept, so a stopped run continues where it was.
     """
-    from PIL import Image
-
     from renalmae.data.phantom import generate_phantom
 
-    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    n_bases = min(BASE_IMAGES, max(4, images // 100))
-    bases = generate_phantom(n_bases, seed, POOL_SIDES[1], difficulty=0.5, unlabelled=True).images
-    print(f"rendered {n_bases} base frames in {time.perf_counter() - started:.0f} s", flush=True)
-    for index in range(images):
-        width, height = rng.integers(POOL_SIDES[0], POOL_SIDES[1] + 1, size=2)
-        base = bases[rng.integers(len(bases))]
-        top, left = rng.integers(0, POOL_SIDES[1] - height + 1), rng.integers(0, POOL_SIDES[1] - width + 1)
-        mirror = rng.random() < 0.5
+    cached = directory / ".bases.npy"
+    if cached.is_file():
+        bases = np.load(cached)
+    else:
+        n_bases = min(BASE_IMAGES, max(4, images // 100))
+        bases = generate_phantom(n_bases, seed, POOL_SIDES[1], difficulty=0.5, unlabelled=True).images
+        np.save(cached, bases)
+        print(f"rendered {n_bases} base frames in {time.perf_counter() - started:.0f} s", flush=True)
+    rng = np.random.default_rng(seed)
+    layout = [  # (width, height, base, (top, left, mirror)) of every file, drawn before any is written
+        (*rng.integers(POOL_SIDES[0], POOL_SIDES[1] + 1, size=2), rng.integers(len(bases)), rng.random(3))
+        for _ in range(images)
+    ]
+    parts = [(directory, bases, layout, part, processes) for part in range(processes)]
+    if processes == 1:
+        _write_pool_part(*parts[0])
+    else:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            pool.starmap(_write_pool_part, parts)
+    print(f"{images} files in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _write_pool_part(directory: Path, bases: np.ndarray, layout: list, part: int, parts: int) -> None:
+    from PIL import Image
+
+    for index in range(part, len(layout), parts):
+        width, height, base, (top, left, mirror) = layout[index]
         path = directory / f"{index // FILES_PER_FOLDER:03d}" / f"pool-{index:06d}.png"
         if path.exists():
             continue
-        crop = np.array(base[top : top + height, left : left + width])
-        if mirror:
+        top = int(top * (POOL_SIDES[1] - height + 1))
+        left = int(left * (POOL_SIDES[1] - width + 1))
+        crop = np.array(bases[base][top : top + height, left : left + width])
+        if mirror < 0.5:
             crop = crop[:, ::-1].copy()
         crop[0, :8] = np.frombuffer(np.uint64(index).tobytes(), dtype=np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(crop).save(path.with_suffix(".tmp.png"))
+        Image.fromarray(crop).save(path.with_suffix(".tmp.png"), compress_level=1)
         os.replace(path.with_suffix(".tmp.png"), path)
-        if (index + 1) % 5000 == 0:
-            print(f"{index + 1} files, {time.perf_counter() - started:.0f} s", flush=True)
+        if part == 0 and index % 5000 < parts and index:
+            print(f"about {index} files", flush=True)
 
 
 def ingest_params(source: str, pool: list[str], classes: list[str], size: int, workers: int) -> dict:
@@ -178,13 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=Path, help="ingest this folder of images as the pool")
     parser.add_argument("--make-pool", type=Path, help="write the synthetic PNG pool into this folder")
     parser.add_argument("--images", type=int, default=100_000, help="size of --make-pool (default 100000)")
+    parser.add_argument("--processes", type=int, default=1, help="--make-pool: processes writing files")
     parser.add_argument("--kill-after", type=float, help="with --pool: SIGKILL the ingest after this many s, "
                         "then run it again (it resumes from its finished shards)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="data.decode_workers (default 2)")
     parser.add_argument("--size", type=int, default=224, help="data.image_size (default 224)")
     args = parser.parse_args(argv)
     if args.make_pool:
-        make_pool(args.make_pool, args.images)
+        make_pool(args.make_pool, args.images, processes=args.processes)
         return 0
     with tempfile.TemporaryDirectory(prefix="renalmae-bench-") as scratch:
         scratch = Path(scratch)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from fake_kubernetes import (
     FakeKubernetes,
@@ -281,9 +282,12 @@ class Kubelet:
         if attempt == 0:
             while not self.checkpoint.is_file() and all(node.poll() is None for node in nodes):
                 time.sleep(0.01)
-            for node in nodes:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(node.pid, signal.SIGKILL)
+            for node in nodes:  # the node's launcher and every rank it started
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    launcher_process = psutil.Process(node.pid)
+                    for process in [*launcher_process.children(recursive=True), launcher_process]:
+                        with contextlib.suppress(psutil.NoSuchProcess):
+                            process.send_signal(signal.SIGKILL)
         errors = [node.communicate(timeout=600)[1] for node in nodes]
         self.stderr_by_attempt.append("\n".join(errors))
         if attempt == 0:
