@@ -19,6 +19,7 @@ CLASSES = ["normal", "utd", "mcdk"]
 FOLDS = [0, 1, 2, 3, 4]
 SIGNAL = {"usfmae": 1.6, "densenet169": 0.9}
 ROOTS = {"usfmae": "finetune", "densenet169": "baseline"}
+ROLES = {"usfmae": "candidate", "densenet169": "baseline"}
 
 
 def _labels(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -38,9 +39,17 @@ def _probabilities(
 
 
 def write_prediction_runs(
-    root: Path, n_dev: int = 100, n_test: int = 40, seed: int = 0, tasks=("binary", "multiclass")
+    root: Path,
+    n_dev: int = 100,
+    n_test: int = 40,
+    seed: int = 0,
+    tasks=("binary", "multiclass"),
+    baseline_name: str = "densenet169",
 ) -> list[Path]:
-    """Write run.json + predictions.parquet for every model x task x fold under root; return the run dirs."""
+    """Write run.json + predictions.parquet for every model x task x fold under root; return the run dirs.
+
+    `baseline_name`: the baseline's model name (what `baseline.arch` names it) in run.json and predictions.
+    """
     rng = np.random.default_rng(seed)
     dev_labels, test_labels = _labels(rng, n_dev), _labels(rng, n_test)
     dev_ids = np.array([f"dev_{i:04d}" for i in range(n_dev)])
@@ -48,6 +57,7 @@ def write_prediction_runs(
     fold_of = np.arange(n_dev) % len(FOLDS)
     run_dirs = []
     for model, signal in SIGNAL.items():
+        name = baseline_name if ROLES[model] == "baseline" else model
         shared_noise = {"val": rng.normal(0.0, 0.8, (n_dev, 3)), "test": rng.normal(0.0, 0.8, (n_test, 3))}
         for task in tasks:
             classes = task_classes(CLASSES, "normal", task)
@@ -64,7 +74,7 @@ def write_prediction_runs(
                     frame = pd.DataFrame(
                         {
                             "id": ids,
-                            "model": model,
+                            "model": name,
                             "task": task,
                             "fold": fold,
                             "split": split,
@@ -78,9 +88,8 @@ def write_prediction_runs(
                 write_predictions(
                     run_dir / "predictions.parquet", pd.concat(frames, ignore_index=True), classes
                 )
-                write_json(
-                    run_dir / "run.json", {"model": model, "task": task, "fold": fold, "classes": classes}
-                )
+                info = {"model": name, "role": ROLES[model], "task": task, "fold": fold, "classes": classes}
+                write_json(run_dir / "run.json", info)
                 run_dirs.append(run_dir)
     return sorted(run_dirs)
 

@@ -60,7 +60,9 @@ def make_run_dirs(
         spec = tiny_spec(model, len(classes))
         run_dir = root / model / task / f"fold{fold}"
         run_dir.mkdir(parents=True)
-        info = {"model": model, "task": task, "fold": fold, "classes": classes, "image_size": IMAGE_SIZE}
+        role = "candidate" if model == "usfmae" else "baseline"
+        info = {"model": model, "role": role, "task": task, "fold": fold, "classes": classes,
+                "image_size": IMAGE_SIZE}  # fmt: skip
         save_trained_model(run_dir, build_from_spec(spec), spec, info)
         rng = np.random.default_rng(seed * 1000 + fold)
         logits = quality * np.eye(len(classes))[y_test] + rng.normal(size=(n_test, len(classes)))

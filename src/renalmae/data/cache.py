@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from renalmae import artifacts
 from renalmae.errors import DataError
 
-TABLE_FILE = "table.parquet"
-IMAGES_FILE = "images.npy"
-MASKS_FILE = "masks.npy"
-SUMMARY_FILE = "ingest.json"
+TABLE_FILE = artifacts.IngestedData.TABLE
+IMAGES_FILE = artifacts.IngestedData.IMAGES
+MASKS_FILE = artifacts.IngestedData.MASKS
+SUMMARY_FILE = artifacts.IngestedData.SUMMARY
 
 TABLE_COLUMNS = [
     "id",  # stable image id: sha256 prefix of the source bytes (phantom: `phantom-<seed>-<index>`)

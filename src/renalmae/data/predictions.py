@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from renalmae.artifacts import TrainedRun
 from renalmae.errors import DataError
 from renalmae.io import atomic_file
 
-PREDICTIONS_FILE = "predictions.parquet"
-RUN_FILE = "run.json"
+PREDICTIONS_FILE = TrainedRun.PREDICTIONS
+RUN_FILE = TrainedRun.RUN
 BASE_COLUMNS = ["id", "model", "task", "fold", "split", "y_true"]
 TASKS = ("binary", "multiclass")
 ANOMALY = "anomaly"

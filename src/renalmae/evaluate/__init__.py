@@ -7,13 +7,12 @@ from renalmae.evaluate.metrics import (
     expected_calibration_error,
     predict,
 )
-from renalmae.evaluate.runs import BASELINE, CANDIDATE, MODELS, ModelRun, check_runs, load_run
+from renalmae.evaluate.runs import BASELINE, CANDIDATE, ModelRun, check_runs, load_run, load_runs
 from renalmae.evaluate.thresholds import choose_threshold
 
 __all__ = [
     "BASELINE",
     "CANDIDATE",
-    "MODELS",
     "ModelRun",
     "TaskComparison",
     "brier_score",
@@ -25,5 +24,6 @@ __all__ = [
     "expected_calibration_error",
     "fold_metrics",
     "load_run",
+    "load_runs",
     "predict",
 ]

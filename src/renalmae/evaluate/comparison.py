@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from renalmae.evaluate.metrics import classification_metrics, predict
-from renalmae.evaluate.runs import BASELINE, CANDIDATE, ModelRun, holdout_ensemble, pooled_validation
+from renalmae.evaluate.runs import ModelRun, holdout_ensemble, pooled_validation
 from renalmae.evaluate.thresholds import choose_threshold
 from renalmae.params import EvaluateParams
 from renalmae.stats import (
@@ -101,7 +101,11 @@ def _delong(y_true, probs_a, probs_b, classes) -> tuple[dict | None, dict[str, f
 
 
 def compare_task(task: str, runs: dict[str, dict[int, ModelRun]], settings: EvaluateParams) -> TaskComparison:
-    """Compare the candidate and baseline fold models and ensembles of one task."""
+    """Compare the candidate and baseline fold models and ensembles of one task.
+
+    `runs` is model name -> fold -> run, the candidate first (as `check_runs` returns it).
+    """
+    CANDIDATE, BASELINE = runs  # the two models' own names (not literals): any baseline architecture
     classes = next(iter(runs[CANDIDATE].values())).classes
     folds = {
         model: [fold_metrics(run, settings) for run in by_fold.values()] for model, by_fold in runs.items()
@@ -189,7 +193,7 @@ def dvc_metrics(comparisons: dict[str, TaskComparison]) -> dict:
     for task, comparison in comparisons.items():
         summary = comparison.summary
         entry: dict = {}
-        for model in (CANDIDATE, BASELINE):
+        for model in (summary["candidate"], summary["baseline"]):
             ensemble = summary["ensemble"][model]
             entry[model] = {f"test_{name}": ensemble[name] for name in SUMMARY_METRICS}
             for name in ("auc", "f1"):

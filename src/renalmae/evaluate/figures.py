@@ -21,10 +21,11 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from renalmae.evaluate.comparison import TaskComparison  # noqa: E402
 from renalmae.evaluate.metrics import reliability_curve  # noqa: E402
+from renalmae.evaluate.runs import ByName  # noqa: E402
 from renalmae.stats import stratified_indices  # noqa: E402
 
-COLOURS = {"usfmae": "#1b6ca8", "densenet169": "#d95f02"}
-LABELS = {"usfmae": "USF-MAE", "densenet169": "DenseNet-169"}
+COLOURS = ByName({"usfmae": "#1b6ca8", "densenet169": "#d95f02"}, default="#7570b3")
+LABELS = ByName({"usfmae": "USF-MAE", "densenet169": "DenseNet-169"})
 GRID = np.linspace(0.0, 1.0, 101)
 MAX_BAND_RESAMPLES = 200
 

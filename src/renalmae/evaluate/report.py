@@ -7,8 +7,9 @@ import html
 from pathlib import Path
 
 from renalmae.evaluate.comparison import SUMMARY_METRICS, TaskComparison
+from renalmae.evaluate.runs import ByName
 
-LABELS = {"usfmae": "USF-MAE", "densenet169": "DenseNet-169"}
+LABELS = ByName({"usfmae": "USF-MAE", "densenet169": "DenseNet-169"})
 METRIC_NAMES = {
     "auc": "AUC",
     "f1": "F1",

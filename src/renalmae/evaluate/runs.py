@@ -1,27 +1,49 @@
-"""Trained-model runs for comparison: load each run's predictions, check the set is complete and paired.
+"""Trained-model runs: the one place run folders are found and read, and the check that they pair up.
+
+A run folder (`renalmae.artifacts.TrainedRun`) holds one fold model of one task: run.json names its
+model, its role (`candidate` or `baseline`), task, fold and classes. `load_runs` reads exactly the
+tasks and folds the params name from the folders it is given (or finds below them); any other run
+folder on disk, e.g. folds 3 and 4 left from an earlier 5-fold run, is ignored with a warning and
+never averaged in.
 
 Every fold model of both models must have predicted the same holdout test images (with the same true
 labels), fold k of both models the same validation images, and all use the same class list, so the
-comparison is paired; anything else is a `DataError`
-naming the run and the fix. The fold ensemble of a model is the mean probability of its fold models
-on the holdout set.
+comparison is paired; anything else is a `DataError` naming the run and the fix. The fold ensemble of
+a model is the mean probability of its fold models on the holdout set.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from renalmae.data.predictions import PREDICTIONS_FILE, RUN_FILE, probability_columns, read_predictions
+from renalmae.artifacts import BASELINE, CANDIDATE, ROLES, TrainedRun
+from renalmae.data.predictions import probability_columns, read_predictions
 from renalmae.errors import DataError
-from renalmae.io import read_json
 
-CANDIDATE = "usfmae"
-BASELINE = "densenet169"
-MODELS = (CANDIDATE, BASELINE)
+log = logging.getLogger(__name__)
+
+TRAINING_STEP = {CANDIDATE: "finetune", BASELINE: "baseline"}
+"""The step that trains the model of each role (named in the fixes of error messages)."""
+
+
+class ByName(dict):
+    """A lookup by model name (display label, colour) that falls back for a model it does not list: the
+    baseline is named after `baseline.arch`, so any timm CNN may turn up."""
+
+    def __init__(self, values: dict[str, str], default: str | None = None):
+        super().__init__(values)
+        self.default = default
+
+    def __missing__(self, name: str) -> str:
+        return name if self.default is None else self.default
 
 
 @dataclass(frozen=True)
@@ -30,6 +52,7 @@ class ModelRun:
 
     run_dir: Path
     model: str
+    role: str
     task: str
     fold: int
     classes: list[str]
@@ -46,26 +69,80 @@ class ModelRun:
         return self.split(split)[probability_columns(self.classes)].to_numpy(dtype=float)
 
 
-def load_run(run_dir: Path) -> ModelRun:
-    run_dir = Path(run_dir)
-    run_file = run_dir / RUN_FILE
+def run_dirs_under(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Each path that is a run folder (holds run.json), else every run folder below it; sorted, unique.
+
+    Raises `DataError` for a path that does not exist.
+    """
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DataError(f"{path} does not exist; pass trained-model folders or the folders above them")
+        if (path / TrainedRun.RUN).is_file():
+            found.add(path)
+        else:
+            found.update(run_file.parent for run_file in path.rglob(TrainedRun.RUN))
+    return sorted(found)
+
+
+def run_info(run_dir: str | os.PathLike) -> dict:
+    """run.json of a run folder, checked for the keys every reader needs; `DataError` naming the fix."""
+    run_file = TrainedRun(run_dir) / TrainedRun.RUN
     if not run_file.is_file():
-        raise DataError(f"{run_file} is missing; point `compare --runs` at trained-model directories")
-    info = read_json(run_file)
-    missing = [key for key in ("model", "task", "fold", "classes") if key not in info]
+        raise DataError(f"{run_file} is missing; pass trained-model folders (finetune / baseline outputs)")
+    try:
+        info = TrainedRun(run_dir).info()
+    except (OSError, json.JSONDecodeError) as error:
+        raise DataError(
+            f"{run_file} is unreadable ({error}); re-run the training step that wrote it"
+        ) from None
+    missing = [key for key in TrainedRun.REQUIRED_KEYS if key not in info]
     if missing:
         raise DataError(f"{run_file}: missing keys {missing}; re-run the training step that wrote it")
-    if info["model"] not in MODELS:
-        raise DataError(f"{run_file}: unknown model '{info['model']}'; expected one of {list(MODELS)}")
-    predictions = read_predictions(run_dir / PREDICTIONS_FILE, list(info["classes"]))
+    if info["role"] not in ROLES:
+        raise DataError(f"{run_file}: unknown role '{info['role']}'; expected one of {list(ROLES)}")
+    return info
+
+
+def load_run(run_dir: str | os.PathLike) -> ModelRun:
+    """One run folder: run.json and its predictions table, checked against each other."""
+    run_dir = Path(run_dir)
+    info = run_info(run_dir)
+    predictions_path = run_dir / TrainedRun.PREDICTIONS
+    predictions = read_predictions(predictions_path, list(info["classes"]))
     for column in ("model", "task", "fold"):
         if set(predictions[column].unique()) != {info[column]}:
-            raise DataError(
-                f"{run_dir / PREDICTIONS_FILE}: column `{column}` does not match run.json ({info[column]})"
-            )
+            raise DataError(f"{predictions_path}: column `{column}` does not match run.json ({info[column]})")
     return ModelRun(
-        run_dir, info["model"], info["task"], int(info["fold"]), list(info["classes"]), predictions
+        run_dir,
+        info["model"],
+        info["role"],
+        info["task"],
+        int(info["fold"]),
+        list(info["classes"]),
+        predictions,
     )
+
+
+def load_runs(paths: Iterable[str | os.PathLike], tasks: list[str], folds: list[int]) -> list[ModelRun]:
+    """The runs of exactly `tasks` × `folds` among the run folders at or below `paths`.
+
+    Run folders of another task or fold are ignored with a warning naming them (they are what an
+    earlier run with other params left on disk); a missing or duplicated run is for `check_runs`.
+    """
+    runs, ignored = [], []
+    for run_dir in run_dirs_under(paths):
+        info = run_info(run_dir)
+        if info["task"] in tasks and int(info["fold"]) in folds:
+            runs.append(load_run(run_dir))
+        else:
+            ignored.append(f"{run_dir} ({info['task']} fold {info['fold']})")
+    if ignored:
+        log.warning(
+            "ignoring %d run folder(s) outside the params' tasks %s and folds %s: %s",
+            len(ignored), list(tasks), list(folds), ", ".join(ignored),
+        )  # fmt: skip
+    return runs
 
 
 def _check_split(run: ModelRun, split: str) -> None:
@@ -97,37 +174,58 @@ def _check_paired_holdout(reference: ModelRun, run: ModelRun) -> None:
 def check_runs(
     runs: list[ModelRun], tasks: list[str], folds: list[int]
 ) -> dict[str, dict[str, dict[int, ModelRun]]]:
-    """Index runs as task -> model -> fold, refusing a missing model or fold and unpaired predictions."""
+    """Index the runs of `tasks` as task -> model name -> fold (the candidate first, then the baseline),
+    refusing a missing role or fold, a run at a fold outside `folds` (it would be averaged in), two models
+    in one role and unpaired predictions. Runs of other tasks are not used.
+    """
     if not runs:
         raise DataError(
             "no trained-model runs (run.json) found; run `renalmae finetune` and `renalmae baseline`"
         )
     table: dict[str, dict[str, dict[int, ModelRun]]] = {}
-    for run in runs:
-        by_fold = table.setdefault(run.task, {}).setdefault(run.model, {})
+    for run in (run for run in runs if run.task in tasks):
+        if run.fold not in folds:
+            raise DataError(
+                f"{run.name} is outside the params' folds {folds}; read the runs with `load_runs`, which "
+                "leaves such folders out"
+            )
+        by_fold = table.setdefault(run.task, {}).setdefault(run.role, {})
         if run.fold in by_fold:
             raise DataError(
-                f"two runs for {run.model} {run.task} fold {run.fold}: "
+                f"two {run.role} runs for {run.task} fold {run.fold}: "
                 f"{by_fold[run.fold].run_dir}, {run.run_dir}; keep one"
             )
         by_fold[run.fold] = run
     for task in tasks:
-        for model in MODELS:
-            present = table.get(task, {}).get(model, {})
-            step = "finetune" if model == CANDIDATE else "baseline"
+        for role in ROLES:
+            present = table.get(task, {}).get(role, {})
+            step = TRAINING_STEP[role]
             if not present:
                 raise DataError(
-                    f"no runs of model {model} for task {task} among the given run directories; run "
+                    f"no {role} runs for task {task} among the given run directories; run "
                     f"`renalmae {step} --task {task} --fold N` for folds {folds}, or pass its directory "
                     "to --runs"
                 )
             missing = [fold for fold in folds if fold not in present]
             if missing:
+                name = next(iter(present.values())).model
                 raise DataError(
-                    f"model {model}, task {task}: folds {missing} missing (expected folds {folds}); run "
+                    f"{name}, task {task}: folds {missing} missing (expected folds {folds}); run "
                     f"`renalmae {step} --task {task} --fold N` for each"
                 )
-        task_runs = [table[task][model][fold] for model in MODELS for fold in folds]
+            names = sorted({run.model for run in present.values()})
+            if len(names) > 1:
+                raise DataError(
+                    f"the {role} runs of task {task} are of different models {names}; train every fold "
+                    "with the same params"
+                )
+        names = {role: next(iter(table[task][role].values())).model for role in ROLES}
+        if names[CANDIDATE] == names[BASELINE]:
+            raise DataError(
+                f"candidate and baseline of task {task} are both named '{names[CANDIDATE]}'; give the "
+                "baseline another `baseline.arch`"
+            )
+        task_runs = [table[task][role][fold] for role in ROLES for fold in folds]
         reference = task_runs[0]
         for run in task_runs:
             if run.classes != reference.classes:
@@ -147,7 +245,13 @@ def check_runs(
                     f"{baseline.name}; the fold-level comparison needs both models trained from the same "
                     "splits.json"
                 )
-    return {task: {model: dict(sorted(table[task][model].items())) for model in MODELS} for task in tasks}
+    return {
+        task: {
+            next(iter(table[task][role].values())).model: dict(sorted(table[task][role].items()))
+            for role in ROLES
+        }
+        for task in tasks
+    }
 
 
 def holdout_ensemble(runs_by_fold: dict[int, ModelRun]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 Contract (written by finetune / baseline / pretrain, read by explain, compare and the registry):
 
     <run_dir>/weights.safetensors   the model's state dict (safetensors, contiguous CPU tensors)
-    <run_dir>/run.json              {"spec": model_spec(...), "model": "usfmae"|"densenet169", "task",
+    <run_dir>/run.json              {"spec": model_spec(...), "model", "role", "task",
                                      "fold", "classes", "image_size", ...}; other keys are kept on merge
     <encoder_dir>/encoder.safetensors  the MAE encoder under timm ViT key names
     <encoder_dir>/encoder.json         {"spec": the MAE model_spec, ...info}
@@ -23,15 +23,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from renalmae.artifacts import Encoder, TrainedRun
 from renalmae.errors import ModelError
 from renalmae.io import atomic_file, read_json, write_json
 from renalmae.models.checkpoints import encoder_state_dict
 from renalmae.models.factory import build_from_spec
 
-WEIGHTS_FILE = "weights.safetensors"
-RUN_FILE = "run.json"
-ENCODER_WEIGHTS_FILE = "encoder.safetensors"
-ENCODER_INFO_FILE = "encoder.json"
+WEIGHTS_FILE = TrainedRun.WEIGHTS
+RUN_FILE = TrainedRun.RUN
+ENCODER_WEIGHTS_FILE = Encoder.WEIGHTS
+ENCODER_INFO_FILE = Encoder.INFO
 
 
 def save_trained_model(run_dir: str | os.PathLike, model: nn.Module, spec: dict, info: dict) -> None:

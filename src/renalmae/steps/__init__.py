@@ -1,5 +1,99 @@
 """Pipeline steps: one pure function `run(params, ...)` per module, wrapped by the CLI, DVC and KFP.
 
 A step takes a validated `Params` and input paths, writes its outputs atomically under the output
-paths it is given, and returns them. It reads no environment and no global configuration.
+path it is given, and returns it. It reads no environment and no global configuration.
+
+Beside its `run()`, each step module declares its contract once, as `STEP = Step(...)`: the artifacts
+it reads and writes (`renalmae.artifacts`), the params that shape its outputs, and its model identity.
+The CLI subcommand, the KFP component and the checkpoint fingerprint are derived from it, and a test
+holds `dvc.yaml` to it. `PIPELINE` lists the step modules in the order the DAG runs them.
 """
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+from renalmae.artifacts import Artifact
+from renalmae.params import Params
+
+PIPELINE = (
+    "ingest",
+    "validate",
+    "split",
+    "pretrain",
+    "finetune",
+    "baseline",
+    "compare",
+    "explain",
+    "register",
+)
+
+
+@dataclass(frozen=True)
+class Input:
+    """An artifact a step reads, passed to `run()` as keyword `argument`.
+
+    `producers` names the steps whose outputs it is when it is a list of their runs (`compare` reads the
+    runs of `finetune` and `baseline`); otherwise the one step that writes that artifact class.
+    """
+
+    argument: str
+    artifact: type[Artifact]
+    producers: tuple[str, ...] = ()
+
+    @property
+    def many(self) -> bool:
+        return bool(self.producers)
+
+
+@dataclass(frozen=True)
+class Output:
+    """The artifact a step writes, at the path given to `run()` as keyword `argument`."""
+
+    argument: str
+    artifact: type[Artifact]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model a training step trains: its role in the comparison and its name.
+
+    The name is `name`, or the value of the params key `name_param` (the baseline is named after
+    `baseline.arch`, so any CNN can be the baseline).
+    """
+
+    role: str
+    name: str = ""
+    name_param: str = ""
+
+    def name_for(self, params: Params) -> str:
+        if not self.name_param:
+            return self.name
+        section, key = self.name_param.split(".")
+        return str(getattr(getattr(params, section), key))
+
+
+@dataclass(frozen=True)
+class Step:
+    """The contract of one step. `params` are the sections or dotted keys whose values shape its outputs
+    (DVC's `params:`, the checkpoint fingerprint); `per_target` steps run once per task × fold and take
+    `task` and `fold` keywords."""
+
+    name: str
+    inputs: tuple[Input, ...]
+    output: Output
+    params: tuple[str, ...]
+    per_target: bool = False
+    model: ModelIdentity | None = None
+
+    def output_path(self, task: str = "", fold: int | str = "") -> str:
+        return self.output.artifact.path_for(step=self.name, task=task, fold=fold)
+
+
+def load(name: str) -> ModuleType:
+    """The step module `renalmae.steps.<name>` (its `STEP` and `run`); `name` must be in `PIPELINE`."""
+    if name not in PIPELINE:
+        raise KeyError(f"unknown step {name!r}; steps: {', '.join(PIPELINE)}")
+    return importlib.import_module(f"{__name__}.{name}")

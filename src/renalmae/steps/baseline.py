@@ -1,7 +1,8 @@
 """Step `baseline`: train the CNN baseline (DenseNet-169) on one fold of one task, exactly like `finetune`.
 
 Same splits, loop, augmentation, class balancing and early stopping on validation AUC; optional
-initial weights from `baseline.init_checkpoint`. Same outputs as `finetune`, model name `densenet169`.
+initial weights from `baseline.init_checkpoint`. Same outputs as `finetune`; the model is named after
+`baseline.arch` and plays the `baseline` role in the comparison.
 """
 
 from __future__ import annotations
@@ -11,16 +12,27 @@ import logging
 import time
 from pathlib import Path
 
+from renalmae.artifacts import BASELINE, IngestedData, Splits, TrainedRun
 from renalmae.models import create_model, load_init_checkpoint, model_spec
 from renalmae.models.initialisation import checkpoint_initialisation
 from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
+from renalmae.steps import Input, ModelIdentity, Output, Step
 from renalmae.train import checkpoint as ckpt
 from renalmae.train.classifier import file_digest, load_fold, train_classifier, write_run
 from renalmae.train.distributed import output_dir, setup
 from renalmae.train.engine import seed_everything
 
 log = logging.getLogger(__name__)
+
+STEP = Step(
+    name="baseline",
+    inputs=(Input("ingest_dir", IngestedData), Input("splits_path", Splits)),
+    output=Output("out_dir", TrainedRun),
+    params=("data", "augment", "train", "baseline"),
+    per_target=True,
+    model=ModelIdentity(BASELINE, name_param="baseline.arch"),
+)
 
 
 def run(
@@ -45,6 +57,7 @@ def run(
         )
         log.info("%s", report)
     info = {
+        "role": STEP.model.role,
         "init_checkpoint": section.init_checkpoint,
         "initialisation": checkpoint_initialisation(
             section.init_checkpoint, section.init_checkpoint_data, report
@@ -52,7 +65,7 @@ def run(
     }
     fingerprint = ckpt.fingerprint(
         params,
-        ["data", "augment", "train", "baseline"],
+        STEP.params,
         task=task,
         fold=fold,
         splits=file_digest(splits_path),
@@ -73,7 +86,8 @@ def run(
             fingerprint=fingerprint,
             context=context,
         )  # fmt: skip
-        metrics = write_run(staging, model, spec, info, fold_data, result, section.arch, params, started)
+        model_name = STEP.model.name_for(params)
+        metrics = write_run(staging, model, spec, info, fold_data, result, model_name, params, started)
         tracker.log_metrics({key: float(value) for key, value in metrics.items() if value is not None})
         tracker.log_artifacts(staging)
     log.info(

@@ -1,7 +1,8 @@
 """Step `compare`: metrics and statistical comparison of USF-MAE vs DenseNet-169, written as a report.
 
-Reads every trained-model run (run.json + predictions.parquet), refuses an incomplete or unpaired
-set, and writes into `out_dir` atomically:
+Reads the trained-model runs of exactly the tasks and folds in the params (run.json +
+predictions.parquet; other run folders found under `run_dirs` are ignored with a warning), refuses an
+incomplete or unpaired set, and writes into `out_dir` atomically:
 
     metrics.json                   holdout ensemble metrics per task and model, p-values (DVC metrics)
     comparison.json                per task: every metric, fold, test, p-value, Holm p, CI, difference
@@ -18,14 +19,23 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from renalmae.artifacts import Comparison, TrainedRun
 from renalmae.data.predictions import probability_columns
 from renalmae.evaluate.comparison import TaskComparison, compare_task, dvc_metrics
 from renalmae.evaluate.figures import write_curve_csvs, write_figures
 from renalmae.evaluate.metrics import predict
 from renalmae.evaluate.report import render_html, render_markdown
-from renalmae.evaluate.runs import check_runs, load_run
+from renalmae.evaluate.runs import check_runs, load_runs
 from renalmae.io import atomic_dir, write_json
 from renalmae.params import Params
+from renalmae.steps import Input, Output, Step
+
+STEP = Step(
+    name="compare",
+    inputs=(Input("run_dirs", TrainedRun, producers=("finetune", "baseline")),),
+    output=Output("out_dir", Comparison),
+    params=("evaluate", "finetune.tasks", "split.folds"),
+)
 
 ENSEMBLE_FOLD = -1
 
@@ -53,11 +63,15 @@ def ensemble_table(comparison: TaskComparison) -> pd.DataFrame:
 
 
 def run(params: Params, run_dirs: list[Path], out_dir: Path) -> Path:
-    """Compare the two models on every task in `params.finetune.tasks`; return `out_dir`."""
+    """Compare the two models on every task in `params.finetune.tasks`; return `out_dir`.
+
+    `run_dirs`: run folders, or folders holding them (`models/finetune`, `models/baseline`).
+    """
     out_dir = Path(out_dir)
     settings = params.evaluate
-    runs = [load_run(Path(run_dir)) for run_dir in tqdm(run_dirs, desc="compare: load runs", leave=False)]
-    indexed = check_runs(runs, list(params.finetune.tasks), list(params.split.folds))
+    tasks, folds = list(params.finetune.tasks), list(params.split.folds)
+    runs = load_runs(run_dirs, tasks, folds)
+    indexed = check_runs(runs, tasks, folds)
     comparisons = {
         task: compare_task(task, indexed[task], settings)
         for task in tqdm(indexed, desc="compare: metrics and tests", leave=False)
@@ -66,7 +80,7 @@ def run(params: Params, run_dirs: list[Path], out_dir: Path) -> Path:
         figures = {
             task: write_figures(
                 comparison,
-                staging / "figures",
+                staging / Comparison.FIGURES,
                 settings.bootstrap_resamples,
                 settings.confidence,
                 settings.seed,
@@ -75,12 +89,12 @@ def run(params: Params, run_dirs: list[Path], out_dir: Path) -> Path:
             for task, comparison in tqdm(comparisons.items(), desc="compare: figures", leave=False)
         }
         for comparison in comparisons.values():
-            write_curve_csvs(comparison, staging / "plots")
-        write_json(staging / "metrics.json", dvc_metrics(comparisons))
-        write_json(staging / "comparison.json", {task: c.summary for task, c in comparisons.items()})
+            write_curve_csvs(comparison, staging / Comparison.PLOTS)
+        write_json(staging / Comparison.METRICS, dvc_metrics(comparisons))
+        write_json(staging / Comparison.SUMMARY, {task: c.summary for task, c in comparisons.items()})
         pd.concat([ensemble_table(c) for c in comparisons.values()], ignore_index=True).to_parquet(
-            staging / "ensemble_predictions.parquet", index=False
+            staging / Comparison.ENSEMBLE_PREDICTIONS, index=False
         )
-        (staging / "comparison.md").write_text(render_markdown(comparisons, figures, staging))
-        (staging / "index.html").write_text(render_html(comparisons, figures))
+        (staging / Comparison.MARKDOWN).write_text(render_markdown(comparisons, figures, staging))
+        (staging / Comparison.REPORT).write_text(render_html(comparisons, figures))
     return out_dir

@@ -1,6 +1,7 @@
 """Step `explain`: Score-CAM of a seeded sample of holdout images per class, for each model and task.
 
-Which model is explained: for each (model, task), the fold model with the best validation AUC (see
+Which model is explained: for each (model, task) of the params' tasks, the fold model of the params'
+folds (other run folders are ignored with a warning) with the best validation AUC (see
 `renalmae.explain.selection`); `selection.json` records the choice. The same holdout images
 (`explain.images_per_class` per true class, drawn with `explain.seed`) are explained by every model.
 The mapped class is the image's true class for the task (`explain.target: true`, what the localisation
@@ -21,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from renalmae.artifacts import Explanations, IngestedData, Splits, TrainedRun
 from renalmae.data.cache import load_ingested
 from renalmae.data.predictions import task_targets
 from renalmae.data.splits import load_splits
 from renalmae.errors import DataError
+from renalmae.evaluate.runs import load_runs
 from renalmae.explain.figures import ExplainedImage, grid_figure, save_overlay, write_html
 from renalmae.explain.images import explain_uint8
 from renalmae.explain.localisation import localise, summarise
@@ -32,7 +35,22 @@ from renalmae.explain.selection import choose_runs
 from renalmae.io import atomic_dir, write_json
 from renalmae.models.trained import load_trained_model
 from renalmae.params import Params
+from renalmae.steps import Input, Output, Step
 from renalmae.train.distributed import resolve_device
+
+STEP = Step(
+    name="explain",
+    inputs=(
+        Input("ingest_dir", IngestedData),
+        Input("splits_path", Splits),
+        Input("run_dirs", TrainedRun, producers=("finetune", "baseline")),
+    ),
+    output=Output("out_dir", Explanations),
+    params=(
+        "explain", "data.classes", "data.negative_class", "train.device", "train.precision",
+        "finetune.tasks", "split.folds",
+    ),
+)  # fmt: skip
 
 
 def sample_holdout(test_rows: pd.DataFrame, classes: list[str], per_class: int, seed: int) -> pd.DataFrame:
@@ -56,7 +74,8 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
     sample = sample_holdout(data.rows(splits.test_ids), classes, settings.images_per_class, settings.seed)
     images = np.asarray(data.images[sample["cache_index"].to_numpy()])
     masks = np.asarray(data.masks[sample["cache_index"].to_numpy()])
-    chosen = choose_runs(run_dirs)
+    runs = load_runs(run_dirs, list(params.finetune.tasks), list(params.split.folds))
+    chosen = choose_runs([run.run_dir for run in runs])
     device = resolve_device(params.train.device)
     localisation: dict[str, dict[str, dict]] = {}
     sections: dict[str, list[Path]] = {}
@@ -85,7 +104,7 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
                 )  # fmt: skip
                 for index, row in enumerate(sample.itertuples())
             ]
-            folder = staging_dir / "figures" / choice.model / choice.task
+            folder = staging_dir / Explanations.FIGURES / choice.model / choice.task
             for item in items:
                 save_overlay(folder / f"{item.label}_{item.image_id}.png", item, scale=2)
             title = f"{choice.model} · {choice.task} · fold {choice.fold} (best validation AUC)"
@@ -94,9 +113,9 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
             localisation.setdefault(choice.model, {})[choice.task] = summarise(
                 (item.label, localise(item.cam, item.mask, settings.pointing_tolerance_px)) for item in items
             )
-        write_json(staging_dir / "localisation.json", localisation)
+        write_json(staging_dir / Explanations.LOCALISATION, localisation)
         write_json(
-            staging_dir / "selection.json",
+            staging_dir / Explanations.SELECTION,
             [
                 {
                     "model": c.model,
@@ -112,5 +131,5 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
             f"{len(sample)} holdout images ({settings.images_per_class} per class, seed {settings.seed}); "
             f"mapped class: {settings.target}; layers: ViT {settings.vit_layer}, CNN {settings.cnn_layer}."
         )
-        write_html(staging_dir / "index.html", localisation, sections, note)
+        write_html(staging_dir / Explanations.REPORT, localisation, sections, note)
     return out_dir

@@ -12,11 +12,12 @@ import logging
 import time
 from pathlib import Path
 
+from renalmae.artifacts import CANDIDATE, Encoder, IngestedData, Splits, TrainedRun
 from renalmae.models import create_model, load_encoder, load_encoder_into_vit, model_spec
 from renalmae.models.initialisation import mae_initialisation
-from renalmae.models.trained import ENCODER_WEIGHTS_FILE
 from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
+from renalmae.steps import Input, ModelIdentity, Output, Step
 from renalmae.train import checkpoint as ckpt
 from renalmae.train.classifier import file_digest, load_fold, train_classifier, write_run
 from renalmae.train.distributed import output_dir, setup
@@ -24,7 +25,14 @@ from renalmae.train.engine import seed_everything
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "usfmae"
+STEP = Step(
+    name="finetune",
+    inputs=(Input("ingest_dir", IngestedData), Input("splits_path", Splits), Input("encoder_dir", Encoder)),
+    output=Output("out_dir", TrainedRun),
+    params=("data", "encoder", "augment", "train", "finetune"),
+    per_target=True,
+    model=ModelIdentity(CANDIDATE, name="usfmae"),
+)
 
 
 def run(
@@ -47,8 +55,8 @@ def run(
     log.info("%s", report)
     section = params.finetune
     fingerprint = ckpt.fingerprint(
-        params, ["data", "encoder", "augment", "train", "finetune"], task=task, fold=fold,
-        splits=file_digest(splits_path), encoder=file_digest(Path(encoder_dir) / ENCODER_WEIGHTS_FILE),
+        params, STEP.params, task=task, fold=fold,
+        splits=file_digest(splits_path), encoder=file_digest(Path(encoder_dir) / Encoder.WEIGHTS),
     )  # fmt: skip
     context = setup(params.train.device, params.train.cpu_threads)
     tracking = (
@@ -66,10 +74,11 @@ def run(
             fingerprint=fingerprint,
             context=context,
         )  # fmt: skip
-        info = {"encoder_source": str(encoder_dir), "encoder_load": report.to_dict(),
+        info = {"role": STEP.model.role, "encoder_source": str(encoder_dir), "encoder_load": report.to_dict(),
                 "encoder_params_hash": encoder_info.get("params_hash"),
                 "initialisation": mae_initialisation(encoder_dir, encoder_info)}  # fmt: skip
-        metrics = write_run(staging, model, spec, info, fold_data, result, MODEL_NAME, params, started)
+        model_name = STEP.model.name_for(params)
+        metrics = write_run(staging, model, spec, info, fold_data, result, model_name, params, started)
         tracker.log_metrics({key: float(value) for key, value in metrics.items() if value is not None})
         tracker.log_artifacts(staging)
     log.info(

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from renalmae.artifacts import Encoder, IngestedData, Splits
 from renalmae.data.cache import load_ingested
 from renalmae.data.splits import load_splits
 from renalmae.errors import DataError
@@ -24,6 +25,7 @@ from renalmae.models import create_model, load_init_checkpoint, model_spec, save
 from renalmae.models.initialisation import checkpoint_initialisation, mae_pretraining_data
 from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
+from renalmae.steps import Input, Output, Step
 from renalmae.train import checkpoint as ckpt
 from renalmae.train.classifier import file_digest
 from renalmae.train.data import CachedImages
@@ -32,6 +34,13 @@ from renalmae.train.engine import FitConfig, fit, mae_objective, seed_everything
 from renalmae.train.figures import plot_loss, plot_reconstructions
 
 log = logging.getLogger(__name__)
+
+STEP = Step(
+    name="pretrain",
+    inputs=(Input("ingest_dir", IngestedData), Input("splits_path", Splits)),
+    output=Output("out_dir", Encoder),
+    params=("data", "encoder", "mae", "augment", "train", "pretrain"),
+)
 
 RECONSTRUCTION_IMAGES = 8
 
@@ -71,9 +80,7 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
         warmup_epochs=section.warmup_epochs, weight_decay=section.weight_decay, betas=section.betas,
         clip_grad=section.clip_grad, seed=section.seed,
     )  # fmt: skip
-    fingerprint = ckpt.fingerprint(
-        params, ["data", "encoder", "mae", "augment", "train", "pretrain"], splits=file_digest(splits_path)
-    )
+    fingerprint = ckpt.fingerprint(params, STEP.params, splits=file_digest(splits_path))
     context = setup(params.train.device, params.train.cpu_threads)
     objective = mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches, context)
     tracking = track_step(params, "pretrain") if context.is_main else contextlib.nullcontext(StepTracker())
@@ -89,7 +96,6 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
             "final_loss": result.history[-1]["train_loss"],
             "first_epoch_loss": result.history[0]["train_loss"],
             "steps": len(result.step_losses),
-            "train_seconds": round(time.time() - started, 1),
             "streamed": result.streamed,
             "init_checkpoint": init_report.to_dict() if init_report else None,
         }
@@ -105,13 +111,13 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
         }  # fmt: skip
         save_encoder(staging, model, spec, info)
         pd.DataFrame(result.step_losses, columns=["epoch", "step", "loss"]).to_csv(
-            staging / "loss.csv", index=False
+            staging / Encoder.LOSS, index=False
         )
-        plot_loss(result.step_losses, staging / "loss.png")
+        plot_loss(result.step_losses, staging / Encoder.LOSS_FIGURE)
         sample = np.linspace(0, len(images) - 1, num=min(RECONSTRUCTION_IMAGES, len(images))).astype(int)
-        plot_reconstructions(model, images.read(sample), staging / "reconstructions.png", seed=section.seed)
-        write_json(staging / "metrics.json", metrics)
-        tracker.log_metrics({"final_loss": metrics["final_loss"]})
+        plot_reconstructions(model, images.read(sample), staging / Encoder.RECONSTRUCTIONS, seed=section.seed)
+        write_json(staging / Encoder.METRICS, metrics)  # no timings: the same run gives the same bytes
+        tracker.log_metrics({"final_loss": metrics["final_loss"], "train_seconds": time.time() - started})
         tracker.log_artifacts(staging)
     log.info(
         "pretrain: %d images, loss %.4f → %.4f", len(ids), metrics["first_epoch_loss"], metrics["final_loss"]

@@ -14,36 +14,40 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from renalmae.artifacts import Comparison, Registered, TrainedRun, ValidationReport
 from renalmae.errors import DataError, ParamsError
 from renalmae.evaluate.metrics import classification_metrics
-from renalmae.evaluate.runs import ModelRun, holdout_ensemble, load_run
-from renalmae.io import read_json, write_json
+from renalmae.evaluate.runs import ModelRun, holdout_ensemble, load_runs
+from renalmae.io import write_json
 from renalmae.params import Params
 from renalmae.registry.connection import mlflow_client, redacted, tracking_uri
 from renalmae.registry.lineage import lineage_tags
 from renalmae.registry.pyfunc import bundle_ensemble
 from renalmae.registry.tracking import track_step
 from renalmae.registry.versions import as_dict, evaluation_frame, p_values, register_version, version_tags
+from renalmae.steps import Input, Output, Step
+
+STEP = Step(
+    name="register",
+    inputs=(
+        Input("run_dirs", TrainedRun, producers=("finetune", "baseline")),
+        Input("comparison_dir", Comparison),
+        Input("validation_dir", ValidationReport),
+    ),
+    output=Output("out_path", Registered),
+    params=("registry", "tracking", "data.negative_class", "finetune.tasks", "split.folds"),
+)
 
 
 def validation_status(validation_dir: Path) -> str:
-    """`passed` / `failed` from reports/validation/summary.json, `unknown` when it is absent."""
-    summary_path = Path(validation_dir) / "summary.json"
-    if not summary_path.is_file():
-        return "unknown"
-    return "passed" if read_json(summary_path).get("success") is True else "failed"
+    """`passed` / `failed` from the validate step's summary.json, `unknown` when it is absent."""
+    status = ValidationReport(validation_dir).status()
+    return "unknown" if status == "missing" else status
 
 
 def comparison_report(comparison_dir: Path) -> dict[str, Any]:
     """metrics.json merged over comparison.json of the compare step ({} when compare has not run)."""
-    report: dict[str, Any] = {}
-    for name in ("comparison.json", "metrics.json"):
-        path = Path(comparison_dir) / name
-        if path.is_file():
-            for task, section in read_json(path).items():
-                if isinstance(section, dict):
-                    report.setdefault(task, {}).update(section)
-    return report
+    return Comparison(comparison_dir).read()
 
 
 def holdout_metrics(runs: list[ModelRun], report: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -64,8 +68,7 @@ def run(
     if not params.tracking.enabled:
         raise ParamsError("register needs MLflow: set tracking.enabled: true in params.yaml")
     groups: dict[tuple[str, str], list[ModelRun]] = defaultdict(list)
-    for run_dir in run_dirs:
-        model_run = load_run(run_dir)
+    for model_run in load_runs(run_dirs, list(params.finetune.tasks), list(params.split.folds)):
         groups[(model_run.model, model_run.task)].append(model_run)
     if not groups:
         raise DataError(

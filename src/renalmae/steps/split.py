@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from renalmae.artifacts import IngestedData, Splits, ValidationReport
 from renalmae.data.cache import load_ingested
 from renalmae.data.splitting import assign_splits
 from renalmae.errors import DataValidationError
 from renalmae.io import write_json
 from renalmae.params import Params
+from renalmae.steps import Input, Output, Step
 
-VALIDATION_SUMMARY = "summary.json"
+STEP = Step(
+    name="split",
+    inputs=(Input("ingest_dir", IngestedData), Input("validation_dir", ValidationReport)),
+    output=Output("out_path", Splits),
+    params=("data", "split"),
+)
 
 
 def run(
@@ -44,15 +50,11 @@ def run(
 
 def require_validation_passed(validation_dir: Path) -> None:
     """Raise DataValidationError unless `<validation_dir>/summary.json` says the validation succeeded."""
-    summary_path = validation_dir / VALIDATION_SUMMARY
+    report = ValidationReport(validation_dir)
+    summary_path = report / ValidationReport.SUMMARY
     fix = "run `renalmae validate` and fix the data first"
-    if not summary_path.is_file():
-        raise DataValidationError(f"validation missing: {summary_path} not found; {fix}")
-    try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise DataValidationError(
-            f"validation missing: {summary_path} is unreadable ({error}); {fix}"
-        ) from None
-    if not isinstance(summary, dict) or summary.get("success") is not True:
+    status = report.status()
+    if status == "missing":
+        raise DataValidationError(f"validation missing: {summary_path} not found or unreadable; {fix}")
+    if status != "passed":
         raise DataValidationError(f"validation failed: {summary_path} does not report success; {fix}")

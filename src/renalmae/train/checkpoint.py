@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,18 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "latest.pt"
 
 
-def fingerprint(params: Params, sections: list[str], **identity: Any) -> str:
-    """sha256 of the named params sections plus the run's identity (task, fold, inputs, ...)."""
+def fingerprint(params: Params, sections: Iterable[str], **identity: Any) -> str:
+    """sha256 of the named params sections or dotted keys (a step's declared `params`) plus the run's
+    identity (task, fold, inputs, ...)."""
     raw = params.to_dict()
-    payload = {"sections": {name: raw[name] for name in sections}, "identity": identity}
+    payload = {"sections": {name: _value_at(raw, name) for name in sections}, "identity": identity}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _value_at(raw: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        raw = raw[key]
+    return raw
 
 
 def rng_state(augment_generator: torch.Generator) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from renalmae.artifacts import TrainedRun
 from renalmae.data.cache import load_ingested
 from renalmae.data.predictions import (
     PREDICTIONS_FILE,
@@ -47,8 +48,8 @@ from renalmae.train.predict import predict_probabilities
 
 log = logging.getLogger(__name__)
 
-HISTORY_FILE = "history.csv"
-METRICS_FILE = "metrics.json"
+HISTORY_FILE = TrainedRun.HISTORY
+METRICS_FILE = TrainedRun.METRICS
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,8 @@ def write_run(
     params: Params,
     started: float,
 ) -> dict[str, float]:
-    """Write weights + run.json, predictions.parquet, history.csv and metrics.json; return the metrics."""
+    """Write weights + run.json, predictions.parquet, history.csv and metrics.json; return the metrics
+    (plus `train_seconds`, which stays out of the files so that the same run gives the same bytes)."""
     table = predictions_table(model, fold_data, model_name)
     write_predictions(run_dir / PREDICTIONS_FILE, table, fold_data.classes)
     pd.DataFrame(result.history).to_csv(run_dir / HISTORY_FILE, index=False)
@@ -239,7 +241,6 @@ def write_run(
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
-        "train_seconds": round(time.time() - started, 1),
     }
     record = {
         "model": model_name,
@@ -256,7 +257,7 @@ def write_run(
     }
     save_trained_model(run_dir, model, spec, record)
     write_json(run_dir / METRICS_FILE, metrics)
-    return metrics
+    return {**metrics, "train_seconds": round(time.time() - started, 1)}
 
 
 def file_digest(path: str | os.PathLike) -> str:

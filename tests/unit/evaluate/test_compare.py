@@ -172,7 +172,7 @@ def test_a_missing_model_is_refused(runs, tmp_path):
     _refused(
         [d for d in runs if "baseline" not in d.parts],
         tmp_path,
-        "no runs of model densenet169 for task binary",
+        "no baseline runs for task binary",
     )
 
 

@@ -30,7 +30,8 @@ def make_run(root: Path, ingest: tuple[Path, Path], kind: str, name: str, task: 
     ingest_dir, splits_path = ingest
     classes = task_classes(PARAMS.data.classes, PARAMS.data.negative_class, task)
     run_dir = root / name / task / f"fold{fold}"
-    info = {"model": name, "task": task, "fold": fold, "classes": classes, "image_size": 32}
+    role = "candidate" if kind == "vit" else "baseline"
+    info = {"model": name, "role": role, "task": task, "fold": fold, "classes": classes, "image_size": 32}
     save_trained_model(
         run_dir, create_model(kind, PARAMS, len(classes)), model_spec(kind, PARAMS, len(classes)), info
     )

@@ -65,7 +65,9 @@ def test_finetune_writes_predictions_for_validation_and_holdout_and_learns(
     assert set(table.loc[table["split"] == "val", "id"]) == set(splits["folds"][0]["val"])
     assert set(table.loc[table["split"] == "test", "id"]) == set(splits["test"])
     assert (table["model"] == "usfmae").all()
+    assert json.loads((run_dir / "run.json").read_text())["role"] == "candidate"
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "train_seconds" not in metrics  # same run, same bytes: DVC hashes this file
     assert metrics["val_auc"] > 0.5
     model, info = load_trained_model(run_dir)
     assert info["classes"] == ["normal", "anomaly"] and info["best_epoch"] is not None
@@ -105,6 +107,8 @@ def test_baseline_trains_a_cnn_with_the_same_outputs(tmp_path, dataset):
     table = read_predictions(run_dir / "predictions.parquet", ["normal", "utd", "mcdk"])
     assert set(table["split"]) == {"val", "test"} and (table["model"] == "resnet10t").all()
     assert (run_dir / "weights.safetensors").is_file() and (run_dir / "metrics.json").is_file()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert (info["model"], info["role"]) == ("resnet10t", "baseline")  # named after baseline.arch
 
 
 def test_finetune_refuses_a_fold_outside_k(tmp_path, dataset, params):

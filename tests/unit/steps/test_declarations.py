@@ -1,0 +1,56 @@
+"""Each step's declaration (`STEP`) against its `run()`: the wrappers derive calls from it, so they must agree."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from renalmae import steps
+from renalmae.params import Params
+
+
+@pytest.mark.parametrize("name", steps.PIPELINE)
+def test_run_takes_exactly_the_declared_arguments(name):
+    module = steps.load(name)
+    step = module.STEP
+    declared = ["params", *(i.argument for i in step.inputs)]
+    declared += ["task", "fold"] if step.per_target else []
+    declared.append(step.output.argument)
+
+    assert step.name == name
+    assert list(inspect.signature(module.run).parameters) == declared
+
+
+@pytest.mark.parametrize("name", steps.PIPELINE)
+def test_declared_params_exist(name):
+    raw = Params().to_dict()
+    for key in steps.load(name).STEP.params:
+        value = raw
+        for part in key.split("."):
+            assert part in value, f"{name} declares params `{key}`, which params.yaml does not have"
+            value = value[part]
+
+
+def test_every_artifact_a_step_reads_is_written_by_exactly_one_step():
+    declarations = [steps.load(name).STEP for name in steps.PIPELINE]
+    writers = {}
+    for step in declarations:
+        writers.setdefault(step.output.artifact, []).append(step.name)
+    for step in declarations:
+        for declared in step.inputs:
+            producers = writers[declared.artifact]
+            if declared.many:
+                assert set(declared.producers) == set(producers), (step.name, declared)
+            else:
+                assert len(producers) == 1, (step.name, declared.artifact, producers)
+                assert steps.PIPELINE.index(producers[0]) < steps.PIPELINE.index(step.name)
+
+
+def test_model_identity_is_the_candidate_name_or_the_baseline_arch():
+    from renalmae.params import params_from_dict
+
+    params = params_from_dict({"baseline": {"arch": "resnet18"}})
+    assert steps.load("finetune").STEP.model.name_for(params) == "usfmae"
+    assert steps.load("baseline").STEP.model.name_for(params) == "resnet18"
+    assert {steps.load(n).STEP.model.role for n in ("finetune", "baseline")} == {"candidate", "baseline"}
