@@ -1,102 +1,101 @@
-"""The `renalmae` command line: one subcommand per pipeline step, plus registry and pipeline tools.
+"""The `renalmae` command line: one subcommand per pipeline step, derived from the step's declaration,
+plus the registry and pipeline tools.
 
-Every subcommand loads `--params` once, calls the step function, and prints where the outputs went.
-A `RenalMAEError` is printed as one line and exits non-zero; anything else is a bug and keeps its
-traceback. Default paths are the ones `dvc.yaml` uses.
+A step's options are its declared inputs (each artifact's option, defaulting to where `dvc.yaml` keeps
+it), `--task` / `--fold` for the steps that run per task and fold, and `--out`; its help is the step
+module's docstring. Only the step that runs is imported (a step pulls in torch, MLflow or
+great-expectations). Every subcommand loads `--params` once and calls the step function; a
+`RenalMAEError` is printed as one line and exits non-zero, anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from renalmae import steps
 from renalmae.errors import ParamsError, RenalMAEError
 from renalmae.params import load_params
 
-INGEST_DIR = Path("data/ingested")
-VALIDATION_DIR = Path("reports/validation")
-SPLITS_FILE = Path("data/splits.json")
-PRETRAIN_DIR = Path("models/pretrain")
-FINETUNE_ROOT = Path("models/finetune")
-BASELINE_ROOT = Path("models/baseline")
-COMPARISON_DIR = Path("reports/comparison")
-EXPLAIN_DIR = Path("reports/explain")
+TASKS = ("binary", "multiclass")
 EXPLAIN_IMAGES_DIR = Path("reports/explain-images")
-REGISTERED_FILE = Path("models/registered.json")
 
 
-def _step(name: str) -> Callable:
-    return importlib.import_module(f"renalmae.steps.{name}").run
+def step_docstring(name: str) -> tuple[str, str]:
+    """(one-line summary, the rest) of a step module's docstring, read without importing the module."""
+    source = Path(importlib.util.find_spec(f"renalmae.steps.{name}").origin).read_text()
+    first, _, rest = (ast.get_docstring(ast.parse(source)) or name).partition("\n")
+    return first.split(": ", 1)[-1].rstrip("."), rest.strip()
 
 
-def _fold_dir(root: Path, task: str, fold: int) -> Path:
-    return root / task / f"fold{fold}"
-
-
-def cmd_ingest(args, params):
-    return _step("ingest")(params, out_dir=args.out)
-
-
-def cmd_validate(args, params):
-    return _step("validate")(params, ingest_dir=args.ingest, report_dir=args.out)
-
-
-def cmd_split(args, params):
-    return _step("split")(params, ingest_dir=args.ingest, validation_dir=args.validation, out_path=args.out)
-
-
-def cmd_pretrain(args, params):
-    return _step("pretrain")(params, ingest_dir=args.ingest, splits_path=args.splits, out_dir=args.out)
-
-
-def cmd_finetune(args, params):
-    out_dir = args.out or _fold_dir(FINETUNE_ROOT, args.task, args.fold)
-    return _step("finetune")(
-        params,
-        ingest_dir=args.ingest,
-        splits_path=args.splits,
-        encoder_dir=args.encoder,
-        task=args.task,
-        fold=args.fold,
-        out_dir=out_dir,
+def add_step_arguments(parser: argparse.ArgumentParser, step: steps.Step) -> None:
+    """The options of a step, from its declaration."""
+    for declared in step.inputs:
+        artifact = declared.artifact
+        if declared.many:
+            roots = [artifact.root_for(producer) for producer in declared.producers]
+            parser.add_argument(
+                artifact.option, dest=declared.argument, type=Path, nargs="+", default=list(map(Path, roots)),
+                help=f"run folders, or folders holding them (default: {' '.join(roots)})",
+            )  # fmt: skip
+        else:
+            parser.add_argument(
+                artifact.option, dest=declared.argument, type=Path, default=Path(artifact.path_for()),
+                help=f"{artifact.__doc__.splitlines()[0].rstrip('.')} (default: {artifact.path_for()})",
+            )  # fmt: skip
+    if step.per_target:
+        parser.add_argument("--task", required=True, choices=TASKS)
+        parser.add_argument("--fold", required=True, type=int, help="0-based fold index (one of split.folds)")
+    default_out = step.output_path("<task>", "<k>") if step.per_target else step.output_path()
+    parser.add_argument(
+        "--out", dest=step.output.argument, type=Path, default=None, help=f"output (default: {default_out})"
     )
 
 
-def cmd_baseline(args, params):
-    out_dir = args.out or _fold_dir(BASELINE_ROOT, args.task, args.fold)
-    return _step("baseline")(
-        params,
-        ingest_dir=args.ingest,
-        splits_path=args.splits,
-        task=args.task,
-        fold=args.fold,
-        out_dir=out_dir,
-    )
+def run_step(args: argparse.Namespace, params):
+    """Call the step's `run()` with the parsed options; return what it returns."""
+    module = steps.load(args.command)
+    step = module.STEP
+    arguments = {declared.argument: getattr(args, declared.argument) for declared in step.inputs}
+    target = {"task": args.task, "fold": args.fold} if step.per_target else {}
+    out = getattr(args, step.output.argument) or Path(step.output_path(**target))
+    return module.run(params, **arguments, **target, **{step.output.argument: out})
 
 
-def _run_dirs(roots: list[Path]) -> list[Path]:
-    """Every trained-model directory (one holding run.json) under the given roots, sorted."""
-    return sorted({run_file.parent for root in roots for run_file in Path(root).rglob("run.json")})
+def _add_step_commands(commands, invoked: str | None) -> None:
+    """One subcommand per step; only the invoked step's module is imported to build its options."""
+    for name in steps.PIPELINE:
+        summary, description = step_docstring(name)
+        parser = commands.add_parser(
+            name, help=summary, description=f"{summary}.\n\n{description}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        parser.set_defaults(handler=run_step)
+        if name == invoked:
+            add_step_arguments(parser, steps.load(name).STEP)
+            if name == "explain":
+                _add_explain_files(parser)
 
 
-def cmd_compare(args, params):
-    return _step("compare")(params, run_dirs=_run_dirs(args.runs), out_dir=args.out)
+def _add_explain_files(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default=None,
+        help="explain IMAGE files with this trained-model directory or models:/NAME@ALIAS URI instead "
+        f"(default output: {EXPLAIN_IMAGES_DIR})",
+    )  # fmt: skip
+    parser.add_argument("images", type=Path, nargs="*", metavar="IMAGE", help="image files (with --model)")
+    parser.set_defaults(handler=cmd_explain)
 
 
 def cmd_explain(args, params):
     if args.model is not None or args.images:
         return _explain_files(args, params)
-    return _step("explain")(
-        params,
-        ingest_dir=args.ingest,
-        splits_path=args.splits,
-        run_dirs=_run_dirs(args.runs),
-        out_dir=args.out or EXPLAIN_DIR,
-    )
+    return run_step(args, params)
 
 
 def _explain_files(args, params):
@@ -110,18 +109,8 @@ def _explain_files(args, params):
         from renalmae.registry.connection import tracking_uri as registry_uri
 
         tracking_uri = registry_uri(params)
-    out_dir = args.out or EXPLAIN_IMAGES_DIR
+    out_dir = args.out_dir or EXPLAIN_IMAGES_DIR
     return explain_images(args.model, args.images, out_dir, params.explain, tracking_uri=tracking_uri)
-
-
-def cmd_register(args, params):
-    return _step("register")(
-        params,
-        run_dirs=_run_dirs(args.runs),
-        comparison_dir=args.comparison,
-        validation_dir=args.validation,
-        out_path=args.out,
-    )
 
 
 def _pipelines():
@@ -233,128 +222,20 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_training_target(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, choices=["binary", "multiclass"])
-    parser.add_argument("--fold", required=True, type=int, help="0-based fold index (< split.k_folds)")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output directory (default: models/<kind>/<task>/fold<k>)"
-    )
+def _invoked_command(argv: list[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; the options of a step are added only for the step named in `argv`."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="renalmae",
         description="Ultrasound MAE pretraining and renal anomaly classification: "
-        "ingest → validate → split → pretrain → finetune / baseline → compare → explain → register.",
+        f"{' → '.join(steps.PIPELINE)}.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="STEP")
-
-    ingest = commands.add_parser(
-        "ingest",
-        help="decode the input (folder, manifest CSV or phantom://) once into a table and a uint8 cache",
-        description="Read the labelled source and unlabelled pools named in params `data`, check every file, "
-        "and write table.parquet plus memory-mapped images.npy / masks.npy at the working resolution.",
-    )
-    ingest.add_argument("--out", type=Path, default=INGEST_DIR)
-    ingest.set_defaults(handler=cmd_ingest)
-
-    validate = commands.add_parser(
-        "validate",
-        help="run the great-expectations data suite; any failed rule stops the pipeline",
-        description="Check labels, nulls, class sizes, duplicates, image sizes, blank images and groups; "
-        "write the validation result and Data Docs to the report directory; exit non-zero naming "
-        "failed rules.",
-    )
-    validate.add_argument("--ingest", type=Path, default=INGEST_DIR)
-    validate.add_argument("--out", type=Path, default=VALIDATION_DIR)
-    validate.set_defaults(handler=cmd_validate)
-
-    split = commands.add_parser(
-        "split",
-        help="grouped, stratified k folds plus a holdout test set → splits.json",
-        description="Draw (or take from the input) k grouped stratified folds and a grouped holdout test "
-        "set; refuses a split in which a group crosses folds or the train/test line.",
-    )
-    split.add_argument("--ingest", type=Path, default=INGEST_DIR)
-    split.add_argument("--validation", type=Path, default=VALIDATION_DIR)
-    split.add_argument("--out", type=Path, default=SPLITS_FILE)
-    split.set_defaults(handler=cmd_split)
-
-    pretrain = commands.add_parser(
-        "pretrain",
-        help="masked-autoencoder pretraining of the ViT encoder on pool + training images",
-        description="Pretrain the MAE on the unlabelled pools and the training part of the labelled set "
-        "(never the holdout test); write encoder weights, loss curve and reconstructions.",
-    )
-    pretrain.add_argument("--ingest", type=Path, default=INGEST_DIR)
-    pretrain.add_argument("--splits", type=Path, default=SPLITS_FILE)
-    pretrain.add_argument("--out", type=Path, default=PRETRAIN_DIR)
-    pretrain.set_defaults(handler=cmd_pretrain)
-
-    finetune = commands.add_parser(
-        "finetune",
-        help="fine-tune the pretrained ViT on one fold of one task",
-        description="Fine-tune the MAE-initialised ViT on one fold; write weights and predictions for the "
-        "validation fold and the holdout test.",
-    )
-    finetune.add_argument("--ingest", type=Path, default=INGEST_DIR)
-    finetune.add_argument("--splits", type=Path, default=SPLITS_FILE)
-    finetune.add_argument("--encoder", type=Path, default=PRETRAIN_DIR)
-    _add_training_target(finetune)
-    finetune.set_defaults(handler=cmd_finetune)
-
-    baseline = commands.add_parser(
-        "baseline",
-        help="train the DenseNet-169 baseline on one fold of one task",
-        description="Train the CNN baseline with the same splits, loop and augmentation as finetune.",
-    )
-    baseline.add_argument("--ingest", type=Path, default=INGEST_DIR)
-    baseline.add_argument("--splits", type=Path, default=SPLITS_FILE)
-    _add_training_target(baseline)
-    baseline.set_defaults(handler=cmd_baseline)
-
-    compare = commands.add_parser(
-        "compare",
-        help="metrics and statistical comparison of USF-MAE vs DenseNet-169 → report",
-        description="Compute metrics per model, task and fold and on the holdout; DeLong, McNemar, bootstrap "
-        "CIs, Wilcoxon and Holm; write metrics.json, figures and an HTML report.",
-    )
-    compare.add_argument("--runs", type=Path, nargs="+", default=[FINETUNE_ROOT, BASELINE_ROOT])
-    compare.add_argument("--out", type=Path, default=COMPARISON_DIR)
-    compare.set_defaults(handler=cmd_compare)
-
-    explain = commands.add_parser(
-        "explain",
-        help="Score-CAM explanations of holdout images and localisation against lesion masks",
-        description="Score-CAM maps for a sample of holdout images per class and model, overlays, a grid "
-        "figure, localisation.json and an HTML page.",
-    )
-    explain.add_argument("--ingest", type=Path, default=INGEST_DIR)
-    explain.add_argument("--splits", type=Path, default=SPLITS_FILE)
-    explain.add_argument("--runs", type=Path, nargs="+", default=[FINETUNE_ROOT, BASELINE_ROOT])
-    explain.add_argument(
-        "--out", type=Path, default=None,
-        help=f"output directory (default: {EXPLAIN_DIR}, or {EXPLAIN_IMAGES_DIR} with --model)",
-    )  # fmt: skip
-    explain.add_argument(
-        "--model", default=None,
-        help="explain IMAGE files with this trained-model directory or models:/NAME@ALIAS URI instead",
-    )  # fmt: skip
-    explain.add_argument("images", type=Path, nargs="*", metavar="IMAGE", help="image files (with --model)")
-    explain.set_defaults(handler=cmd_explain)
-
-    register = commands.add_parser(
-        "register",
-        help="log the models to MLflow and register them as `challenger` versions",
-        description="Log each fine-tuned ViT and baseline as an MLflow model with its preprocessing, "
-        "register a version with lineage tags and set the `challenger` alias.",
-    )
-    register.add_argument("--runs", type=Path, nargs="+", default=[FINETUNE_ROOT, BASELINE_ROOT])
-    register.add_argument("--comparison", type=Path, default=COMPARISON_DIR)
-    register.add_argument("--validation", type=Path, default=VALIDATION_DIR)
-    register.add_argument("--out", type=Path, default=REGISTERED_FILE)
-    register.set_defaults(handler=cmd_register)
-
+    _add_step_commands(commands, _invoked_command(argv))
     promote = commands.add_parser(
         "promote",
         help="gate a registered version and move the `champion` alias to it if it passes",
@@ -399,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)

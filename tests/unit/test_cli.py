@@ -35,3 +35,38 @@ def test_missing_params_file_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "missing.yaml not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_step_options_come_from_the_declaration():
+    from renalmae.cli import build_parser
+
+    parser = build_parser(["finetune"])
+    finetune = parser._subparsers._group_actions[0].choices["finetune"]
+    options = {action.dest: action for action in finetune._actions if action.option_strings}
+
+    assert {"ingest_dir", "splits_path", "encoder_dir", "task", "fold", "out_dir", "params"} <= set(options)
+    assert options["encoder_dir"].option_strings == ["--encoder"]
+    assert str(options["encoder_dir"].default) == "models/pretrain"
+
+
+def test_listing_the_steps_imports_none_of_them():
+    """`renalmae --help` reads the steps' docstrings; importing them would load torch and MLflow."""
+    code = (
+        "import sys; from renalmae.cli import build_parser; build_parser(['--help']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('renalmae.steps.', 'torch', 'mlflow'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_step_runs_on_the_paths_given_on_the_command_line(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  source: phantom://renal?n=40&seed=0\n  pool: []\n  image_size: 32\n")
+
+    result = run_cli("ingest", "--params", str(params), "--out", str(tmp_path / "ingested"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "ingested" / "table.parquet").is_file()
+    assert not (tmp_path / "data").exists()
