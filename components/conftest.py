@@ -79,9 +79,9 @@ def encoder(params, work, ingested, splits) -> Path:
 def trained_runs(params, work, ingested, splits, encoder) -> dict[str, list[Path]]:
     """Fine-tuned ViT and baseline runs for every fold of the binary task."""
     finetune, baseline = step_or_skip("finetune"), step_or_skip("baseline")
-    runs: dict[str, list[Path]] = {"finetuned": [], "baselines": []}
+    runs: dict[str, list[Path]] = {"finetune_runs": [], "baseline_runs": []}
     for fold in params.split.folds:
-        runs["finetuned"].append(
+        runs["finetune_runs"].append(
             _once(
                 work / "finetune" / f"fold{fold}",
                 lambda out, fold=fold: finetune.run(
@@ -95,7 +95,7 @@ def trained_runs(params, work, ingested, splits, encoder) -> dict[str, list[Path
                 ),  # fmt: skip
             )
         )
-        runs["baselines"].append(
+        runs["baseline_runs"].append(
             _once(
                 work / "baseline" / f"fold{fold}",
                 lambda out, fold=fold: baseline.run(
@@ -114,7 +114,7 @@ def predicted_runs(params, work) -> dict[str, list[Path]]:
 
 @pytest.fixture(scope="session")
 def comparison(params, work, trained_runs) -> Path:
-    run_dirs = trained_runs["finetuned"] + trained_runs["baselines"]
+    run_dirs = trained_runs["finetune_runs"] + trained_runs["baseline_runs"]
     return _once(
         work / "comparison", lambda out: step_or_skip("compare").run(params, run_dirs=run_dirs, out_dir=out)
     )

@@ -71,13 +71,13 @@ def synthetic_runs(root: Path, folds: list[int], n_val: int = 12, n_test: int = 
     import pandas as pd
 
     from renalmae.data.predictions import write_predictions
-    from renalmae.evaluate.runs import BASELINE, CANDIDATE
 
     rng = np.random.default_rng(seed)
     classes = ["normal", "anomaly"]
     test_truth = np.arange(n_test) % 2
-    runs: dict[str, list[Path]] = {"finetuned": [], "baselines": []}
-    for model, key, skill in ((CANDIDATE, "finetuned", 2.0), (BASELINE, "baselines", 1.0)):
+    runs: dict[str, list[Path]] = {"finetune_runs": [], "baseline_runs": []}
+    models = (("usfmae", "candidate", "finetune_runs", 2.0), ("densenet169", "baseline", "baseline_runs", 1.0))
+    for model, role, key, skill in models:
         for fold in folds:
             val_truth = np.arange(n_val) % 2
             rows = []
@@ -93,7 +93,7 @@ def synthetic_runs(root: Path, folds: list[int], n_val: int = 12, n_test: int = 
             run_dir = root / model / f"fold{fold}"
             run_dir.mkdir(parents=True)
             write_predictions(run_dir / "predictions.parquet", pd.concat(rows, ignore_index=True), classes)
-            info = {"model": model, "task": "binary", "fold": fold, "classes": classes}
+            info = {"model": model, "role": role, "task": "binary", "fold": fold, "classes": classes}
             (run_dir / "run.json").write_text(json.dumps(info))
             runs[key].append(run_dir)
     return runs

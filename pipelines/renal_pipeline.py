@@ -20,6 +20,7 @@ from components.register.component import register
 from components.split.component import split
 from components.targets.component import targets
 from components.validate.component import validate
+from renalmae.kfp_io import runs_input
 
 PIPELINE_NAME = "renalmae"
 MLFLOW_SECRET = "renalmae-mlflow"
@@ -110,7 +111,7 @@ def build_pipeline(data_pvc: str | None = None):
 
         with dsl.ParallelFor(targets_task.output, parallelism=MAX_PARALLEL_TRAINING) as target:
             # Not `target.task_name`: on a loop item that is the name of the task producing the items.
-            fold_target = {"task_name": target.task_type, "fold": target.fold}
+            fold_target = {"task": target.task_type, "fold": target.fold}
             finetune_task = _with_data(
                 _with_secrets(
                     _on_gpu(
@@ -125,8 +126,8 @@ def build_pipeline(data_pvc: str | None = None):
 
         def models() -> dict:  # one Collected per consumer: the compiler refuses a shared one
             return {
-                "finetuned": dsl.Collected(finetune_task.outputs["model"]),
-                "baselines": dsl.Collected(baseline_task.outputs["model"]),
+                runs_input("finetune"): dsl.Collected(finetune_task.outputs["model"]),
+                runs_input("baseline"): dsl.Collected(baseline_task.outputs["model"]),
             }
 
         compare_task = _with_secrets(_on_cpu(compare(**models(), **common), "compare"))

@@ -1,32 +1,6 @@
 """KFP component `finetune`: fine-tune the pretrained ViT on one fold of one task (steps.finetune)."""
 
-from kfp import dsl
-from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from components import CUDA_IMAGE, step_component
+from renalmae.steps import finetune as step
 
-from components import CUDA_IMAGE
-
-
-@dsl.component(base_image=CUDA_IMAGE, install_kfp_package=False)
-def finetune(
-    params_yaml: str,
-    ingested: Input[Dataset],
-    splits: Input[Dataset],
-    encoder: Input[Model],
-    task_name: str,
-    fold: int,
-    model: Output[Model],
-    metrics: Output[Metrics],
-    holdout_confusion: Output[ClassificationMetrics],
-    pipeline_run_id: str = "",
-):
-    """Write weights, run.json and predictions.parquet (validation fold + holdout) into `model`."""
-    from renalmae import kfp_io
-    from renalmae.steps import finetune as step
-
-    params = kfp_io.component_params(params_yaml, pipeline_run_id)
-    step.run(
-        params, ingest_dir=ingested.path, splits_path=splits.path, encoder_dir=encoder.path,
-        task=task_name, fold=fold, out_dir=model.path,
-    )  # fmt: skip
-    kfp_io.log_json_metrics(metrics, f"{model.path}/metrics.json")
-    kfp_io.log_confusion_matrix(holdout_confusion, model.path)
+finetune = step_component(step.STEP, CUDA_IMAGE)

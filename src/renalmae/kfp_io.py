@@ -1,4 +1,11 @@
-"""Glue for the KFP component wrappers: read the params text, mark the engine, fill KFP output artifacts.
+"""The KFP side of a step's declaration: a component's interface, and the body every component runs.
+
+`component_interface(step)` derives a component's inputs and outputs from the step's `STEP`: one input
+artifact per declared input (a list per producer for run lists), `task` / `fold` for the steps that run
+per task and fold, the output artifact, plus `metrics` (the numbers of the artifact's metrics file),
+`report` (its HTML page) and, for a trained model, `holdout_confusion`. `components/` turns that into
+the component's Python signature; `run_component` is its body: validate the params text, call
+`run()` with the artifacts' paths, then fill those extra outputs.
 
 Kept in the package (not in `components/`) because a component's body runs inside the container,
 where only the installed package can be imported. Nothing here imports `kfp`: output artifacts are
@@ -11,16 +18,84 @@ import json
 import math
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from renalmae.artifacts import TrainedRun
 from renalmae.errors import ParamsError
 from renalmae.params import Params, params_from_dict
+from renalmae.steps import Step
 
 ENGINE_ENV = "RENALMAE_ENGINE"
 RUN_ID_ENV = "RENALMAE_PIPELINE_RUN_ID"
+METRICS_OUTPUT = "metrics"
+REPORT_OUTPUT = "report"
+CONFUSION_OUTPUT = "holdout_confusion"
+
+
+@dataclass(frozen=True)
+class Port:
+    """One input or output of a component: its name, `input` | `output` | `parameter`, and its type
+    (a `kfp.dsl` artifact class name, `list[<artifact>]`, or a Python type name)."""
+
+    name: str
+    kind: str
+    type: str
+
+
+def runs_input(producer: str) -> str:
+    """Name of the input holding the collected runs of `producer` (`finetune_runs`, ...)."""
+    return f"{producer}_runs"
+
+
+def component_interface(step: Step) -> list[Port]:
+    """The inputs and outputs of the KFP component of `step`, in signature order (see the module doc)."""
+    ports = [Port("params_yaml", "parameter", "str")]
+    for declared in step.inputs:
+        artifact = declared.artifact
+        if declared.many:
+            ports += [Port(runs_input(p), "input", f"list[{artifact.kfp_type}]") for p in declared.producers]
+        else:
+            ports.append(Port(artifact.kfp_name, "input", artifact.kfp_type))
+    if step.per_target:
+        ports += [Port("task", "parameter", "str"), Port("fold", "parameter", "int")]
+    output = step.output.artifact
+    ports.append(Port(output.kfp_name, "output", output.kfp_type))
+    if output.metrics_file:
+        ports.append(Port(METRICS_OUTPUT, "output", "Metrics"))
+    if output.report_file:
+        ports.append(Port(REPORT_OUTPUT, "output", "HTML"))
+    if output is TrainedRun:
+        ports.append(Port(CONFUSION_OUTPUT, "output", "ClassificationMetrics"))
+    return ports
+
+
+def run_component(step_name: str, arguments: dict[str, Any]) -> None:
+    """The body of every step component: `arguments` are the component function's `locals()`."""
+    from renalmae import steps
+
+    module = steps.load(step_name)
+    step: Step = module.STEP
+    params = component_params(arguments["params_yaml"], arguments.get("pipeline_run_id", ""))
+    inputs: dict[str, Any] = {}
+    for declared in step.inputs:
+        if declared.many:
+            collected = [arguments[runs_input(producer)] for producer in declared.producers]
+            inputs[declared.argument] = [run.path for runs in collected for run in runs]
+        else:
+            inputs[declared.argument] = arguments[declared.artifact.kfp_name].path
+    target = {"task": arguments["task"], "fold": arguments["fold"]} if step.per_target else {}
+    output = step.output.artifact(arguments[step.output.artifact.kfp_name].path)
+    module.run(params, **inputs, **target, **{step.output.argument: output.path})
+    if output.metrics_file:
+        log_json_metrics(arguments[METRICS_OUTPUT], output / output.metrics_file)
+    if output.report_file:
+        copy_html(output / output.report_file, arguments[REPORT_OUTPUT])
+    if isinstance(output, TrainedRun):
+        log_confusion_matrix(arguments[CONFUSION_OUTPUT], output.path, params)
 
 
 def component_params(params_yaml: str, pipeline_run_id: str = "") -> Params:
@@ -81,31 +156,31 @@ def log_json_metrics(metrics: Any, json_path: str | os.PathLike, limit: int = 10
 
 
 def log_confusion_matrix(
-    classification_metrics: Any, run_dir: str | os.PathLike, split: str = "test"
+    classification_metrics: Any, run_dir: str | os.PathLike, params: Params, split: str = "test"
 ) -> None:
-    """Log the holdout confusion matrix of one trained model (arg-max of its predicted probabilities)."""
+    """Log the holdout confusion matrix of one trained fold model at the operating point `compare` uses
+    for it: binary at the threshold chosen on its own validation fold (`evaluate.threshold`), multiclass
+    at the arg-max."""
     from sklearn.metrics import confusion_matrix
 
-    from renalmae.data.predictions import PREDICTIONS_FILE, RUN_FILE, probability_columns, read_predictions
+    from renalmae.evaluate.comparison import fold_metrics
+    from renalmae.evaluate.metrics import predict
+    from renalmae.evaluate.runs import load_run
 
-    run_dir = Path(run_dir)
-    classes = list(json.loads((run_dir / RUN_FILE).read_text())["classes"])
-    frame = read_predictions(run_dir / PREDICTIONS_FILE, classes)
-    frame = frame[frame["split"] == split]
-    predicted = frame[probability_columns(classes)].to_numpy().argmax(axis=1)
-    matrix = confusion_matrix(frame["y_true"].to_numpy(), predicted, labels=list(range(len(classes))))
-    classification_metrics.log_confusion_matrix(classes, matrix.tolist())
+    run = load_run(Path(run_dir))
+    threshold = fold_metrics(run, params.evaluate)["threshold"]
+    predicted = predict(run.probabilities(split), threshold)
+    labels = run.split(split)["y_true"].to_numpy()
+    matrix = confusion_matrix(labels, predicted, labels=list(range(len(run.classes))))
+    classification_metrics.log_confusion_matrix(run.classes, matrix.tolist())
 
 
-def copy_html(source_dir: str | os.PathLike, html_artifact: Any) -> Path | None:
-    """Copy a step's HTML report (`index.html`, else the first `*.html`) to a KFP `HTML` artifact."""
-    source_dir = Path(source_dir)
-    pages = sorted(
-        source_dir.rglob("*.html"), key=lambda page: (page.name != "index.html", len(page.parts), page)
-    )
-    if not pages:
+def copy_html(page: str | os.PathLike, html_artifact: Any) -> Path | None:
+    """Copy a step's HTML page to a KFP `HTML` artifact (nothing when the step wrote none)."""
+    page = Path(page)
+    if not page.is_file():
         return None
     target = Path(html_artifact.path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(pages[0], target)
+    shutil.copyfile(page, target)
     return target

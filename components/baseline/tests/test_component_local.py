@@ -18,7 +18,7 @@ def test_baseline_runs_under_kfp_local(kfp_local, params_yaml, ingested, splits)
             params_yaml=params_yaml,
             ingested=imported(Dataset, ingested),
             splits=imported(Dataset, splits),
-            task_name="binary",
+            task="binary",
             fold=1,
         )
         return task.outputs["model"]

@@ -15,7 +15,7 @@ def test_baseline_writes_predictions_and_a_confusion_matrix(params_yaml, ingeste
         params_yaml=params_yaml,
         ingested=artifact(Dataset, ingested),
         splits=artifact(Dataset, splits),
-        task_name="binary",
+        task="binary",
         fold=0,
         model=artifact(Model, tmp_path / "model"),
         metrics=artifact(Metrics, tmp_path / "metrics"),

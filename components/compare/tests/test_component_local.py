@@ -16,8 +16,8 @@ def test_compare_runs_under_kfp_local(kfp_local, params_yaml, predicted_runs):
     def compare_only(params_yaml: str) -> Dataset:
         task = compare(
             params_yaml=params_yaml,
-            finetuned=imported_list(Model, predicted_runs["finetuned"]),
-            baselines=imported_list(Model, predicted_runs["baselines"]),
+            finetune_runs=imported_list(Model, predicted_runs["finetune_runs"]),
+            baseline_runs=imported_list(Model, predicted_runs["baseline_runs"]),
         )
         return task.outputs["comparison"]
 

@@ -12,8 +12,8 @@ def test_compare_reports_on_every_collected_model(params_yaml, predicted_runs, t
 
     compare.python_func(
         params_yaml=params_yaml,
-        finetuned=[artifact(Model, path) for path in predicted_runs["finetuned"]],
-        baselines=[artifact(Model, path) for path in predicted_runs["baselines"]],
+        finetune_runs=[artifact(Model, path) for path in predicted_runs["finetune_runs"]],
+        baseline_runs=[artifact(Model, path) for path in predicted_runs["baseline_runs"]],
         comparison=artifact(Dataset, tmp_path / "comparison"),
         report=report,
         metrics=metrics,

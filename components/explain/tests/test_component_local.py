@@ -18,8 +18,8 @@ def test_explain_runs_under_kfp_local(kfp_local, params_yaml, ingested, splits, 
             params_yaml=params_yaml,
             ingested=imported(Dataset, ingested),
             splits=imported(Dataset, splits),
-            finetuned=imported_list(Model, trained_runs["finetuned"][:1]),
-            baselines=imported_list(Model, trained_runs["baselines"][:1]),
+            finetune_runs=imported_list(Model, trained_runs["finetune_runs"][:1]),
+            baseline_runs=imported_list(Model, trained_runs["baseline_runs"][:1]),
         )
         return task.outputs["explanations"]
 

@@ -19,7 +19,7 @@ def test_finetune_runs_under_kfp_local(kfp_local, params_yaml, ingested, splits,
             ingested=imported(Dataset, ingested),
             splits=imported(Dataset, splits),
             encoder=imported(Model, encoder),
-            task_name="binary",
+            task="binary",
             fold=1,
         )
         return task.outputs["model"]

@@ -18,7 +18,7 @@ def _call(params_yaml, ingested, splits, encoder, tmp_path, fold):
         ingested=artifact(Dataset, ingested),
         splits=artifact(Dataset, splits),
         encoder=artifact(Model, encoder),
-        task_name="binary",
+        task="binary",
         fold=fold,
         **outputs,
     )

@@ -20,8 +20,8 @@ def test_register_runs_under_kfp_local(
     def register_only(params_yaml: str) -> Dataset:
         task = register(
             params_yaml=params_yaml,
-            finetuned=imported_list(Model, trained_runs["finetuned"]),
-            baselines=imported_list(Model, trained_runs["baselines"]),
+            finetune_runs=imported_list(Model, trained_runs["finetune_runs"]),
+            baseline_runs=imported_list(Model, trained_runs["baseline_runs"]),
             comparison=imported(Dataset, comparison),
             validation=imported(Dataset, validation),
         )

@@ -25,8 +25,8 @@ def test_register_writes_what_it_registered(params_yaml, trained_runs, compariso
 
     register.python_func(
         params_yaml=tracked_params_yaml(params_yaml, tmp_path),
-        finetuned=[artifact(Model, path) for path in trained_runs["finetuned"]],
-        baselines=[artifact(Model, path) for path in trained_runs["baselines"]],
+        finetune_runs=[artifact(Model, path) for path in trained_runs["finetune_runs"]],
+        baseline_runs=[artifact(Model, path) for path in trained_runs["baseline_runs"]],
         comparison=artifact(Dataset, comparison),
         validation=artifact(Dataset, validation),
         registered=registered,

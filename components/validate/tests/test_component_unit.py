@@ -13,7 +13,7 @@ from components.validate.component import validate
 def _outputs(tmp_path):
     return {
         "validation": artifact(Dataset, tmp_path / "validation"),
-        "data_docs": artifact(HTML, tmp_path / "data_docs.html"),
+        "report": artifact(HTML, tmp_path / "report.html"),
         "metrics": artifact(Metrics, tmp_path / "metrics"),
     }
 

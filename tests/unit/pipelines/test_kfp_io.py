@@ -71,12 +71,72 @@ def test_json_metrics_of_a_missing_file_log_nothing(tmp_path):
     assert metrics.logged == {}
 
 
-def test_copy_html_prefers_index_html(tmp_path):
-    (tmp_path / "report" / "figures").mkdir(parents=True)
-    (tmp_path / "report" / "figures" / "a.html").write_text("figure")
+def test_copy_html_copies_the_declared_page(tmp_path):
+    (tmp_path / "report").mkdir()
     (tmp_path / "report" / "index.html").write_text("index")
     page = RecordingMetrics(tmp_path / "out" / "report.html")
 
-    kfp_io.copy_html(tmp_path / "report", page)
+    kfp_io.copy_html(tmp_path / "report" / "index.html", page)
 
     assert (tmp_path / "out" / "report.html").read_text() == "index"
+
+
+def test_copy_html_of_a_page_the_step_did_not_write_copies_nothing(tmp_path):
+    page = RecordingMetrics(tmp_path / "out" / "report.html")
+
+    assert kfp_io.copy_html(tmp_path / "absent.html", page) is None
+    assert not (tmp_path / "out").exists()
+
+
+def test_component_interface_is_derived_from_the_step_declaration():
+    from renalmae.steps import compare, finetune, validate
+
+    def ports(step):
+        return [(port.name, port.kind, port.type) for port in kfp_io.component_interface(step.STEP)]
+
+    assert ports(finetune) == [
+        ("params_yaml", "parameter", "str"),
+        ("ingested", "input", "Dataset"),
+        ("splits", "input", "Dataset"),
+        ("encoder", "input", "Model"),
+        ("task", "parameter", "str"),
+        ("fold", "parameter", "int"),
+        ("model", "output", "Model"),
+        ("metrics", "output", "Metrics"),
+        ("holdout_confusion", "output", "ClassificationMetrics"),
+    ]
+    assert ("finetune_runs", "input", "list[Model]") in ports(compare)
+    assert ("baseline_runs", "input", "list[Model]") in ports(compare)
+    assert ("report", "output", "HTML") in ports(validate)
+
+
+class RecordingConfusion:
+    """What a KFP `ClassificationMetrics` artifact offers a component: `log_confusion_matrix`."""
+
+    def log_confusion_matrix(self, categories: list[str], matrix: list[list[int]]) -> None:
+        self.categories, self.matrix = categories, matrix
+
+
+def test_confusion_matrix_is_at_the_threshold_compare_uses_for_that_fold(tmp_path):
+    """The Kubeflow UI and the comparison report must show the same operating point (binary task)."""
+    import numpy as np
+    from comparekit import write_prediction_runs
+    from sklearn.metrics import confusion_matrix
+
+    from renalmae.evaluate.comparison import fold_metrics
+    from renalmae.evaluate.runs import load_run
+    from renalmae.params import params_from_dict
+
+    run_dir = write_prediction_runs(tmp_path, tasks=("binary",))[0]
+    params = params_from_dict({"evaluate": {"threshold": "sensitivity", "target_sensitivity": 0.95}})
+    recorded = RecordingConfusion()
+
+    kfp_io.log_confusion_matrix(recorded, run_dir, params)
+
+    run = load_run(run_dir)
+    threshold = fold_metrics(run, params.evaluate)["threshold"]
+    labels, p_anomaly = run.split("test")["y_true"].to_numpy(), run.probabilities("test")[:, 1]
+    at_threshold = confusion_matrix(labels, (p_anomaly >= threshold).astype(int), labels=[0, 1]).tolist()
+    at_argmax = confusion_matrix(labels, np.round(p_anomaly).astype(int), labels=[0, 1]).tolist()
+    assert recorded.categories == ["normal", "anomaly"]
+    assert recorded.matrix == at_threshold and at_threshold != at_argmax
