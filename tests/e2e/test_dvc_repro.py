@@ -37,6 +37,7 @@ def pipeline_repo(tmp_path_factory) -> Path:
     """A git + DVC repository with the project's dvc.yaml, the e2e params and the sources stages hash."""
     repo = tmp_path_factory.mktemp("pipeline")
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(REPO / ".dvcignore", repo / ".dvcignore")
     shutil.copy(PARAMS, repo / "params.yaml")
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     _run(["git", "init", "-q"], repo)

@@ -72,6 +72,7 @@ def dvc_comparison(work, params_file) -> Path:
     repo = work / "dvc-repo"
     repo.mkdir()
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(REPO / ".dvcignore", repo / ".dvcignore")
     shutil.copy(params_file, repo / "params.yaml")
     shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     _run(["git", "init", "-q"], repo)
