@@ -76,7 +76,10 @@ def synthetic_runs(root: Path, folds: list[int], n_val: int = 12, n_test: int = 
     classes = ["normal", "anomaly"]
     test_truth = np.arange(n_test) % 2
     runs: dict[str, list[Path]] = {"finetune_runs": [], "baseline_runs": []}
-    models = (("usfmae", "candidate", "finetune_runs", 2.0), ("densenet169", "baseline", "baseline_runs", 1.0))
+    models = [
+        ("usfmae", "candidate", "finetune_runs", 2.0),
+        ("densenet169", "baseline", "baseline_runs", 1.0),
+    ]
     for model, role, key, skill in models:
         for fold in folds:
             val_truth = np.arange(n_val) % 2

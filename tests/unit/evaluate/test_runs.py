@@ -46,10 +46,8 @@ def test_runs_left_from_an_earlier_5_fold_run_are_ignored_with_a_warning(tmp_pat
         pd.read_parquet(tmp_path / "models" / "finetune" / "binary" / f"fold{fold}" / "predictions.parquet")
         for fold in (0, 1, 2)
     ]
-    three_fold_mean = np.mean(
-        [frame[frame["split"] == "test"].sort_values("id")["prob_anomaly"].to_numpy() for frame in fold_models],
-        axis=0,
-    )
+    holdout = [frame[frame["split"] == "test"].sort_values("id") for frame in fold_models]
+    three_fold_mean = np.mean([frame["prob_anomaly"].to_numpy() for frame in holdout], axis=0)
     np.testing.assert_allclose(candidate["prob_anomaly"].to_numpy(), three_fold_mean)
 
 

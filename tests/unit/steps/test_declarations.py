@@ -1,4 +1,4 @@
-"""Each step's declaration (`STEP`) against its `run()`: the wrappers derive calls from it, so they must agree."""
+"""Each step's declaration (`STEP`) against its `run()`: the wrappers derive their calls from it."""
 
 from __future__ import annotations
 
