@@ -57,6 +57,8 @@ class ModelRun:
     fold: int
     classes: list[str]
     predictions: pd.DataFrame
+    data_version: str = "unknown"
+    """Content hash of the ingested table the run was trained on (run.json; `unknown` if not recorded)."""
 
     @property
     def name(self) -> str:
@@ -121,6 +123,7 @@ def load_run(run_dir: str | os.PathLike) -> ModelRun:
         int(info["fold"]),
         list(info["classes"]),
         predictions,
+        str(info.get("data_version", "unknown")),
     )
 
 

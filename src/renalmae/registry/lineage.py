@@ -1,4 +1,9 @@
-"""Lineage of a run: git commit, DVC data version, params hash, engine and pipeline-run id.
+"""Lineage of a run: git commit, data version, params hash, engine and pipeline-run id.
+
+The data version is the content hash of the ingested table the step itself read
+(`renalmae.artifacts.IngestedData.content_hash`, passed in by the step), so a KFP pod, which has no
+dvc.lock of its run, records the same version as a DVC stage on the same data; the `ingest` entry of
+dvc.lock is recorded beside it where there is one.
 
 Read from the environment here and only here (with the CLI, the documented place for it):
 
@@ -9,7 +14,8 @@ Read from the environment here and only here (with the CLI, the documented place
   a Makefile. When unset it is `KFP_RUN_ID` when present, else derived deterministically as
   `<engine>-<git commit[:12]>[-dirty]-<params hash[:12]>`: re-running the same code on the same
   params lands in the same parent run.
-- `dvc.lock` (in the working directory, or `DVC_ROOT`): the hashes of the step's inputs.
+- `dvc.lock` (in the working directory, or `DVC_ROOT`): the hashes of the step's inputs and of the
+  `ingest` output.
 """
 
 from __future__ import annotations
@@ -86,8 +92,8 @@ def _entry_hash(entry: dict[str, Any]) -> str:
     return str(entry.get("md5") or entry.get("hash") or entry.get("etag") or UNKNOWN)
 
 
-def data_version(lock_path: str | os.PathLike | None = None) -> str:
-    """Hash of the ingested data set (the `ingest` stage's output in dvc.lock), or `unknown`."""
+def dvc_data_version(lock_path: str | os.PathLike | None = None) -> str:
+    """DVC's hash of the ingested data set (the `ingest` stage's output in dvc.lock), or `unknown`."""
     stages = _dvc_lock(lock_path).get("stages", {})
     outs = stages.get("ingest", {}).get("outs", [])
     return _entry_hash(outs[0]) if outs else UNKNOWN
@@ -106,12 +112,14 @@ def inputs_version(stage: str | None = None, lock_path: str | os.PathLike | None
     return hashlib.sha256(json.dumps(deps, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def lineage_tags(params: Params, stage: str | None = None) -> dict[str, str]:
-    """The tags every run and model version carries."""
+def lineage_tags(params: Params, stage: str | None = None, data_version: str | None = None) -> dict[str, str]:
+    """The tags every run and model version carries; `data_version`: the content hash of the ingested
+    table the step read (`unknown` for a step that reads none)."""
     kfp_run_id = os.environ.get("KFP_RUN_ID") or (pipeline_run_id(params) if engine() == "kfp" else None)
     return {
         "renalmae.git_commit": git_commit(),
-        "renalmae.data_version": data_version(),
+        "renalmae.data_version": data_version or UNKNOWN,
+        "renalmae.dvc_data_version": dvc_data_version(),
         "renalmae.inputs_version": inputs_version(stage),
         "renalmae.params_hash": params.hash(),
         "renalmae.engine": engine(),

@@ -8,8 +8,8 @@ Steps run as separate processes (DVC stages, KFP pods), so the parent run is fou
 pipeline-run id (`renalmae.registry.lineage.pipeline_run_id`): the first process creates it; when
 several create it at once, each waits `PARENT_SETTLE_S`, then all keep the earliest-created one and
 delete their own (creations further apart than that see each other's parent and never race). Every run
-carries the lineage tags (git commit, DVC data / inputs version, params hash, engine, pipeline-run
-id); the parent also holds every parameter, flattened (`finetune.epochs`, ...).
+carries the lineage tags (git commit, data version of what it read, DVC inputs version, params hash,
+engine, pipeline-run id); the parent also holds every parameter, flattened (`finetune.epochs`, ...).
 """
 
 from __future__ import annotations
@@ -135,8 +135,13 @@ def pipeline_parent_run(client: Any, experiment_id: str, params: Params, tags: d
 
 
 @contextlib.contextmanager
-def track_step(params: Params, step: str, **tags: Any) -> Iterator[StepTracker]:
+def track_step(
+    params: Params, step: str, data_version: str | None = None, **tags: Any
+) -> Iterator[StepTracker]:
     """Open an MLflow run for one step invocation, nested under the pipeline's parent run.
+
+    `data_version` is the content hash of the ingested table the step read (a lineage tag); `tags`
+    (task, fold, ...) become `renalmae.<key>` tags and name the run.
 
     Nothing is logged (and no store is touched) when `tracking.enabled` is false. The run is marked
     FAILED if the block raises, FINISHED otherwise; the parent's status follows its last step.
@@ -148,7 +153,7 @@ def track_step(params: Params, step: str, **tags: Any) -> Iterator[StepTracker]:
     client = mlflow_client(uri)
     with service_errors(uri):
         experiment_id = _experiment_id(client, params.tracking.experiment)
-        lineage = lineage_tags(params)
+        lineage = lineage_tags(params, data_version=data_version)
         parent_id = pipeline_parent_run(client, experiment_id, params, lineage)
         run_name = "-".join([step, *[str(value) for value in tags.values()]])
         run = client.create_run(

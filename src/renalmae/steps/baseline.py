@@ -47,6 +47,7 @@ def run(
     out_dir = Path(out_dir)
     section = params.baseline
     fold_data = load_fold(params, ingest_dir, splits_path, task, fold)
+    data_version = IngestedData(ingest_dir).content_hash()
     seed_everything(section.seed)  # the initial weights repeat from run to run
     model = create_model("cnn", params, num_classes=len(fold_data.classes))
     spec = model_spec("cnn", params, num_classes=len(fold_data.classes))
@@ -58,6 +59,7 @@ def run(
         log.info("%s", report)
     info = {
         "role": STEP.model.role,
+        "data_version": data_version,
         "init_checkpoint": section.init_checkpoint,
         "initialisation": checkpoint_initialisation(
             section.init_checkpoint, section.init_checkpoint_data, report
@@ -72,7 +74,7 @@ def run(
     )
     context = setup(params.train.device, params.train.cpu_threads)
     tracking = (
-        track_step(params, "baseline", task=task, fold=fold)
+        track_step(params, "baseline", data_version, task=task, fold=fold)
         if context.is_main
         else contextlib.nullcontext(StepTracker())
     )

@@ -47,6 +47,7 @@ def run(
     started = time.time()
     out_dir = Path(out_dir)
     fold_data = load_fold(params, ingest_dir, splits_path, task, fold)
+    data_version = IngestedData(ingest_dir).content_hash()
     seed_everything(params.finetune.seed)  # the initial weights repeat from run to run
     model = create_model("vit", params, num_classes=len(fold_data.classes))
     spec = model_spec("vit", params, num_classes=len(fold_data.classes))
@@ -60,7 +61,7 @@ def run(
     )  # fmt: skip
     context = setup(params.train.device, params.train.cpu_threads)
     tracking = (
-        track_step(params, "finetune", task=task, fold=fold)
+        track_step(params, "finetune", data_version, task=task, fold=fold)
         if context.is_main
         else contextlib.nullcontext(StepTracker())
     )
@@ -74,7 +75,8 @@ def run(
             fingerprint=fingerprint,
             context=context,
         )  # fmt: skip
-        info = {"role": STEP.model.role, "encoder_source": str(encoder_dir), "encoder_load": report.to_dict(),
+        info = {"role": STEP.model.role, "data_version": data_version,
+                "encoder_source": str(encoder_dir), "encoder_load": report.to_dict(),
                 "encoder_params_hash": encoder_info.get("params_hash"),
                 "initialisation": mae_initialisation(encoder_dir, encoder_info)}  # fmt: skip
         model_name = STEP.model.name_for(params)

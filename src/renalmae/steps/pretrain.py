@@ -62,6 +62,7 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     started = time.time()
     out_dir = Path(out_dir)
     data = load_ingested(ingest_dir)
+    data_version = IngestedData(ingest_dir).content_hash()
     splits = load_splits(splits_path)
     ids = pretraining_ids(data.table, splits.development_ids, splits.test_ids + splits.external_ids)
     images = CachedImages(data.images, data.rows(ids)["cache_index"].to_numpy())  # read on demand
@@ -83,7 +84,11 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     fingerprint = ckpt.fingerprint(params, STEP.params, splits=file_digest(splits_path))
     context = setup(params.train.device, params.train.cpu_threads)
     objective = mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches, context)
-    tracking = track_step(params, "pretrain") if context.is_main else contextlib.nullcontext(StepTracker())
+    tracking = (
+        track_step(params, "pretrain", data_version)
+        if context.is_main
+        else contextlib.nullcontext(StepTracker())
+    )
     with tracking as tracker, output_dir(out_dir, context) as staging:
         result = fit(
             model, images, None, objective, config, params.train, params.augment,
@@ -102,6 +107,7 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
         pool_images = int((data.table["origin"] == "pool").sum())
         info = {
             "params_hash": params.hash(), "images": len(ids), "final_loss": metrics["final_loss"],
+            "data_version": data_version,
             "initialisation": checkpoint_initialisation(
                 section.init_checkpoint, section.init_checkpoint_data, init_report
             ),

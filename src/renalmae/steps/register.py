@@ -50,6 +50,21 @@ def comparison_report(comparison_dir: Path) -> dict[str, Any]:
     return Comparison(comparison_dir).read()
 
 
+def trained_data_version(runs: list[ModelRun]) -> str:
+    """The data version (ingested table's content hash) every fold model was trained on.
+
+    Raises `DataError` when the fold models of one ensemble were trained on different data.
+    """
+    versions = sorted({run.data_version for run in runs})
+    if len(versions) > 1:
+        listed = ", ".join(f"fold {run.fold}: {run.data_version[:12]}" for run in runs)
+        raise DataError(
+            f"the {runs[0].model} {runs[0].task} fold models were trained on different ingested data "
+            f"({listed}); re-run finetune / baseline for every fold on the same data"
+        )
+    return versions[0]
+
+
 def holdout_metrics(runs: list[ModelRun], report: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """Holdout metrics of the fold ensemble (compare's numbers when present) and its evaluation set."""
     first = runs[0]
@@ -82,10 +97,12 @@ def run(
     for (model, task), runs in sorted(groups.items()):
         metrics, evaluation = holdout_metrics(runs, report)
         name = f"{params.registry.model_prefix}-{model}-{task}"
+        data_version = trained_data_version(runs)
         tags = version_tags(
-            lineage_tags(params), status, metrics, p_values(report, task), params.data.negative_class
-        )
-        with track_step(params, "register", model=model, task=task) as tracker:
+            lineage_tags(params, data_version=data_version), status, metrics, p_values(report, task),
+            params.data.negative_class,
+        )  # fmt: skip
+        with track_step(params, "register", data_version, model=model, task=task) as tracker:
             tracker.log_metrics(
                 {f"holdout_{key}": metrics[key] for key in ("auc", "f1") if metrics.get(key) is not None}
             )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from renalmae.registry.versions import p_values, version_tags
 from renalmae.steps.register import comparison_report, validation_status
 
@@ -53,3 +55,21 @@ def test_version_tags_carry_lineage_validation_metrics_and_p_values():
     assert tags["renalmae.validation_status"] == "passed"
     assert tags["holdout.auc"] == "0.91" and tags["holdout.n"] == "40"
     assert tags["comparison.delong_p"] == "0.03"
+
+
+def test_fold_models_trained_on_different_data_are_not_registered_as_one_ensemble():
+    from pathlib import Path
+
+    import pandas as pd
+
+    from renalmae.errors import DataError
+    from renalmae.evaluate.runs import ModelRun
+    from renalmae.steps.register import trained_data_version
+
+    def fold_run(fold, version):
+        return ModelRun(Path(f"fold{fold}"), "usfmae", "candidate", "binary", fold, ["normal", "anomaly"],
+                        pd.DataFrame(), version)  # fmt: skip
+
+    assert trained_data_version([fold_run(0, "a" * 64), fold_run(1, "a" * 64)]) == "a" * 64
+    with pytest.raises(DataError, match=r"trained on different ingested data \(fold 0: aaaaaaaaaaaa"):
+        trained_data_version([fold_run(0, "a" * 64), fold_run(1, "b" * 64)])

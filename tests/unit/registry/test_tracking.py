@@ -79,12 +79,30 @@ def test_a_step_inside_dvc_is_tagged_with_engine_and_input_hashes(clean_env, sto
     clean_env.setenv("DVC_ROOT", str(tmp_path))
     clean_env.setenv("DVC_STAGE", "split")
     params = _params(store_uri)
-    with track_step(params, "split") as tracker:
+    with track_step(params, "split", data_version="f00d" * 16) as tracker:
         pass
     run = mlflow_client(store_uri).get_run(tracker.run_id)
     assert run.data.tags["renalmae.engine"] == "dvc"
-    assert run.data.tags["renalmae.data_version"] == "abc123.dir"
+    assert run.data.tags["renalmae.data_version"] == "f00d" * 16
+    assert run.data.tags["renalmae.dvc_data_version"] == "abc123.dir"
     assert run.data.tags["renalmae.inputs_version"] != "unknown"
+
+
+def test_a_step_without_dvc_lock_records_the_version_of_the_data_it_read(clean_env, store_uri, tmp_path):
+    """A KFP pod has no dvc.lock of its run: the data version is the hash of the table the step read."""
+    from renalmae.artifacts import IngestedData
+    from renalmae.steps import ingest
+
+    clean_env.chdir(tmp_path)
+    clean_env.setenv("RENALMAE_ENGINE", "kfp")
+    data = {"source": "phantom://renal?n=30&seed=0", "pool": [], "image_size": 32, "decode_workers": 0}
+    params = _params(store_uri, data=data)
+    version = IngestedData(ingest.run(params, tmp_path / "ingested")).content_hash()
+    with track_step(params, "finetune", version, task="binary", fold=0) as tracker:
+        pass
+    tags = mlflow_client(store_uri).get_run(tracker.run_id).data.tags
+    assert tags["renalmae.data_version"] == version and len(version) == 64
+    assert tags["renalmae.dvc_data_version"] == "unknown"
 
 
 def test_a_failing_step_marks_its_run_failed(clean_env, store_uri):
