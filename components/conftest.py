@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.testkit import TINY_PARAMS, step_or_skip, synthetic_runs
+from components.testkit import step_or_skip, synthetic_runs
+from renalmae.testing import tiny_params_yaml
 
 
 @pytest.fixture(scope="session")
 def params_yaml() -> str:
     """Text of a tiny params file (phantom n=60 at 32 px, 2 folds, binary task, 1 epoch, no tracking)."""
-    return yaml.safe_dump(TINY_PARAMS)
+    return tiny_params_yaml()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Helpers for the component tests: the tiny params, a skip while a step is missing, artifacts on paths."""
+"""Helpers for the component tests: a skip while a step is missing, artifacts on paths, synthetic runs."""
 
 from __future__ import annotations
 
@@ -6,27 +6,6 @@ import importlib
 from pathlib import Path
 
 import pytest
-
-TINY_PARAMS = {
-    "data": {
-        "source": "phantom://renal?n=60&seed=0",
-        "pool": ["phantom://renal?n=20&seed=1&unlabelled=true"],
-        "image_size": 32,
-        "decode_workers": 0,
-    },
-    "phantom": {"difficulty": 0.2, "class_fractions": [0.5, 0.3, 0.2]},
-    "validate": {"min_images_per_class": 3},
-    "split": {"folds": [0, 1], "test_fraction": 0.25},
-    "encoder": {"patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2},
-    "mae": {"decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2},
-    "train": {"device": "cpu", "progress": False},
-    "pretrain": {"epochs": 1, "batch_size": 16},
-    "finetune": {"tasks": ["binary"], "epochs": 1, "batch_size": 16},
-    "baseline": {"epochs": 1, "batch_size": 16},
-    "evaluate": {"bootstrap_resamples": 100},
-    "explain": {"images_per_class": 1, "batch_size": 16},
-    "tracking": {"enabled": False},
-}
 
 
 def step_or_skip(name: str):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from renalmae.params import params_from_dict
+from renalmae import testing
 
 SIZE = 40
 
@@ -150,24 +150,12 @@ def set_as_written(dataset, keyword: str, value) -> None:
 
 
 def tiny_params(source: str | Path, pool: list | None = None, classes: list[str] | None = None, **sections):
-    """Params for a tiny ingest: decoding in-process, no progress bars, 2 folds, small class minimum."""
+    """Params for a tiny ingest of `source`: decoding in-process, no progress bars, 2 folds, small class
+    minimum (`renalmae.testing.tiny_params` with these data)."""
     classes = classes or ["normal", "utd"]
-    raw = {
-        "data": {
-            "source": str(source),
-            "pool": [str(p) for p in pool or []],
-            "classes": classes,
-            "negative_class": classes[0],
-            "image_size": 32,
-            "decode_workers": 0,
-        },
-        "validate": {"min_images_per_class": 2},
-        "split": {"folds": [0, 1]},
-        "train": {"progress": False},
-    }
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    return params_from_dict(raw)
+    data = {"source": str(source), "pool": [str(p) for p in pool or []], "classes": classes,
+            "negative_class": classes[0]}  # fmt: skip
+    return testing.tiny_params({"data": data, "validate": {"min_images_per_class": 2}}, **sections)
 
 
 def screen_frame(seed: int = 0, width: int = 320, height: int = 240) -> tuple[np.ndarray, np.ndarray, tuple]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from renalmae import testing
 from renalmae.data.cache import IMAGES_FILE, MASKS_FILE, TABLE_COLUMNS, TABLE_FILE
-from renalmae.params import params_from_dict
 
 SIZE = 32
 CLASSES = ["normal", "utd", "mcdk"]
@@ -76,30 +77,14 @@ def make_dataset(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "ingested", tmp_path / "splits.json"
 
 
-TINY_PARAMS = {
+TRAINING = {
     "data": {"image_size": SIZE, "classes": CLASSES},
-    "split": {"folds": [0, 1]},
-    "encoder": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2},
-    "mae": {"decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2},
-    "train": {
-        "device": "cpu",
-        "progress": False,
-        "checkpoint_every_steps": 2,
-        "log_every_steps": 1,
-        "cpu_threads": 1,
-    },
-    "pretrain": {"epochs": 2, "batch_size": 16, "base_lr": 1e-3},
-    "finetune": {"epochs": 5, "batch_size": 16, "base_lr": 4e-2, "tasks": ["binary"], "layer_decay": 0.9},
-    "baseline": {"epochs": 1, "batch_size": 16},
-    "tracking": {"enabled": False},
+    "encoder": {"depth": 2},
+    "train": {"checkpoint_every_steps": 2, "log_every_steps": 1},
+    "pretrain": {"epochs": 2, "base_lr": 1e-3},
+    "finetune": {"epochs": 5, "base_lr": 4e-2, "layer_decay": 0.9},
 }
-
-
-def tiny_params(**overrides):
-    raw = json.loads(json.dumps(TINY_PARAMS))
-    for section, values in overrides.items():
-        raw.setdefault(section, {}).update(values)
-    return params_from_dict(raw)
+tiny_params = partial(testing.tiny_params, TRAINING)
 
 
 class TinyClassifier(nn.Module):
