@@ -1,9 +1,9 @@
 """Where MLflow lives (tracking / registry URI) and how its failures reach the user: one `ServiceError`.
 
 The URI comes from params `tracking.tracking_uri`, else `MLFLOW_TRACKING_URI`, else the embedded
-`sqlite:///mlflow.db` (artifacts in ./mlruns). At scale `MLFLOW_TRACKING_URI` points at an
-`mlflow server` (PostgreSQL + S3 artifacts). How long a request may take and how often it is retried
-are MLflow's own settings (`MLFLOW_HTTP_REQUEST_TIMEOUT`, `MLFLOW_HTTP_REQUEST_MAX_RETRIES`,
+`sqlite:///mlflow.db` (artifacts in `mlruns/` beside the database file). At scale `MLFLOW_TRACKING_URI`
+points at an `mlflow server` (PostgreSQL + S3 artifacts). How long a request may take and how often it
+is retried are MLflow's own settings (`MLFLOW_HTTP_REQUEST_TIMEOUT`, `MLFLOW_HTTP_REQUEST_MAX_RETRIES`,
 `MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`); after the last retry the caller sees one `ServiceError`
 naming the server and the fix, never a deep traceback.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from renalmae.errors import ModelError, ServiceError
@@ -26,6 +27,15 @@ def tracking_uri(params: Params | None = None) -> str:
     """params `tracking.tracking_uri`, else `MLFLOW_TRACKING_URI`, else the embedded sqlite store."""
     configured = params.tracking.tracking_uri if params is not None else None
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: `mlruns/` beside an embedded sqlite database (MLflow's
+    own default is ./mlruns of whatever the working directory happens to be); None (the server's
+    default root) for a tracking server."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).absolute().parent / "mlruns").as_uri()
 
 
 def mlflow_client(uri: str):

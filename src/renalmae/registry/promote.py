@@ -41,7 +41,7 @@ import pandas as pd
 
 from renalmae.errors import GateError, ServiceError
 from renalmae.params import RegistryParams
-from renalmae.registry.connection import mlflow_client, service_errors
+from renalmae.registry.connection import artifact_location, mlflow_client, service_errors
 from renalmae.registry.versions import (
     CHALLENGER,
     CHAMPION,
@@ -348,7 +348,9 @@ def copy_to_registry(client: Any, uri: str, model_version: Any, target_uri: str)
                 evaluation = client.download_artifacts(model_version.run_id, EVALUATION_ARTIFACT, staging)
             experiment = target.get_experiment_by_name("renalmae-promotions")
             experiment_id = (
-                experiment.experiment_id if experiment else target.create_experiment("renalmae-promotions")
+                experiment.experiment_id
+                if experiment
+                else target.create_experiment("renalmae-promotions", artifact_location(target_uri))
             )
             run = target.create_run(
                 experiment_id, run_name=f"copy-{name}-v{model_version.version}", tags=tags

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from renalmae.params import Params
-from renalmae.registry.connection import DEFAULT_TRACKING_URI, mlflow_client, service_errors, tracking_uri
+from renalmae.registry.connection import (
+    DEFAULT_TRACKING_URI,
+    artifact_location,
+    mlflow_client,
+    service_errors,
+    tracking_uri,
+)
 from renalmae.registry.lineage import lineage_tags, pipeline_run_id
 
 __all__ = ["DEFAULT_TRACKING_URI", "StepTracker", "track_step", "tracking_uri", "pipeline_parent_run"]
@@ -94,14 +100,14 @@ class StepTracker:
                 self.client.log_artifacts(self.run_id, str(directory), artifact_path)
 
 
-def _experiment_id(client: Any, name: str) -> str:
+def _experiment_id(client: Any, name: str, uri: str) -> str:
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=artifact_location(uri))
     except MlflowException:  # created by a concurrent step in between
         return client.get_experiment_by_name(name).experiment_id
 
@@ -152,7 +158,7 @@ def track_step(
     uri = tracking_uri(params)
     client = mlflow_client(uri)
     with service_errors(uri):
-        experiment_id = _experiment_id(client, params.tracking.experiment)
+        experiment_id = _experiment_id(client, params.tracking.experiment, uri)
         lineage = lineage_tags(params, data_version=data_version)
         parent_id = pipeline_parent_run(client, experiment_id, params, lineage)
         run_name = "-".join([step, *[str(value) for value in tags.values()]])

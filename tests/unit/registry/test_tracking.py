@@ -134,3 +134,23 @@ def test_unreachable_server_is_one_service_error(clean_env):
     with pytest.raises(ServiceError, match="127.0.0.1:9"), track_step(params, "ingest"):
         pass
     assert not Path("mlflow.db").exists()
+
+
+def test_artifacts_of_an_embedded_store_live_beside_its_database_not_in_the_working_directory(
+    clean_env, tmp_path
+):
+    """MLflow's default artifact root for a sqlite store is ./mlruns of the working directory: the test
+    suite (run from the checkout) left mlruns/ in the repository root."""
+    store = tmp_path / "store" / "mlflow.db"
+    store.parent.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    clean_env.chdir(work)
+    (tmp_path / "curve.txt").write_text("1\n")
+    params = params_from_dict({"tracking": {"tracking_uri": f"sqlite:///{store}", "experiment": "beside"}})
+
+    with track_step(params, "finetune", task="binary", fold=0) as tracker:
+        tracker.log_artifact(tmp_path / "curve.txt")
+
+    assert not (work / "mlruns").exists()
+    assert list((tmp_path / "store" / "mlruns").rglob("curve.txt"))
