@@ -4,7 +4,8 @@ Reads the trained-model runs of exactly the tasks and folds in the params (run.j
 predictions.parquet; other run folders found under `run_dirs` are ignored with a warning), refuses an
 incomplete or unpaired set, and writes into `out_dir` atomically:
 
-    metrics.json                   holdout ensemble metrics per task and model, p-values (DVC metrics)
+    metrics.json                   the headline (DVC metrics): holdout AUC, F1, sensitivity, specificity
+                                   of each model's fold ensemble per task, and the DeLong p
     comparison.json                per task: every metric, fold, test, p-value, Holm p, CI, difference
     comparison.md, index.html      tables, figures and a plain-language summary (HTML is self-contained)
     ensemble_predictions.parquet   holdout predictions of each fold ensemble (fold = -1), per task

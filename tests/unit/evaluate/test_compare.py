@@ -206,3 +206,19 @@ def test_a_holdout_with_one_class_reports_auc_as_undefined(runs, tmp_path):
     assert json.loads((out_dir / "metrics.json").read_text())["binary"]["usfmae"]["test_auc"] is None
     assert "| AUC | n/a" in (out_dir / "comparison.md").read_text()
     assert len(FOLDS) == len(comparison["folds"]["densenet169"])
+
+
+def test_metrics_json_is_the_small_headline_set_dvc_shows(compared):
+    """`dvc exp show` / `dvc metrics diff` tabulate every number in metrics.json: keep it readable."""
+    out_dir, _ = compared
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+
+    for task in ("binary", "multiclass"):
+        assert set(metrics[task]) == {"usfmae", "densenet169", "delong_p"}
+        for model in ("usfmae", "densenet169"):
+            assert set(metrics[task][model]) == {
+                "test_auc",
+                "test_f1",
+                "test_sensitivity",
+                "test_specificity",
+            }
