@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from comparekit import write_prediction_runs
 
 pytestmark = pytest.mark.integration
@@ -32,10 +33,14 @@ def test_dvc_repro_compare_then_metrics_and_plots_show(repo_root, tmp_path):
         .replace("bootstrap_resamples: 2000", "bootstrap_resamples: 200")
     )
     (project / "params.yaml").write_text(params)
-    for dependency in ("src/renalmae/evaluate", "src/renalmae/stats"):
-        shutil.copytree(repo_root / dependency, project / dependency)
-    (project / "src/renalmae/steps").mkdir()
-    shutil.copy(repo_root / "src/renalmae/steps/compare.py", project / "src/renalmae/steps/compare.py")
+    stage = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]["compare"]
+    for dependency in (d for d in stage["deps"] if d.startswith("src/")):
+        source, target = repo_root / dependency, project / dependency
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
     write_prediction_runs(project / "models")
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         assert _run(command, project).returncode == 0
