@@ -15,6 +15,7 @@ import ast
 import importlib
 import importlib.util
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -279,10 +280,33 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a line is logged (a test harness swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def log_to_stderr() -> None:
+    """The library's INFO lines (threads chosen, checkpoint resumed, data summary) on stderr; not others'."""
+    logger = logging.getLogger("renalmae")
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    log_to_stderr()
     try:
         params = load_params(args.params)
         result = args.handler(args, params)

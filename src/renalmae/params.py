@@ -205,7 +205,9 @@ class TrainParams(Section):
     grad_accum_steps: PositiveInt = 1
     progress: bool = True
     cpu_threads: Annotated[int, Field(ge=0)] = 0
-    """torch threads when training on the CPU (0 = torch's default); 1 suits tiny models on a busy machine."""
+    """torch threads of every step that runs torch on the CPU (training, explain); 0 = the cores available to
+    the process (affinity mask, cgroup CPU quota; `renalmae.train.threads`), logged. 1 suits tiny models on a
+    busy machine."""
     device_cache_bytes: Annotated[int, Field(ge=0)] | None = None
     """Images up to this many bytes are copied onto the device once; a larger set streams from the
     memory-mapped cache with prefetch. null = half the device's free memory (host memory on the CPU)."""

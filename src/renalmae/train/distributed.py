@@ -1,10 +1,10 @@
 """Data-parallel context: one process, or one rank of a `torchrun` job (gloo on CPU, NCCL on CUDA).
 
-`torchrun` sets RANK / WORLD_SIZE / LOCAL_RANK; this is the documented way a launcher talks to the
-process, so reading them here is the one exception to "no module reads the environment". Only rank 0
-writes files and logs metrics. `torchrun_command` / `run_under_torchrun` start such a job: every rank
-runs the same `renalmae` CLI step (`pretrain.gpus` processes in one pod; a Kubeflow Trainer job on
-several nodes, see `renalmae.train.trainjob`).
+`torchrun` sets RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE; this is the documented way a launcher
+talks to the process, so reading them here is the one exception to "no module reads the environment".
+Only rank 0 writes files and logs metrics. `torchrun_command` / `run_under_torchrun` start such a job:
+every rank runs the same `renalmae` CLI step (`pretrain.gpus` processes in one pod; a Kubeflow Trainer
+job on several nodes, see `renalmae.train.trainjob`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch import nn
 
 from renalmae.errors import ParamsError, RenalMAEError
 from renalmae.io import atomic_dir
+from renalmae.train.threads import use_cpu_threads
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,15 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def setup(device_name: str, cpu_threads: int = 0) -> DistContext:
     """Join the `torchrun` process group when launched by it; otherwise a single-process context.
 
-    `cpu_threads` > 0 sets torch's thread count when the device is the CPU.
+    On the CPU, sets torch's thread count: `cpu_threads`, or with 0 the cores available to this process
+    shared by the ranks on this node (`renalmae.train.threads`).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
-    if device.type == "cpu" and cpu_threads > 0:
-        torch.set_num_threads(cpu_threads)
+    if device.type == "cpu":
+        use_cpu_threads(cpu_threads, processes_on_node=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if world_size > 1 and not torch_dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

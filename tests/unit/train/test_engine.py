@@ -10,7 +10,7 @@ from renalmae.train.checkpoint import CHECKPOINT_FILE
 from renalmae.train.engine import FitConfig, classification_objective, fit
 from renalmae.train.predict import predict_probabilities
 
-TRAIN = TrainParams(device="cpu", progress=False, checkpoint_every_steps=2, log_every_steps=1)
+TRAIN = TrainParams(device="cpu", cpu_threads=1, progress=False, checkpoint_every_steps=2, log_every_steps=1)
 CONFIG = FitConfig(epochs=3, batch_size=8, lr=3e-3, warmup_epochs=1, weight_decay=0.01, clip_grad=1.0, seed=0)
 
 

@@ -89,7 +89,9 @@ def test_a_run_with_the_mae_recipe_killed_mid_epoch_resumes_to_exactly_the_same_
     labels = ["normal", "utd"] * 20
     images, targets = draw_images(labels, 0), np.array([label == "utd" for label in labels], dtype=np.int64)
     objective = classifier_objective(FinetuneParams(**MAE_RECIPE), 2, np.array([1.0, 2.0]))
-    train = TrainParams(device="cpu", progress=False, checkpoint_every_steps=2, log_every_steps=1)
+    train = TrainParams(
+        device="cpu", cpu_threads=1, progress=False, checkpoint_every_steps=2, log_every_steps=1
+    )
     config = FitConfig(epochs=3, batch_size=8, lr=3e-3, warmup_epochs=1, weight_decay=0.01, seed=0)
 
     def model(seed: int = 0) -> TinyClassifier:

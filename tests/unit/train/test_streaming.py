@@ -19,7 +19,9 @@ from renalmae.train.data import (
 from renalmae.train.engine import FitConfig, classification_objective, fit
 
 CONFIG = FitConfig(epochs=3, batch_size=8, lr=3e-3, warmup_epochs=1, weight_decay=0.01, clip_grad=1.0, seed=0)
-RESIDENT = TrainParams(device="cpu", progress=False, checkpoint_every_steps=2, log_every_steps=1)
+RESIDENT = TrainParams(
+    device="cpu", cpu_threads=1, progress=False, checkpoint_every_steps=2, log_every_steps=1
+)
 
 
 class Killed(Exception):
