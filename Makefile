@@ -39,8 +39,10 @@ lock:  ## re-resolve the locks after editing requirements/*.in (needs `uv`)
 	uv pip compile requirements/runtime.in -o requirements/runtime.lock $(LOCK_FLAGS)
 	uv pip compile requirements/dev.in -o requirements/dev.lock $(LOCK_FLAGS)
 
-benchmarks: setup
-	for script in benchmarks/*.py; do $(BIN)/python $$script --tiny || exit 1; done
+benchmarks: setup  ## every benchmark in its tiny mode; names the ones that failed
+	@failed=""; for script in benchmarks/*.py; do echo "== $$script --tiny"; \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$script --tiny || failed="$$failed $$script"; done; \
+		if [ -n "$$failed" ]; then echo "benchmarks failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf data models reports mlruns mlflow.db
