@@ -21,19 +21,23 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
 
 
-def test_dvc_repro_compare_then_metrics_and_plots_show(repo_root, tmp_path):
+@pytest.fixture(scope="module")
+def compared_project(repo_root, tmp_path_factory):
+    """A scratch git + DVC project holding the compare stage only, reproduced once."""
     if shutil.which("git") is None:
         pytest.skip("git is needed for a scratch DVC project")
-    project = tmp_path / "project"
+    project = tmp_path_factory.mktemp("compare-dvc") / "project"
     project.mkdir()
-    shutil.copy(repo_root / "dvc.yaml", project)
+    pipeline = yaml.safe_load((repo_root / "dvc.yaml").read_text())
+    stage = pipeline["stages"]["compare"]
+    pipeline["stages"] = {"compare": stage}  # models/ are plain files here, not upstream outputs
+    (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     params = (
         (repo_root / "params.yaml")
         .read_text()
         .replace("bootstrap_resamples: 2000", "bootstrap_resamples: 200")
     )
     (project / "params.yaml").write_text(params)
-    stage = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]["compare"]
     for dependency in (d for d in stage["deps"] if d.startswith("src/")):
         source, target = repo_root / dependency, project / dependency
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -44,9 +48,13 @@ def test_dvc_repro_compare_then_metrics_and_plots_show(repo_root, tmp_path):
     write_prediction_runs(project / "models")
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         assert _run(command, project).returncode == 0
-
     repro = _run([sys.executable, "-m", "dvc", "repro", "--single-item", "compare"], project)
     assert repro.returncode == 0, repro.stderr[-2000:]
+    return project
+
+
+def test_dvc_repro_compare_then_metrics_and_plots_show(compared_project):
+    project = compared_project
     shown = _run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project)
     assert shown.returncode == 0, shown.stderr
     metrics = json.loads(shown.stdout)[""]["data"]["reports/comparison/metrics.json"]["data"]
@@ -62,3 +70,43 @@ def test_dvc_repro_compare_then_metrics_and_plots_show(repo_root, tmp_path):
         .stdout.strip()
         .endswith("up to date.")
     )
+
+
+def test_dvc_exp_run_then_exp_show_and_metrics_diff_show_the_headline_metrics(compared_project):
+    """`dvc exp run -S key=value`, then `dvc exp show` / `dvc metrics diff` tabulate AUC, F1,
+    sensitivity, specificity and the DeLong p for the commit and the experiment (no `!`)."""
+    project = compared_project
+    for command in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "compare"],
+    ):
+        assert _run(command, project).returncode == 0
+    experiment = [sys.executable, "-m", "dvc", "exp", "run", "--single-item", "compare"]
+    experiment += ["--name", "sensitivity-rule", "-S", "evaluate.threshold=sensitivity"]
+    ran = _run(experiment, project)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+
+    shown = _run([sys.executable, "-m", "dvc", "exp", "show", "--json"], project)
+    assert shown.returncode == 0, shown.stderr
+    commit = next(rev for rev in json.loads(shown.stdout) if rev["rev"] != "workspace")
+    (experiment_rev,) = commit["experiments"][0]["revs"]
+    assert experiment_rev["name"] == "sensitivity-rule"
+    for rev in (commit, experiment_rev):
+        headline = rev["data"]["metrics"]["reports/comparison/metrics.json"]["data"]
+        for task in ("binary", "multiclass"):
+            assert 0.0 <= headline[task]["delong_p"] <= 1.0
+            for model in ("usfmae", "densenet169"):
+                assert set(headline[task][model]) == {
+                    "test_auc",
+                    "test_f1",
+                    "test_sensitivity",
+                    "test_specificity",
+                }
+
+    diff = _run(
+        [sys.executable, "-m", "dvc", "metrics", "diff", "HEAD", "sensitivity-rule", "--json"], project
+    )
+    assert diff.returncode == 0, diff.stderr
+    changed = json.loads(diff.stdout)["reports/comparison/metrics.json"]
+    assert "binary.usfmae.test_sensitivity" in changed  # the decision rule moved the operating point
+    assert "binary.usfmae.test_auc" not in changed  # AUC does not depend on it
