@@ -215,9 +215,12 @@ class Comparison(Artifact):
 
 
 class Explanations(Artifact):
-    """The `explain` output: Score-CAM overlays and grids, localisation scores, the runs explained."""
+    """The `explain` output: Score-CAM overlays and grids, localisation and faithfulness summaries, the
+    per-image measurements, the runs explained."""
 
     LOCALISATION = "localisation.json"
+    FAITHFULNESS = "faithfulness.json"
+    MEASUREMENTS = "measurements.parquet"
     SELECTION = "selection.json"
     REPORT = "index.html"
     FIGURES = "figures"

@@ -321,16 +321,34 @@ class EvaluateParams(Section):
 
 class ExplainParams(Section):
     images_per_class: PositiveInt = 4
+    """Images per true class shown as figures (a seeded sample); the metrics use `max_images`."""
+    max_images: PositiveInt = 200
+    """Holdout images measured: every test image with a lesion mask, a seeded sample of this many when
+    there are more (without any masks: a seeded sample of the test images)."""
+    weighting: Literal["score", "softmax"] = "score"
+    """Channel weights of the maps shown (figures, single-image explanations): `score` = Wang et al.
+    2020's increase of confidence over the baseline input; `softmax` = the grad-cam library's softmax
+    over channels. The `explain` step measures both from the same masked passes."""
     vit_layer: str = "blocks.-1.norm1"
+    cnn_layer: str = "features.denseblock2"
+    """The CNN's Score-CAM layer. At 64 px DenseNet-169's `denseblock2` is an 8 × 8 grid, like the ViT's
+    patch grid (patch 8); `denseblock4` would be 2 × 2. At 224 px use `features.denseblock3` (14 × 14)."""
+    vit_channels: Annotated[int, Field(ge=0)] = 0
+    """Top-k ViT channels by spatial standard deviation weighed per image (Faster Score-CAM); 0 = all."""
+    cnn_channels: Annotated[int, Field(ge=0)] = 64
+    """Top-k CNN channels by spatial standard deviation weighed per image (Faster Score-CAM); 0 = all."""
+    min_grid: PositiveInt = 7
+    """A layer whose grid has fewer cells a side is reported with a warning (its maps cannot localise)."""
     batch_size: PositiveInt = 64
-    cnn_layer: str = "features.denseblock4"
-    """The CNN's Score-CAM layer: DenseNet's last feature map, before its final norm + ReLU."""
+    """Masked inputs per Score-CAM forward pass."""
+    faithfulness_steps: Annotated[int, Field(ge=2)] = 8
+    """Points of the deletion / insertion curves (pixels removed or revealed in this many equal shares)."""
     target: Literal["true", "predicted"] = "true"
     """Class whose evidence is mapped: the image's true class (localisation metrics) or the predicted one."""
     pointing_tolerance_px: Annotated[int, Field(ge=0)] = 1
     """The pointing game counts a map maximum this many pixels outside the lesion mask as a hit."""
     seed: int = 0
-    """Seed of the sample of holdout images explained per class."""
+    """Seed of the image samples (figures, `max_images`) and of the random pixel order of the baseline."""
 
 
 class TrackingParams(Section):

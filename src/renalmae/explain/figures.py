@@ -1,4 +1,4 @@
-"""Pictures of explanations: strips (image | CAM | overlay | mask outline), grids, one HTML page."""
+"""Pictures of explanations: labelled strips (image | CAM | overlay | mask outline), grids, one HTML page."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 OUTLINE_RGB = np.array([0, 255, 0], dtype=np.uint8)
 OVERLAY_ALPHA = 0.45
 PANEL_GAP_PX = 2
+LABEL_BAND_PX = 16
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,45 @@ def overlay_strip(item: ExplainedImage) -> np.ndarray:
     return np.concatenate([part for panel in panels for part in (panel, gap)][:-1], axis=1)
 
 
+def panel_labels(item: ExplainedImage) -> list[str]:
+    """What each panel of `overlay_strip` shows, left to right."""
+    has_mask = bool(np.asarray(item.mask).any())
+    return [
+        "image",
+        f"Score-CAM: {item.explained_class}",
+        "overlay",
+        "lesion mask" if has_mask else "no mask",
+    ]
+
+
+def _label_band(width: int, panel_width: int, gap: int, labels: list[str]) -> Image.Image:
+    """A white band with each label centred over its panel, in the largest default font that fits."""
+    band = Image.new("RGB", (width, LABEL_BAND_PX), (255, 255, 255))
+    draw = ImageDraw.Draw(band)
+    for index, label in enumerate(labels):
+        for size in range(11, 5, -1):
+            font = ImageFont.load_default(size=size)
+            left, _, right, _ = draw.textbbox((0, 0), label, font=font)
+            if right - left <= panel_width - 2:
+                break
+        x = index * (panel_width + gap) + (panel_width - (right - left)) // 2
+        draw.text((x, 2), label, fill=(0, 0, 0), font=font)
+    return band
+
+
 def save_overlay(path: str | os.PathLike, item: ExplainedImage, scale: int = 1) -> Path:
-    """Write the overlay strip of `item` as a PNG (nearest-neighbour upscaled by `scale`)."""
+    """Write the overlay strip of `item` as a PNG (nearest-neighbour upscaled by `scale`), panels labelled."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    strip = Image.fromarray(overlay_strip(item))
+    strip = overlay_strip(item)
     if scale > 1:
-        strip = strip.resize((strip.width * scale, strip.height * scale), Image.Resampling.NEAREST)
-    strip.save(path)
+        strip = np.repeat(np.repeat(strip, scale, axis=0), scale, axis=1)
+    gap = PANEL_GAP_PX * max(scale, 1)
+    panel_width = item.image.shape[1] * max(scale, 1)
+    labelled = Image.new("RGB", (strip.shape[1], strip.shape[0] + LABEL_BAND_PX), (255, 255, 255))
+    labelled.paste(_label_band(strip.shape[1], panel_width, gap, panel_labels(item)))
+    labelled.paste(Image.fromarray(strip), (0, LABEL_BAND_PX))
+    labelled.save(path)
     return path
 
 
@@ -111,49 +143,56 @@ def _embedded_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _metrics_table(localisation: dict) -> str:
-    rows = []
-    for model_name, tasks in localisation.items():
-        for task, classes in tasks.items():
-            for class_name, entry in classes.items():
-                values = [
-                    entry.get(key) for key in ("energy_in_mask", "energy_ratio_vs_uniform", "pointing_game")
-                ]
-                cells = "".join(f"<td>{'—' if value is None else f'{value:.3f}'}</td>" for value in values)
-                rows.append(
-                    f"<tr><td>{html.escape(model_name)}</td><td>{html.escape(task)}</td>"
-                    f"<td>{html.escape(class_name)}</td><td>{entry.get('n', 0)}</td>{cells}</tr>"
-                )
-    header = (
-        "<tr><th>model</th><th>task</th><th>class</th><th>n (with mask)</th><th>energy in mask</th>"
-        "<th>energy ratio vs uniform</th><th>pointing game</th></tr>"
-    )
-    return f"<table>{header}{''.join(rows)}</table>"
+Table = tuple[list[str], list[list[object]]]
+"""A table for `write_html`: header cells and rows of cells (numbers are printed with 3 decimals)."""
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return html.escape(str(value))
+
+
+def _table(table: Table) -> str:
+    header, rows = table
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def write_html(
-    path: str | os.PathLike, localisation: dict, sections: dict[str, list[Path]], note: str
+    path: str | os.PathLike,
+    title: str,
+    note: str,
+    tables: dict[str, Table],
+    sections: dict[str, list[Path]],
+    notes: dict[str, str] | None = None,
 ) -> Path:
-    """A self-contained page (images embedded as data URIs): the metrics table, then figures per section."""
+    """A self-contained page (images embedded as data URIs): a note, titled tables, then figures per section.
+
+    `notes` adds a paragraph under the table or section of the same title.
+    """
     path = Path(path)
+    notes = notes or {}
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>renalmae Score-CAM</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%;margin:4px 0}"
         "figure{margin:0 0 8px 0}</style></head><body>",
-        "<h1>Score-CAM explanations</h1>",
+        f"<h1>{html.escape(title)}</h1>",
         f"<p>{html.escape(note)}</p>",
     ]
-    if localisation:
-        parts += [
-            "<h2>Localisation against lesion masks</h2>",
-            "<p>Energy ratio vs uniform: 1.0 = no better than a uniform map. Images without a lesion mask "
-            "(normal) are not measured.</p>",
-            _metrics_table(localisation),
-        ]
-    for title, images in sections.items():
-        # the section title says what the figures show; their file names would say nothing more
-        parts.append(f"<h2>{html.escape(title)}</h2>")
+    for name, table in tables.items():
+        parts.append(f"<h2>{html.escape(name)}</h2>")
+        if name in notes:
+            parts.append(f"<p>{html.escape(notes[name])}</p>")
+        parts.append(_table(table))
+    for name, images in sections.items():
+        parts.append(f"<h2>{html.escape(name)}</h2>")
+        if name in notes:
+            parts.append(f"<p>{html.escape(notes[name])}</p>")
         for image in images:
             parts.append(
                 f"<figure><img src='{_embedded_png(image)}' alt='{html.escape(image.stem)}'></figure>"

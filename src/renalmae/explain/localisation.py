@@ -9,19 +9,16 @@ For one map `cam` (non-negative, [H, W]) and a lesion mask (bool, [H, W]):
   maximum on the lesion's rim still points at it), else 0.
 
 Images with an empty mask (normal kidneys) have no lesion to point at and are left out of every metric.
+A map with no positive value (no channel added evidence for the class) has no peak: it counts as a miss
+and puts the mask's area fraction of its (zero) energy inside, as a uniform map would.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-
-METRICS = ("energy_in_mask", "energy_ratio_vs_uniform", "pointing_game")
 
 
 @dataclass(frozen=True)
@@ -49,29 +46,5 @@ def localise(cam: np.ndarray, mask: np.ndarray, tolerance_px: int = 1) -> Locali
     return Localisation(
         energy_in_mask=energy_in_mask,
         energy_ratio_vs_uniform=float(energy_in_mask / area_fraction),
-        pointing_game=float(tolerant[peak]),
+        pointing_game=float(tolerant[peak]) if total > 0 else 0.0,
     )
-
-
-def summarise(records: Iterable[tuple[str, Localisation | None]]) -> dict[str, dict[str, float | int | None]]:
-    """Mean of each metric per class from (class name, localisation) pairs, with `n` images measured.
-
-    A class whose images all have empty masks gets `n: 0` and null metrics (JSON has no NaN).
-    """
-    by_class: dict[str, list[Localisation]] = defaultdict(list)
-    classes: list[str] = []
-    for class_name, localisation in records:
-        if class_name not in classes:
-            classes.append(class_name)
-        if localisation is not None:
-            by_class[class_name].append(localisation)
-    summary: dict[str, dict[str, float | int | None]] = {}
-    for class_name in classes:
-        measured = [asdict(item) for item in by_class[class_name]]
-        entry: dict[str, float | int | None] = {"n": len(measured)}
-        for metric in METRICS:
-            values = [item[metric] for item in measured]
-            mean = float(np.mean(values)) if values else math.nan
-            entry[metric] = None if math.isnan(mean) else round(mean, 6)
-        summary[class_name] = entry
-    return summary

@@ -1,9 +1,13 @@
-"""Which trained fold model of each model and task is explained: the one with the best validation AUC.
+"""What the explain step explains: the best fold model of each model and task, and which holdout images.
 
-Explaining one fold model per model and task keeps the report small; the best fold by validation AUC
+Models: explaining one fold model per model and task keeps the report small; the best fold by validation AUC
 (computed from its own `predictions.parquet`, split `val`, with `renalmae.stats.roc_auc`: one-vs-rest
 macro AUC for more than two classes; ties go to the lowest fold) is the model a reader would most want
 to see. The holdout test images are never used to choose.
+
+Images: every holdout image with a lesion mask is measured (a seeded sample of `max_images` of them when
+there are more; when no holdout image has a mask, a seeded sample of the holdout), and a seeded few per
+true class are shown as figures.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from renalmae.data.predictions import PREDICTIONS_FILE, RUN_FILE, probability_columns, read_predictions
 from renalmae.errors import DataError
@@ -63,3 +70,28 @@ def _better(candidate: ChosenRun, incumbent: ChosenRun) -> bool:
     score = -math.inf if candidate.val_auc is None else candidate.val_auc
     incumbent_score = -math.inf if incumbent.val_auc is None else incumbent.val_auc
     return score > incumbent_score or (score == incumbent_score and candidate.fold < incumbent.fold)
+
+
+def sample_per_class(rows: pd.DataFrame, classes: list[str], per_class: int, seed: int) -> pd.DataFrame:
+    """Up to `per_class` rows of each class, drawn with `seed`, in class order."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for class_name in classes:
+        members = rows[rows["label"] == class_name].sort_values("id")
+        if len(members):
+            chosen = np.sort(rng.choice(len(members), size=min(per_class, len(members)), replace=False))
+            picked.append(members.iloc[chosen])
+    if not picked:
+        raise DataError(f"the holdout test set has no images of classes {classes}; check splits.json")
+    return pd.concat(picked, ignore_index=True)
+
+
+def measured_images(rows: pd.DataFrame, has_mask: np.ndarray, max_images: int, seed: int) -> pd.DataFrame:
+    """The rows measured: those with a lesion mask (every row when none has one), at most `max_images`
+    drawn with `seed`, in id order."""
+    candidates = rows[np.asarray(has_mask, dtype=bool)] if np.any(has_mask) else rows
+    candidates = candidates.sort_values("id")
+    if len(candidates) > max_images:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(candidates), size=max_images, replace=False))
+        candidates = candidates.iloc[chosen]
+    return candidates.reset_index(drop=True)

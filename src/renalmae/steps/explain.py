@@ -1,18 +1,20 @@
-"""Step `explain`: Score-CAM of a seeded sample of holdout images per class, for each model and task.
+"""Step `explain`: Score-CAM of holdout images for each model and task, measured and shown.
 
-Which model is explained: for each (model, task) of the params' tasks, the fold model of the params'
-folds (other run folders are ignored with a warning) with the best validation AUC (see
-`renalmae.explain.selection`); `selection.json` records the choice. The same holdout images
-(`explain.images_per_class` per true class, drawn with `explain.seed`) are explained by every model.
-The mapped class is the image's true class for the task (`explain.target: true`, what the localisation
-metrics need) or the predicted one. Outputs, in `out_dir`:
+Models: for each (model, task) of the params' tasks, the fold model of the params' folds (other run
+folders are ignored with a warning) with the best validation AUC (`renalmae.explain.selection`).
+Images: every holdout image with a lesion mask is measured (a seeded sample of `explain.max_images` when
+there are more): localisation, faithfulness and class sensitivity under both channel weightings (`score`,
+`softmax`), from one set of masked passes (`renalmae.explain.measure`). `explain.images_per_class` images
+per true class (seeded) are shown as figures with `explain.weighting`. The mapped class is the image's
+true class for the task (`explain.target: true`) or the predicted one. Outputs, in `out_dir`:
 
-    figures/<model>/<task>/<class>_<id>.png   image | CAM | overlay | mask outline
-    figures/<model>/<task>/grid.png           every explained image of that model and task
-    localisation.json                 {model: {task: {class: {n, energy_in_mask, energy_ratio_vs_uniform,
-                                                              pointing_game}}}} (lesion images only)
-    selection.json                    the run dir, fold and validation AUC of each explained model
-    index.html                        all of the above on one self-contained page
+    figures/<model>/<task>/<class>_<id>.png   image | CAM | overlay | mask outline, labelled
+    figures/<model>/<task>/grid.png           the figure images of that model and task
+    localisation.json     {model: {task: {weighting: {class | all: {metric: {mean, low, high, n, groups}}}}}}
+    faithfulness.json     the same layout: deletion / insertion AUC (map and random order), class correlation
+    measurements.parquet  one row per (model, task, image, weighting) with every per-image number
+    selection.json        per explained model: run dir, fold, validation AUC, layer, grid, channels
+    index.html            all of the above on one self-contained page
 """
 
 from __future__ import annotations
@@ -26,17 +28,22 @@ from renalmae.artifacts import Explanations, IngestedData, Splits, TrainedRun
 from renalmae.data.cache import load_ingested
 from renalmae.data.predictions import task_targets
 from renalmae.data.splits import load_splits
-from renalmae.errors import DataError
 from renalmae.evaluate.runs import load_runs
-from renalmae.explain.figures import ExplainedImage, grid_figure, save_overlay, write_html
-from renalmae.explain.images import explain_uint8
-from renalmae.explain.localisation import localise, summarise
-from renalmae.explain.selection import choose_runs
+from renalmae.explain.figures import ExplainedImage, grid_figure, save_overlay
+from renalmae.explain.layers import check_grid
+from renalmae.explain.measure import (
+    FAITHFULNESS_METRICS,
+    LOCALISATION_METRICS,
+    measure_explanations,
+    summarise,
+)
+from renalmae.explain.report import ExplainedModel, write_report
+from renalmae.explain.selection import choose_runs, measured_images, sample_per_class
 from renalmae.io import atomic_dir, write_json
 from renalmae.models.trained import load_trained_model
 from renalmae.params import Params
 from renalmae.steps import Input, Output, Step
-from renalmae.train.distributed import resolve_device
+from renalmae.train.distributed import setup
 
 STEP = Step(
     name="explain",
@@ -48,37 +55,38 @@ STEP = Step(
     output=Output("out_dir", Explanations),
     params=(
         "explain", "data.classes", "data.negative_class", "train.device", "train.precision",
-        "finetune.tasks", "split.folds",
+        "finetune.tasks", "split.folds", "evaluate.confidence", "evaluate.bootstrap_resamples",
     ),
 )  # fmt: skip
 
 
-def sample_holdout(test_rows: pd.DataFrame, classes: list[str], per_class: int, seed: int) -> pd.DataFrame:
-    """Up to `per_class` holdout rows of each class, drawn with `seed`, in class order."""
-    rng = np.random.default_rng(seed)
-    picked = []
-    for class_name in classes:
-        rows = test_rows[test_rows["label"] == class_name].sort_values("id")
-        if len(rows):
-            chosen = np.sort(rng.choice(len(rows), size=min(per_class, len(rows)), replace=False))
-            picked.append(rows.iloc[chosen])
-    if not picked:
-        raise DataError(f"the holdout test set has no images of classes {classes}; check splits.json")
-    return pd.concat(picked, ignore_index=True)
+def _metrics(summary: dict, metrics: tuple[str, ...]) -> dict:
+    return {
+        w: {c: {m: entry[m] for m in metrics} for c, entry in per_class.items()}
+        for w, per_class in summary.items()
+    }
 
 
 def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path], out_dir: Path) -> Path:
     data = load_ingested(ingest_dir)
-    splits = load_splits(splits_path)
     classes, settings = list(params.data.classes), params.explain
-    sample = sample_holdout(data.rows(splits.test_ids), classes, settings.images_per_class, settings.seed)
-    images = np.asarray(data.images[sample["cache_index"].to_numpy()])
-    masks = np.asarray(data.masks[sample["cache_index"].to_numpy()])
+    test_rows = data.rows(load_splits(splits_path).test_ids)
+    has_mask = (
+        np.asarray(data.masks[test_rows["cache_index"].to_numpy()]).reshape(len(test_rows), -1).any(axis=1)
+    )
+    measured = measured_images(test_rows, has_mask, settings.max_images, settings.seed)
+    shown = sample_per_class(test_rows, classes, settings.images_per_class, settings.seed)
+    rows = pd.concat([measured, shown[~shown["id"].isin(measured["id"])]], ignore_index=True)
+    rows["measured"] = rows["id"].isin(measured["id"])
+    images = np.asarray(data.images[rows["cache_index"].to_numpy()])
+    masks = np.asarray(data.masks[rows["cache_index"].to_numpy()])
+    keep = [int(i) for i in np.flatnonzero(rows["id"].isin(shown["id"]).to_numpy())]
     runs = load_runs(run_dirs, list(params.finetune.tasks), list(params.split.folds))
     chosen = choose_runs([run.run_dir for run in runs])
-    device = resolve_device(params.train.device)
-    localisation: dict[str, dict[str, dict]] = {}
-    sections: dict[str, list[Path]] = {}
+    device = setup(params.train.device, params.train.cpu_threads).device
+    localisation: dict[str, dict] = {}
+    faithfulness: dict[str, dict] = {}
+    tables, explained, figures = [], [], {}
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as staging_dir:
         for choice in chosen:
@@ -86,50 +94,63 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
             task_class_names = list(info["classes"])
             targets = None
             if settings.target == "true":
-                targets = task_targets(sample["label"], classes, params.data.negative_class, choice.task)
-            result = explain_uint8(
-                model, images, targets, settings, params.train.precision, progress=params.train.progress
+                targets = task_targets(rows["label"], classes, params.data.negative_class, choice.task)
+            result = measure_explanations(
+                model, images, masks, targets, settings, params.train.precision, keep, params.train.progress
             )
-            predicted = result.probabilities.argmax(dim=1).cpu().numpy()
-            items = [
-                ExplainedImage(
-                    image_id=str(row.id),
-                    label=str(row.label),
-                    image=images[index],
-                    cam=result.maps[index].cpu().numpy(),
-                    mask=masks[index],
-                    explained_class=task_class_names[int(result.targets[index])],
-                    predicted_class=task_class_names[int(predicted[index])],
-                    probability=float(result.probabilities[index, predicted[index]]),
-                )  # fmt: skip
-                for index, row in enumerate(sample.itertuples())
-            ]
+            table = result.table.assign(
+                model=choice.model, task=choice.task, id=rows["id"].to_numpy()[result.table["image"]],
+                label=rows["label"].to_numpy()[result.table["image"]],
+                group=rows["group"].to_numpy()[result.table["image"]],
+                measured=rows["measured"].to_numpy()[result.table["image"]],
+            )  # fmt: skip
+            tables.append(table)
+            evaluate = params.evaluate
+            summary = summarise(
+                table[table["measured"]], evaluate.confidence, evaluate.bootstrap_resamples, settings.seed
+            )
+            localisation.setdefault(choice.model, {})[choice.task] = _metrics(summary, LOCALISATION_METRICS)
+            faithfulness.setdefault(choice.model, {})[choice.task] = _metrics(summary, FAITHFULNESS_METRICS)
+            warning = check_grid(result.grid, result.layer, settings.min_grid)
+            explained.append(ExplainedModel(
+                choice.model, choice.task, choice.fold, result.layer, result.grid, result.channels,
+                result.layer_channels, warning, summary,
+            ))  # fmt: skip
+            items = []
+            for position, index in enumerate(keep):
+                row, target = rows.iloc[index], int(result.targets[index])
+                predicted = int(result.probabilities[index].argmax())
+                items.append(ExplainedImage(
+                    image_id=str(row["id"]), label=str(row["label"]), image=images[index],
+                    cam=result.maps[settings.weighting][position], mask=masks[index],
+                    explained_class=task_class_names[target], predicted_class=task_class_names[predicted],
+                    probability=float(result.probabilities[index, predicted]),
+                ))  # fmt: skip
             folder = staging_dir / Explanations.FIGURES / choice.model / choice.task
             for item in items:
                 save_overlay(folder / f"{item.label}_{item.image_id}.png", item, scale=2)
-            title = f"{choice.model} · {choice.task} · fold {choice.fold} (best validation AUC)"
-            grid = grid_figure(folder / "grid.png", items, title)
-            sections[title] = [grid]
-            localisation.setdefault(choice.model, {})[choice.task] = summarise(
-                (item.label, localise(item.cam, item.mask, settings.pointing_tolerance_px)) for item in items
+            title = (
+                f"{choice.model} · {choice.task} · fold {choice.fold} (best validation AUC) · {result.layer} "
+                f"{result.grid[0]}×{result.grid[1]} · {settings.weighting} weighting"
             )
+            figures[title] = [grid_figure(folder / "grid.png", items, title)]
         write_json(staging_dir / Explanations.LOCALISATION, localisation)
-        write_json(
-            staging_dir / Explanations.SELECTION,
-            [
-                {
-                    "model": c.model,
-                    "task": c.task,
-                    "fold": c.fold,
-                    "run_dir": str(c.run_dir),
-                    "val_auc": c.val_auc,
-                }
-                for c in chosen
-            ],
-        )
+        write_json(staging_dir / Explanations.FAITHFULNESS, faithfulness)
+        pd.concat(tables, ignore_index=True).to_parquet(staging_dir / Explanations.MEASUREMENTS, index=False)
+        selection = [
+            {"model": c.model, "task": c.task, "fold": c.fold, "run_dir": str(c.run_dir),
+             "val_auc": c.val_auc, "layer": e.layer, "grid": list(e.grid), "channels": e.channels,
+             "layer_channels": e.layer_channels, "grid_warning": e.grid_warning}
+            for c, e in zip(chosen, explained, strict=True)
+        ]  # fmt: skip
+        write_json(staging_dir / Explanations.SELECTION, selection)
+        evaluate = params.evaluate
         note = (
-            f"{len(sample)} holdout images ({settings.images_per_class} per class, seed {settings.seed}); "
-            f"mapped class: {settings.target}; layers: ViT {settings.vit_layer}, CNN {settings.cnn_layer}."
+            f"{int(rows['measured'].sum())} holdout images measured (every test image with a lesion mask, "
+            f"at most {settings.max_images}, seed {settings.seed}), {settings.images_per_class} per class "
+            f"shown; mapped class: {settings.target}; figures: {settings.weighting} weighting; intervals: "
+            f"{evaluate.confidence:.0%} cluster bootstrap over series "
+            f"({evaluate.bootstrap_resamples} resamples)."
         )
-        write_html(staging_dir / Explanations.REPORT, localisation, sections, note)
+        write_report(staging_dir / Explanations.REPORT, explained, figures, note)
     return out_dir

@@ -12,7 +12,10 @@ EXPLAIN = {
     "encoder": {"embed_dim": 16},
     "baseline": {"arch": "resnet10t"},
     "finetune": {"tasks": ["binary", "multiclass"]},
-    "explain": {"images_per_class": 2, "batch_size": 128, "cnn_layer": "layer2"},
+    "explain": {
+        "images_per_class": 2, "batch_size": 128, "cnn_layer": "layer2", "cnn_channels": 8,
+        "faithfulness_steps": 4, "max_images": 8,
+    },
 }
 tiny_params = partial(testing.tiny_params, EXPLAIN)
 
@@ -25,9 +28,11 @@ def phantom_localisation(
     seed: int = 0,
     batch_size: int = 32,
     lr: float = 1e-3,
-) -> dict:
+    weighting: str = "score",
+) -> dict[str, list[float]]:
     """Train a tiny model on an easy phantom (difficulty 0, balanced classes) with plain AdamW, then return
-    the localisation summary of its Score-CAM maps (true class) on 30 fresh utd / mcdk images.
+    the energy-in-mask ratio vs uniform of its Score-CAM maps (true class) on 30 fresh utd / mcdk images,
+    per lesion class.
 
     `model_kind`: "vit" (patch 8, 32 wide, 2 blocks) or "cnn" (a tiny timm DenseNet, growth 8).
     """
@@ -36,8 +41,9 @@ def phantom_localisation(
     from timm.models.densenet import DenseNet
 
     from renalmae.data.phantom import generate_phantom
-    from renalmae.explain.localisation import localise, summarise
-    from renalmae.explain.scorecam import cnn_layer, explain, vit_layer
+    from renalmae.explain.layers import cnn_layer, vit_layer
+    from renalmae.explain.localisation import localise
+    from renalmae.explain.scorecam import explain
     from renalmae.models.preprocess import to_model_input
 
     classes = ["normal", "utd", "mcdk"]
@@ -72,6 +78,9 @@ def phantom_localisation(
             optimiser.step()
     layer = vit_layer(model) if model_kind == "vit" else cnn_layer(model)
     test_targets = [classes.index(label) for label in test.labels]
-    result = explain(model, to_model_input(torch.from_numpy(test.images)), test_targets, layer=layer)
-    maps = result.maps.numpy()
-    return summarise((label, localise(maps[i], test.masks[i])) for i, label in enumerate(test.labels))
+    inputs = to_model_input(torch.from_numpy(test.images))
+    maps = explain(model, inputs, test_targets, layer=layer, weighting=weighting).maps.numpy()
+    ratios: dict[str, list[float]] = {}
+    for index, label in enumerate(test.labels):
+        ratios.setdefault(label, []).append(localise(maps[index], test.masks[index]).energy_ratio_vs_uniform)
+    return ratios

@@ -17,6 +17,7 @@ from renalmae.data.cache import load_ingested
 from renalmae.data.predictions import PREDICTIONS_FILE, task_classes, task_targets, write_predictions
 from renalmae.data.splits import load_splits
 from renalmae.errors import DataError
+from renalmae.explain.figures import LABEL_BAND_PX
 from renalmae.explain.images import explain_images
 from renalmae.models.factory import create_model, model_spec
 from renalmae.models.trained import save_trained_model
@@ -60,18 +61,41 @@ def explained(tiny_ingest, tmp_path_factory) -> tuple[Path, list[Path]]:
     return Path(out_dir), runs
 
 
-def test_localisation_is_reported_per_model_task_and_lesion_class(explained):
+def test_localisation_is_reported_per_model_task_weighting_and_lesion_class_with_intervals(explained):
     out_dir, _ = explained
     localisation = json.loads((out_dir / "localisation.json").read_text())
+    measured = pd.read_parquet(out_dir / "measurements.parquet")
     assert set(localisation) == {"usfmae", "densenet169"}
     assert set(localisation["usfmae"]) == {"binary", "multiclass"}
+    assert set(localisation["usfmae"]["multiclass"]) == {"score", "softmax"}
+    lesion_images = measured[measured["measured"] & measured["has_mask"]]
+    assert lesion_images["id"].nunique() == PARAMS.explain.max_images  # every lesion image, up to the cap
     for lesion in ("utd", "mcdk"):
-        entry = localisation["usfmae"]["multiclass"][lesion]
-        assert entry["n"] == 2
-        assert 0.0 <= entry["energy_in_mask"] <= 1.0
-        assert entry["energy_ratio_vs_uniform"] > 0.0
-        assert entry["pointing_game"] in (0.0, 0.5, 1.0)
-    assert localisation["densenet169"]["multiclass"]["normal"]["n"] == 0  # normal kidneys have no mask
+        entry = localisation["usfmae"]["multiclass"]["score"][lesion]
+        assert entry["energy_in_mask"]["n"] == lesion_images[lesion_images["label"] == lesion]["id"].nunique()
+        assert 0.0 <= entry["energy_in_mask"]["mean"] <= 1.0
+        assert entry["energy_ratio_vs_uniform"]["low"] <= entry["energy_ratio_vs_uniform"]["mean"]
+        assert entry["energy_ratio_vs_uniform"]["mean"] <= entry["energy_ratio_vs_uniform"]["high"]
+    assert "normal" not in localisation["densenet169"]["multiclass"]["score"]  # normal kidneys: no mask
+
+
+def test_faithfulness_and_class_sensitivity_are_reported_beside_a_random_order(explained):
+    out_dir, _ = explained
+    faithfulness = json.loads((out_dir / "faithfulness.json").read_text())
+    entry = faithfulness["densenet169"]["multiclass"]["softmax"]["all"]
+    for metric in ("deletion_auc", "deletion_auc_random", "insertion_auc", "insertion_auc_random"):
+        assert 0.0 <= entry[metric]["mean"] <= 1.0
+    assert -1.0 <= entry["class_correlation"]["mean"] <= 1.0
+
+
+def test_each_explained_layer_reports_its_grid_and_warns_when_it_is_coarse(explained):
+    out_dir, _ = explained
+    selection = json.loads((out_dir / "selection.json").read_text())
+    vit = next(entry for entry in selection if entry["model"] == "usfmae")
+    assert vit["grid"] == [4, 4] and vit["channels"] == vit["layer_channels"] == 16  # 32 px, patch 8
+    assert "below 7 × 7" in vit["grid_warning"]
+    cnn = next(entry for entry in selection if entry["model"] == "densenet169")
+    assert cnn["channels"] == PARAMS.explain.cnn_channels < cnn["layer_channels"]
 
 
 def test_the_fold_with_the_best_validation_auc_is_explained(explained):
@@ -87,7 +111,7 @@ def test_overlays_have_four_panels_per_sampled_image(explained):
     assert [path.name.split("_")[0] for path in overlays].count("utd") == 2
     assert len(overlays) == 6  # 2 images per class, 3 classes
     width, height = Image.open(overlays[0]).size
-    assert width > 4 * height - 16  # image | CAM | overlay | mask outline, side by side
+    assert width > 4 * (height - LABEL_BAND_PX) - 16  # image | CAM | overlay | mask outline, side by side
     assert (out_dir / "figures" / "densenet169" / "multiclass" / "grid.png").is_file()
 
 
@@ -95,7 +119,9 @@ def test_html_page_is_self_contained(explained):
     page = (out_dir := explained[0]) and (out_dir / "index.html").read_text()
     sources = re.findall(r"src='([^']*)'", page)
     assert sources and all(source.startswith("data:image/png;base64,") for source in sources)
-    assert "energy ratio vs uniform" in page
+    for heading in ("Layers", "Localisation against lesion masks", "Faithfulness and class sensitivity"):
+        assert f"<h2>{heading}</h2>" in page
+    assert "energy ratio vs uniform" in page and "deletion AUC" in page
 
 
 def test_step_without_trained_models_is_refused(tiny_ingest, tmp_path):

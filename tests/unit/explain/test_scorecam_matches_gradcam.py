@@ -1,4 +1,8 @@
-"""Our batched Score-CAM gives the maps of the `grad-cam` library's ScoreCAM, for the ViT and the DenseNet."""
+"""Our batched Score-CAM gives the maps of the `grad-cam` library's ScoreCAM, for the ViT and the DenseNet.
+
+grad-cam's conventions are asked for explicitly: softmax channel weights and masks upsampled with
+`align_corners=True` (the project's defaults are the paper's score weights and patch-centre geometry).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,10 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, 
 from timm.models.densenet import DenseNet
 
 from renalmae.errors import ModelError
-from renalmae.explain.scorecam import (
-    cnn_layer,
-    explain,
-    resolve_layer,
-    score_cam,
-    vit_layer,
-    vit_tokens_to_grid,
-)
+from renalmae.explain.layers import cnn_layer, resolve_layer, vit_layer, vit_tokens_to_grid
+from renalmae.explain.scorecam import explain, score_cam
+
+GRADCAM = {"weighting": "softmax"}
 
 
 def tiny_vit() -> torch.nn.Module:
@@ -54,6 +54,12 @@ def speckle_images(count: int, size: int) -> torch.Tensor:
     return torch.rand(count, 1, size, size, generator=generator)
 
 
+def token_reshape(model, size: int):
+    """grad-cam's one-argument reshape_transform: the project's token layout for a `size`-pixel input."""
+    to_grid = vit_tokens_to_grid(model)
+    return lambda tokens: to_grid(tokens, (size, size))
+
+
 def gradcam_maps(model, module, images, targets, reshape=None, softmax=True) -> np.ndarray:
     make_target = ClassifierOutputSoftmaxTarget if softmax else ClassifierOutputTarget
     with ScoreCAM(model=model, target_layers=[module], reshape_transform=reshape) as cam:
@@ -63,9 +69,10 @@ def gradcam_maps(model, module, images, targets, reshape=None, softmax=True) -> 
 
 def test_vit_maps_match_gradcam_scorecam_within_1e4():
     model, images = tiny_vit(), speckle_images(3, 32)
-    ours = explain(model, images, layer=vit_layer(model, "blocks.-1.norm1"), batch_size=20)
+    layer = vit_layer(model, "blocks.-1.norm1", align_corners=True)
+    ours = explain(model, images, layer=layer, batch_size=20, **GRADCAM)
     reference = gradcam_maps(
-        model, model.blocks[-1].norm1, images, ours.targets, reshape=vit_tokens_to_grid(model)
+        model, model.blocks[-1].norm1, images, ours.targets, reshape=token_reshape(model, 32)
     )
     assert ours.maps.shape == (3, 32, 32)
     np.testing.assert_allclose(ours.maps.numpy(), reference, atol=1e-4, rtol=0)
@@ -74,16 +81,18 @@ def test_vit_maps_match_gradcam_scorecam_within_1e4():
 def test_vit_logit_scores_match_gradcam_classifier_output_target():
     model, images = tiny_vit(), speckle_images(2, 32)
     targets = [2, 0]
-    ours = score_cam(model, images, targets, layer=vit_layer(model), class_score="logit", batch_size=7)
+    layer = vit_layer(model, align_corners=True)
+    ours = score_cam(model, images, targets, layer=layer, class_score="logit", batch_size=7, **GRADCAM)
     reference = gradcam_maps(
-        model, model.blocks[-1].norm1, images, targets, reshape=vit_tokens_to_grid(model), softmax=False
+        model, model.blocks[-1].norm1, images, targets, reshape=token_reshape(model, 32), softmax=False
     )
     np.testing.assert_allclose(ours.numpy(), reference, atol=1e-4, rtol=0)
 
 
 def test_densenet_maps_match_gradcam_scorecam_within_1e4():
     model, images = tiny_densenet(), speckle_images(2, 96)
-    ours = explain(model, images, layer=cnn_layer(model, "features.denseblock4"), batch_size=16)
+    layer = cnn_layer(model, "features.denseblock4", align_corners=True)
+    ours = explain(model, images, layer=layer, batch_size=16, **GRADCAM)
     reference = gradcam_maps(model, model.features.denseblock4, images, ours.targets)
     assert ours.maps.shape == (2, 96, 96)
     np.testing.assert_allclose(ours.maps.numpy(), reference, atol=1e-4, rtol=0)

@@ -1,0 +1,190 @@
+"""Measuring a model's Score-CAM maps on holdout images: localisation, faithfulness, class sensitivity.
+
+`measure_explanations` runs Score-CAM's masked passes once per image (they serve both weightings and
+every class), then, per image and weighting (`score`, `softmax`):
+
+- localisation of the explained class's map against the lesion mask (`renalmae.explain.localisation`),
+  beside the pointing game's chance level (the tolerant mask's area fraction: the hit rate of a peak
+  placed uniformly at random) and the distance of the map's peak from the image border;
+- faithfulness: deletion and insertion AUC in the map's pixel order and in a seeded random order
+  (`renalmae.explain.faithfulness`; the random order is shared by both weightings);
+- class sensitivity: the mean correlation of the map with the maps of the other classes.
+
+The result is one row per (image, weighting); `summarise` turns it into means with cluster-bootstrap
+CIs per weighting and true class (and `all`), which data measured them being the images given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from renalmae.explain.faithfulness import map_correlation, perturbation_curves, pixel_ranks, random_ranks
+from renalmae.explain.images import cam_layer, image_channel_scores
+from renalmae.explain.localisation import localise
+from renalmae.explain.scorecam import Precision, cam_maps
+from renalmae.explain.summary import mean_interval
+from renalmae.models.preprocess import to_model_input
+from renalmae.params import ExplainParams
+
+WEIGHTINGS = ("score", "softmax")
+CHUNK_IMAGES = 32
+"""Images whose masked passes, maps and curves are held at once (memory stays flat for any count)."""
+BORDER_FRACTION = 1 / 16
+"""A peak closer to the border than this fraction of the side (4 px at 64 px) counts as a border peak."""
+LOCALISATION_METRICS = (
+    "energy_in_mask", "energy_ratio_vs_uniform", "pointing_game", "pointing_chance", "peak_near_border",
+    "empty_map",
+)  # fmt: skip
+FAITHFULNESS_METRICS = (
+    "deletion_auc", "deletion_auc_random", "deletion_gain", "insertion_auc", "insertion_auc_random",
+    "insertion_gain", "class_correlation",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Per-image measurements, the maps kept for figures, and the layer they were read from."""
+
+    table: pd.DataFrame  # one row per (image, weighting); `image` indexes the images given
+    maps: dict[str, np.ndarray]  # weighting → [len(keep), H, W] maps of the explained class
+    targets: np.ndarray  # [N] explained class per image
+    probabilities: np.ndarray  # [N, classes] clean-input probabilities
+    layer: str
+    grid: tuple[int, int]
+    channels: int
+    layer_channels: int
+
+
+def _peak(maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column [B] of each map's maximum (the first one in raster order on ties)."""
+    flat = maps.flatten(1).argmax(dim=1).cpu().numpy()
+    return flat // maps.shape[-1], flat % maps.shape[-1]
+
+
+def measure_explanations(
+    model: nn.Module,
+    images: np.ndarray,
+    masks: np.ndarray,
+    targets: np.ndarray | None,
+    settings: ExplainParams,
+    precision: Precision = "auto",
+    keep: list[int] | None = None,
+    progress: bool = False,
+) -> Measured:
+    """Measure Score-CAM of uint8 `images` [N, H, W] against `masks` [N, H, W] for `targets`.
+
+    `targets` None maps the predicted class; `keep`: indices of the images whose maps are returned."""
+    keep = list(keep or [])
+    generator = torch.Generator().manual_seed(settings.seed)
+    height, width = images.shape[-2:]
+    rows, kept_maps = [], {weighting: {} for weighting in WEIGHTINGS}
+    all_targets, all_probabilities = [], []
+    for start in range(0, len(images), CHUNK_IMAGES):
+        chunk = slice(start, min(start + CHUNK_IMAGES, len(images)))
+        scores = image_channel_scores(model, images[chunk], settings, precision, progress)
+        probabilities = scores.probabilities
+        chosen = probabilities.argmax(dim=1) if targets is None else torch.tensor(np.asarray(targets[chunk]))
+        chosen = chosen.to(probabilities.device).long()
+        count, classes = probabilities.shape
+        every = range(count)
+        class_maps = {
+            weighting: torch.stack(
+                [cam_maps(scores, torch.full_like(chosen, c), weighting) for c in range(classes)]
+            )
+            for weighting in WEIGHTINGS
+        }
+        maps = {weighting: class_maps[weighting][chosen, torch.arange(count)] for weighting in WEIGHTINGS}
+        ranks = {weighting: pixel_ranks(maps[weighting], generator) for weighting in WEIGHTINGS}
+        ranks["random"] = random_ranks((count, height, width), generator)
+        inputs = to_model_input(torch.as_tensor(np.ascontiguousarray(images[chunk])))
+        curves = perturbation_curves(
+            model, inputs, chosen, ranks, settings.faithfulness_steps, settings.batch_size, precision
+        )
+        for weighting in WEIGHTINGS:
+            correlations = np.stack(
+                [map_correlation(maps[weighting], class_maps[weighting][c]) for c in range(classes)]
+            )
+            peak_rows, peak_cols = _peak(maps[weighting])
+            for index in every:
+                image = start + index
+                target = int(chosen[index])
+                cam = maps[weighting][index].cpu().numpy()
+                others = [correlations[c, index] for c in range(classes) if c != target]
+                located = localise(cam, masks[image], settings.pointing_tolerance_px)
+                tolerant_area = _tolerant_area(masks[image], settings.pointing_tolerance_px)
+                border = min(peak_rows[index], peak_cols[index], height - 1 - peak_rows[index],
+                             width - 1 - peak_cols[index])  # fmt: skip
+                rows.append({
+                    "image": image, "weighting": weighting, "target": target,
+                    "probability": float(probabilities[index, target]),
+                    "predicted": int(probabilities[index].argmax()),
+                    "has_mask": located is not None,
+                    "energy_in_mask": located.energy_in_mask if located else np.nan,
+                    "energy_ratio_vs_uniform": located.energy_ratio_vs_uniform if located else np.nan,
+                    "pointing_game": located.pointing_game if located else np.nan,
+                    "pointing_chance": tolerant_area if located else np.nan,
+                    "peak_row": int(peak_rows[index]), "peak_col": int(peak_cols[index]),
+                    "peak_border_px": int(border),
+                    "peak_near_border": float(border < height * BORDER_FRACTION),
+                    "empty_map": float(cam.max() <= 0),
+                    "deletion_auc": float(curves[weighting].deletion_auc[index]),
+                    "deletion_auc_random": float(curves["random"].deletion_auc[index]),
+                    "insertion_auc": float(curves[weighting].insertion_auc[index]),
+                    "insertion_auc_random": float(curves["random"].insertion_auc[index]),
+                    "class_correlation": float(np.nanmean(others)) if others and np.isfinite(others).any()
+                    else np.nan,
+                })  # fmt: skip
+                if image in keep:
+                    kept_maps[weighting][image] = cam
+        all_targets.append(chosen.cpu().numpy())
+        all_probabilities.append(probabilities.cpu().numpy())
+    table = pd.DataFrame(rows)
+    table["deletion_gain"] = table["deletion_auc_random"] - table["deletion_auc"]
+    table["insertion_gain"] = table["insertion_auc"] - table["insertion_auc_random"]
+    layer, _ = cam_layer(model, settings)
+    return Measured(
+        table=table,
+        maps={
+            w: np.stack([kept_maps[w][i] for i in keep]) if keep else np.empty((0, height, width))
+            for w in WEIGHTINGS
+        },  # fmt: skip
+        targets=np.concatenate(all_targets),
+        probabilities=np.concatenate(all_probabilities),
+        layer=layer.path,
+        grid=scores.grid,
+        channels=int(scores.activations.shape[1]),
+        layer_channels=scores.layer_channels,
+    )
+
+
+def _tolerant_area(mask: np.ndarray, tolerance_px: int) -> float:
+    from scipy import ndimage
+
+    mask = np.asarray(mask).astype(bool)
+    tolerant = ndimage.binary_dilation(mask, iterations=tolerance_px) if tolerance_px > 0 else mask
+    return float(tolerant.mean())
+
+
+def summarise(
+    table: pd.DataFrame, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> dict[str, dict[str, dict]]:
+    """{weighting: {class | 'all': {metric: {mean, low, high, n, groups}}}} of a table with `label`, `group`.
+
+    Localisation metrics use the images with a lesion mask; faithfulness and class sensitivity all rows.
+    """
+    summary: dict[str, dict[str, dict]] = {}
+    for weighting, rows in table.groupby("weighting", sort=False):
+        per_class: dict[str, dict] = {}
+        for class_name, members in [*rows.groupby("label", sort=False), ("all", rows)]:
+            entry = {}
+            for metric in LOCALISATION_METRICS + FAITHFULNESS_METRICS:
+                used = members[members["has_mask"]] if metric in LOCALISATION_METRICS else members
+                entry[metric] = mean_interval(used[metric], used["group"], confidence, resamples, seed)
+            per_class[str(class_name)] = entry
+        summary[str(weighting)] = per_class
+    return summary
