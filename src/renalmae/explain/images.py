@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from renalmae.explain.scorecam import CamResult, ChannelScores, Precision, cam_m
 from renalmae.io import atomic_dir, write_json
 from renalmae.models.preprocess import to_model_input
 from renalmae.params import ExplainParams
+
+if TYPE_CHECKING:
+    from renalmae.registry.pyfunc import FoldEnsemble
 
 
 def cam_layer(model: nn.Module, settings: ExplainParams) -> tuple[CamLayer, int]:
@@ -84,17 +88,22 @@ def explain_uint8(
     )
 
 
-def _load(model_ref: str | os.PathLike | nn.Module, tracking_uri: str | None) -> tuple[nn.Module, dict]:
+def _load(
+    model_ref: str | os.PathLike | nn.Module | FoldEnsemble, tracking_uri: str | None
+) -> tuple[nn.Module, dict]:
+    from renalmae.registry.pyfunc import FoldEnsemble
+
     if isinstance(model_ref, nn.Module):
         return model_ref.eval(), {}
-    if str(model_ref).startswith("models:/"):
+    if isinstance(model_ref, str) and model_ref.startswith("models:/"):
         from renalmae.registry.connection import tracking_uri as default_tracking_uri
         from renalmae.registry.serving import load_ensemble
 
-        ensemble = load_ensemble(str(model_ref), tracking_uri or default_tracking_uri())
-        if not ensemble.models:
-            raise ModelError(f"{model_ref} holds no fold models; register the model again")
-        return MeanProbabilityEnsemble(ensemble.models).eval(), dict(ensemble.info)
+        model_ref = load_ensemble(model_ref, tracking_uri or default_tracking_uri())
+    if isinstance(model_ref, FoldEnsemble):
+        if not model_ref.models:
+            raise ModelError("the registered model holds no fold models; register the model again")
+        return MeanProbabilityEnsemble(model_ref.models).eval(), dict(model_ref.info)
     from renalmae.models.trained import load_trained_model
 
     return load_trained_model(model_ref)
@@ -118,7 +127,7 @@ def read_images(image_paths: list[str | os.PathLike], size: int, crop: str = "no
 
 
 def explain_images(
-    model_or_run_dir: str | os.PathLike | nn.Module,
+    model_or_run_dir: str | os.PathLike | nn.Module | FoldEnsemble,
     image_paths: list[str | os.PathLike],
     out_dir: str | os.PathLike,
     settings: ExplainParams | None = None,
@@ -128,7 +137,8 @@ def explain_images(
 ) -> Path:
     """Explain the predicted class of each image file; write labelled overlays, explanations.json, index.html.
 
-    A `models:/` URI is explained as its fold ensemble (mean probability, every member's channels).
+    A `models:/` URI (or a loaded `FoldEnsemble`) is explained as the fold ensemble that serves its
+    predictions: mean probability, every member's channels.
     `cpu_threads` > 0 sets torch's thread count (`train.cpu_threads`).
     """
     if not image_paths:
