@@ -111,7 +111,10 @@ def _explain_files(args, params):
 
         tracking_uri = registry_uri(params)
     out_dir = args.out_dir or EXPLAIN_IMAGES_DIR
-    return explain_images(args.model, args.images, out_dir, params.explain, tracking_uri=tracking_uri)
+    return explain_images(
+        args.model, args.images, out_dir, params.explain, tracking_uri=tracking_uri,
+        cpu_threads=params.train.cpu_threads,
+    )  # fmt: skip
 
 
 def _pipelines():
@@ -201,15 +204,16 @@ def cmd_promote(args, params):
 
 def cmd_predict(args, params):
     from renalmae.registry.connection import tracking_uri
-    from renalmae.registry.serving import predict_files
+    from renalmae.registry.serving import load_ensemble, predict_files
 
     args.model = args.model or f"models:/{params.registry.model_prefix}-usfmae-binary@champion"
-    table = predict_files(args.model, tracking_uri(params), args.images, params.data.max_image_pixels)
+    ensemble = load_ensemble(args.model, tracking_uri(params))
+    table = predict_files(ensemble, None, args.images, params.data.max_image_pixels)
     if args.explain is not None:
         from renalmae.explain.images import explain_images
 
         explain_images(
-            args.model, args.images, args.explain, params.explain, tracking_uri=tracking_uri(params)
+            ensemble, args.images, args.explain, params.explain, cpu_threads=params.train.cpu_threads
         )
         print(f"Score-CAM overlays: {args.explain}", file=sys.stderr)
     if args.json:
@@ -270,7 +274,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     predict.add_argument(
         "--explain", type=Path, default=None, metavar="OUT_DIR",
-        help="also write Score-CAM overlays of the predicted class (first fold model) to OUT_DIR",
+        help="also write Score-CAM overlays of the predicted class (the same fold ensemble) to OUT_DIR",
     )  # fmt: skip
     predict.set_defaults(handler=cmd_predict)
 

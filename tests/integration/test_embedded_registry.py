@@ -61,12 +61,15 @@ def test_register_promote_copy_and_predict_with_the_embedded_store(monkeypatch, 
     table = capsys.readouterr().out
     assert "scan.png" in table and "prob_anomaly" in table
     assert len(list((tmp_path / "cams").glob("*scan.png"))) == 1
+    explained = json.loads((tmp_path / "cams" / "explanations.json").read_text())
+    assert explained["fold_models"] == 2  # the served ensemble is explained, not its first fold model
 
     models, info = load_registered_model("models:/renal-usfmae-binary@champion")  # the default store
     assert len(models) == 2 and info["classes"] == ["normal", "anomaly"] and info["image_size"] == 32
 
     bundle_ensemble(run_dirs, "normal", tmp_path / "bundle")
     expected = FoldEnsemble(tmp_path / "bundle").predict_proba([read_image(image_path)])
+    np.testing.assert_allclose(explained["images"][0]["probability"], expected.max(), atol=1e-6)
     from_production = load_ensemble("models:/renal-usfmae-binary@champion", production)
     np.testing.assert_allclose(from_production.predict_proba([read_image(image_path)]), expected, atol=1e-6)
 

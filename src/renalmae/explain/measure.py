@@ -74,12 +74,16 @@ def measure_explanations(
     settings: ExplainParams,
     precision: Precision = "auto",
     keep: list[int] | None = None,
+    faithful: np.ndarray | None = None,
     progress: bool = False,
 ) -> Measured:
     """Measure Score-CAM of uint8 `images` [N, H, W] against `masks` [N, H, W] for `targets`.
 
-    `targets` None maps the predicted class; `keep`: indices of the images whose maps are returned."""
+    `targets` None maps the predicted class; `keep`: indices of the images whose maps are returned;
+    `faithful`: which images [N] (bool) get deletion / insertion curves (default all; NaN for the others,
+    e.g. images shown as figures but not measured)."""
     keep = list(keep or [])
+    faithful = np.ones(len(images), dtype=bool) if faithful is None else np.asarray(faithful, dtype=bool)
     generator = torch.Generator().manual_seed(settings.seed)
     height, width = images.shape[-2:]
     rows, kept_maps = [], {weighting: {} for weighting in WEIGHTINGS}
@@ -101,10 +105,17 @@ def measure_explanations(
         maps = {weighting: class_maps[weighting][chosen, torch.arange(count)] for weighting in WEIGHTINGS}
         ranks = {weighting: pixel_ranks(maps[weighting], generator) for weighting in WEIGHTINGS}
         ranks["random"] = random_ranks((count, height, width), generator)
-        inputs = to_model_input(torch.as_tensor(np.ascontiguousarray(images[chunk])))
-        curves = perturbation_curves(
-            model, inputs, chosen, ranks, settings.faithfulness_steps, settings.batch_size, precision
-        )
+        auc = {(name, kind): np.full(count, np.nan) for name in ranks for kind in ("deletion", "insertion")}
+        selected = torch.as_tensor(np.flatnonzero(faithful[chunk]))
+        if len(selected):
+            inputs = to_model_input(torch.as_tensor(np.ascontiguousarray(images[chunk][selected.numpy()])))
+            curves = perturbation_curves(
+                model, inputs, chosen[selected.to(chosen.device)], {n: r[selected] for n, r in ranks.items()},
+                settings.faithfulness_steps, settings.batch_size, precision,
+            )  # fmt: skip
+            for name, curve in curves.items():
+                auc[name, "deletion"][selected.numpy()] = curve.deletion_auc
+                auc[name, "insertion"][selected.numpy()] = curve.insertion_auc
         for weighting in WEIGHTINGS:
             correlations = np.stack(
                 [map_correlation(maps[weighting], class_maps[weighting][c]) for c in range(classes)]
@@ -132,10 +143,10 @@ def measure_explanations(
                     "peak_border_px": int(border),
                     "peak_near_border": float(border < height * BORDER_FRACTION),
                     "empty_map": float(cam.max() <= 0),
-                    "deletion_auc": float(curves[weighting].deletion_auc[index]),
-                    "deletion_auc_random": float(curves["random"].deletion_auc[index]),
-                    "insertion_auc": float(curves[weighting].insertion_auc[index]),
-                    "insertion_auc_random": float(curves["random"].insertion_auc[index]),
+                    "deletion_auc": auc[weighting, "deletion"][index],
+                    "deletion_auc_random": auc["random", "deletion"][index],
+                    "insertion_auc": auc[weighting, "insertion"][index],
+                    "insertion_auc_random": auc["random", "insertion"][index],
                     "class_correlation": float(np.nanmean(others)) if others and np.isfinite(others).any()
                     else np.nan,
                 })  # fmt: skip

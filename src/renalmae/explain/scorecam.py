@@ -107,7 +107,7 @@ def top_channels(activations: torch.Tensor, count: int) -> tuple[torch.Tensor, t
     if count <= 0 or count >= channels:
         index = torch.arange(channels, device=activations.device).expand(batch, channels)
         return activations, index
-    spread = activations.flatten(2).std(dim=-1)
+    spread = activations.flatten(2).std(dim=-1, correction=0)
     index = spread.topk(count, dim=1).indices.sort(dim=1).values
     return activations.gather(1, index[:, :, None, None].expand(-1, -1, *activations.shape[2:])), index
 

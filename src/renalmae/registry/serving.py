@@ -85,17 +85,19 @@ def load_registered_model(
 
 
 def predict_files(
-    model_uri: str,
+    model: str | FoldEnsemble,
     tracking_uri: str | None,
     images: list[str | os.PathLike],
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> pd.DataFrame:
     """One row per image file: `image`, `prob_<class>` … and the `predicted` class name.
 
-    Files may differ in size, mode and format: each is prepared exactly as ingest prepared the
-    model's training images. Raises `DataError` naming a bad file, `ModelError` without the model.
+    `model`: a `models:/` URI or an ensemble loaded with `load_ensemble` (so that `predict --explain`
+    explains the very ensemble that predicted). Files may differ in size, mode and format: each is
+    prepared exactly as ingest prepared the model's training images. Raises `DataError` naming a bad
+    file, `ModelError` without the model.
     """
-    ensemble = load_ensemble(model_uri, tracking_uri)
+    ensemble = model if isinstance(model, FoldEnsemble) else load_ensemble(model, tracking_uri)
     table = ensemble.predict_frame([Path(path) for path in images], max_pixels=max_pixels)
     table.insert(0, "image", [str(Path(path)) for path in images])
     table["predicted"] = [

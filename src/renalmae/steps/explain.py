@@ -96,8 +96,9 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
             if settings.target == "true":
                 targets = task_targets(rows["label"], classes, params.data.negative_class, choice.task)
             result = measure_explanations(
-                model, images, masks, targets, settings, params.train.precision, keep, params.train.progress
-            )
+                model, images, masks, targets, settings, params.train.precision, keep,
+                faithful=rows["measured"].to_numpy(), progress=params.train.progress,
+            )  # fmt: skip
             table = result.table.assign(
                 model=choice.model, task=choice.task, id=rows["id"].to_numpy()[result.table["image"]],
                 label=rows["label"].to_numpy()[result.table["image"]],
