@@ -10,7 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from renalmae.explain.figures import Table, write_html
+import numpy as np
+import pandas as pd
+
+from renalmae.explain.figures import ExplainedImage, Table, grid_figure, save_overlay, write_html
+from renalmae.explain.measure import Measured
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,32 @@ NOTES = {
         "the same image's maps of the other classes (1 = the map ignores the class)."
     ),
 }
+
+
+def write_figures(
+    folder: Path,
+    shown: pd.DataFrame,
+    keep: list[int],
+    images: np.ndarray,
+    masks: np.ndarray,
+    measured: Measured,
+    class_names: list[str],
+    weighting: str,
+    title: str,
+) -> Path:
+    """One labelled overlay strip per shown image (`shown` rows, at indices `keep`) and their grid figure."""
+    items = []
+    for position, (index, row) in enumerate(zip(keep, shown.itertuples(), strict=True)):
+        target, predicted = int(measured.targets[index]), int(measured.probabilities[index].argmax())
+        probability = float(measured.probabilities[index, predicted])
+        item = ExplainedImage(
+            image_id=str(row.id), label=str(row.label), image=images[index],
+            cam=measured.maps[weighting][position], mask=masks[index], explained_class=class_names[target],
+            predicted_class=class_names[predicted], probability=probability,
+        )  # fmt: skip
+        save_overlay(folder / f"{item.label}_{item.image_id}.png", item, scale=2)
+        items.append(item)
+    return grid_figure(folder / "grid.png", items, title)
 
 
 def write_report(

@@ -29,7 +29,6 @@ from renalmae.data.cache import load_ingested
 from renalmae.data.predictions import task_targets
 from renalmae.data.splits import load_splits
 from renalmae.evaluate.runs import load_runs
-from renalmae.explain.figures import ExplainedImage, grid_figure, save_overlay
 from renalmae.explain.layers import check_grid
 from renalmae.explain.measure import (
     FAITHFULNESS_METRICS,
@@ -37,7 +36,7 @@ from renalmae.explain.measure import (
     measure_explanations,
     summarise,
 )
-from renalmae.explain.report import ExplainedModel, write_report
+from renalmae.explain.report import ExplainedModel, write_figures, write_report
 from renalmae.explain.selection import choose_runs, measured_images, sample_per_class
 from renalmae.io import atomic_dir, write_json
 from renalmae.models.trained import load_trained_model
@@ -87,11 +86,10 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
     localisation: dict[str, dict] = {}
     faithfulness: dict[str, dict] = {}
     tables, explained, figures = [], [], {}
-    out_dir = Path(out_dir)
+    evaluate, out_dir = params.evaluate, Path(out_dir)
     with atomic_dir(out_dir) as staging_dir:
         for choice in chosen:
             model, info = load_trained_model(choice.run_dir, device=device)
-            task_class_names = list(info["classes"])
             targets = None
             if settings.target == "true":
                 targets = task_targets(rows["label"], classes, params.data.negative_class, choice.task)
@@ -106,7 +104,6 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
                 measured=rows["measured"].to_numpy()[result.table["image"]],
             )  # fmt: skip
             tables.append(table)
-            evaluate = params.evaluate
             summary = summarise(
                 table[table["measured"]], evaluate.confidence, evaluate.bootstrap_resamples, settings.seed
             )
@@ -117,24 +114,14 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
                 choice.model, choice.task, choice.fold, result.layer, result.grid, result.channels,
                 result.layer_channels, warning, summary,
             ))  # fmt: skip
-            items = []
-            for position, index in enumerate(keep):
-                row, target = rows.iloc[index], int(result.targets[index])
-                predicted = int(result.probabilities[index].argmax())
-                items.append(ExplainedImage(
-                    image_id=str(row["id"]), label=str(row["label"]), image=images[index],
-                    cam=result.maps[settings.weighting][position], mask=masks[index],
-                    explained_class=task_class_names[target], predicted_class=task_class_names[predicted],
-                    probability=float(result.probabilities[index, predicted]),
-                ))  # fmt: skip
-            folder = staging_dir / Explanations.FIGURES / choice.model / choice.task
-            for item in items:
-                save_overlay(folder / f"{item.label}_{item.image_id}.png", item, scale=2)
             title = (
                 f"{choice.model} · {choice.task} · fold {choice.fold} (best validation AUC) · {result.layer} "
                 f"{result.grid[0]}×{result.grid[1]} · {settings.weighting} weighting"
             )
-            figures[title] = [grid_figure(folder / "grid.png", items, title)]
+            folder = staging_dir / Explanations.FIGURES / choice.model / choice.task
+            shown_rows = rows.iloc[keep]
+            figures[title] = [write_figures(folder, shown_rows, keep, images, masks, result, info["classes"],
+                                            settings.weighting, title)]  # fmt: skip
         write_json(staging_dir / Explanations.LOCALISATION, localisation)
         write_json(staging_dir / Explanations.FAITHFULNESS, faithfulness)
         pd.concat(tables, ignore_index=True).to_parquet(staging_dir / Explanations.MEASUREMENTS, index=False)
@@ -145,7 +132,6 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
             for c, e in zip(chosen, explained, strict=True)
         ]  # fmt: skip
         write_json(staging_dir / Explanations.SELECTION, selection)
-        evaluate = params.evaluate
         note = (
             f"{int(rows['measured'].sum())} holdout images measured (every test image with a lesion mask, "
             f"at most {settings.max_images}, seed {settings.seed}), {settings.images_per_class} per class "
