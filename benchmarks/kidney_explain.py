@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             args.images, args.old_cnn_images, args.old_cnn_layer = 6, 2, "layer4"
         else:
             params, ingest_dir, splits_path = load_params(args.params), args.ingest, args.splits
-            runs = {"vit": args.vit_run, "cnn": args.cnn_run}
+            runs = {kind: run for kind, run in (("vit", args.vit_run), ("cnn", args.cnn_run)) if run}
         _measure(params, ingest_dir, splits_path, runs, args)
     return 0
 

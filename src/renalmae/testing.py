@@ -32,7 +32,13 @@ TINY: dict[str, dict[str, Any]] = {
     "finetune": {"tasks": ["binary"], "epochs": 1, "batch_size": 16},
     "baseline": {"epochs": 1, "batch_size": 16},
     "evaluate": {"bootstrap_resamples": 100},
-    "explain": {"images_per_class": 1, "batch_size": 16},
+    "explain": {
+        "images_per_class": 1,
+        "batch_size": 16,
+        "cnn_channels": 8,
+        "faithfulness_steps": 2,
+        "max_images": 4,
+    },
     "tracking": {"enabled": False},
 }
 
