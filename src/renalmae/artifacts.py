@@ -227,6 +227,16 @@ class Explanations(Artifact):
     default_path = "reports/explain"
     kfp_name = "explanations"
     option = "--explanations"
+    # The two summaries are what `dvc metrics show` displays, so their siblings are listed one by one
+    # (DVC refuses a metrics file inside an output folder).
+    dvc_outs = (
+        DvcOut(LOCALISATION, metric=True),
+        DvcOut(FAITHFULNESS, metric=True),
+        DvcOut(MEASUREMENTS),
+        DvcOut(SELECTION),
+        DvcOut(REPORT),
+        DvcOut(FIGURES),
+    )
     metrics_file = LOCALISATION
     report_file = REPORT
 
