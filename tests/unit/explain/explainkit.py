@@ -13,8 +13,12 @@ EXPLAIN = {
     "baseline": {"arch": "resnet10t"},
     "finetune": {"tasks": ["binary", "multiclass"]},
     "explain": {
-        "images_per_class": 2, "batch_size": 128, "cnn_layer": "layer2", "cnn_channels": 8,
-        "faithfulness_steps": 4, "max_images": 8,
+        "images_per_class": 2,
+        "batch_size": 128,
+        "cnn_layer": "layer2",
+        "cnn_channels": 8,
+        "faithfulness_steps": 4,
+        "max_images": 8,
     },
 }
 tiny_params = partial(testing.tiny_params, EXPLAIN)
