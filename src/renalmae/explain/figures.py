@@ -116,8 +116,11 @@ def save_overlay(path: str | os.PathLike, item: ExplainedImage, scale: int = 1) 
     return path
 
 
-def grid_figure(path: str | os.PathLike, items: list[ExplainedImage], title: str) -> Path:
-    """One row per class, one column per image: overlays with mask outlines and the prediction."""
+def grid_figure(path: str | os.PathLike, items: list[ExplainedImage], title: str | None = None) -> Path:
+    """One row per class, one column per image: overlays with mask outlines and the prediction.
+
+    `title` goes above the grid; leave it out where the page's heading already names the figure.
+    """
     path = Path(path)
     classes = list(dict.fromkeys(item.label for item in items))
     columns = max((sum(item.label == name for item in items) for name in classes), default=1)
@@ -131,7 +134,8 @@ def grid_figure(path: str | os.PathLike, items: list[ExplainedImage], title: str
             axis = axes[row, column]
             axis.imshow(overlay_rgb(item.image, item.cam, item.mask), interpolation="nearest")
             axis.set_title(f"{class_name} → {item.predicted_class} ({item.probability:.2f})", fontsize=8)
-    figure.suptitle(title)
+    if title:
+        figure.suptitle(title)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100, bbox_inches="tight")  # a title wider than the grid is not cut off

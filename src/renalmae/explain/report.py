@@ -126,9 +126,9 @@ def write_figures(
     measured: Measured,
     class_names: list[str],
     weighting: str,
-    title: str,
 ) -> Path:
-    """One labelled overlay strip per shown image (`shown` rows, at indices `keep`) and their grid figure."""
+    """One labelled overlay strip per shown image (`shown` rows, at indices `keep`) and their grid figure
+    (untitled: the report's section heading names it)."""
     items = []
     for position, (index, row) in enumerate(zip(keep, shown.itertuples(), strict=True)):
         target, predicted = int(measured.targets[index]), int(measured.probabilities[index].argmax())
@@ -140,7 +140,7 @@ def write_figures(
         )  # fmt: skip
         save_overlay(folder / f"{item.label}_{item.image_id}.png", item, scale=2)
         items.append(item)
-    return grid_figure(folder / "grid.png", items, title)
+    return grid_figure(folder / "grid.png", items)
 
 
 def write_report(

@@ -121,7 +121,7 @@ def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path
             folder = staging_dir / Explanations.FIGURES / choice.model / choice.task
             shown_rows = rows.iloc[keep]
             figures[title] = [write_figures(folder, shown_rows, keep, images, masks, result, info["classes"],
-                                            settings.weighting, title)]  # fmt: skip
+                                            settings.weighting)]  # fmt: skip
         write_json(staging_dir / Explanations.LOCALISATION, localisation)
         write_json(staging_dir / Explanations.FAITHFULNESS, faithfulness)
         pd.concat(tables, ignore_index=True).to_parquet(staging_dir / Explanations.MEASUREMENTS, index=False)
