@@ -26,6 +26,7 @@ from renalmae.explain.scorecam import CamResult, ChannelScores, Precision, cam_m
 from renalmae.io import atomic_dir, write_json
 from renalmae.models.preprocess import to_model_input
 from renalmae.params import ExplainParams
+from renalmae.train.threads import use_cpu_threads
 
 if TYPE_CHECKING:
     from renalmae.registry.pyfunc import FoldEnsemble
@@ -139,12 +140,12 @@ def explain_images(
 
     A `models:/` URI (or a loaded `FoldEnsemble`) is explained as the fold ensemble that serves its
     predictions: mean probability, every member's channels.
-    `cpu_threads` > 0 sets torch's thread count (`train.cpu_threads`).
+    `cpu_threads` is `train.cpu_threads`: torch's thread count, 0 = the cores available to this process
+    (`renalmae.train.threads`).
     """
     if not image_paths:
         raise DataError("no images given; pass one or more image files to explain")
-    if cpu_threads > 0:
-        torch.set_num_threads(cpu_threads)
+    use_cpu_threads(cpu_threads)
     settings = settings or ExplainParams()
     model, info = _load(model_or_run_dir, tracking_uri)
     classes = classes or list(info.get("classes", []))
