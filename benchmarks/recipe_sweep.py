@@ -15,6 +15,7 @@ are reported, never used to choose. One seed, one fold: differences smaller than
 
     nice -n 10 python benchmarks/recipe_sweep.py --out OUT          # the table in docs/results.md (hours)
     python benchmarks/recipe_sweep.py --out OUT --only base mixup   # some configurations
+    python benchmarks/recipe_sweep.py --out OUT --no-train          # the table of what OUT holds so far
     python benchmarks/recipe_sweep.py --tiny                        # phantom smoke run (make benchmarks)
 
 Pretraining runs are cached in OUT by the parameters they read, so configurations that differ only in
@@ -167,7 +168,13 @@ def untrained_encoder(params: Params, encoder_dir: Path) -> None:
     save_encoder(encoder_dir, mae, model_spec("mae", params), info)
 
 
-def run_config(name: str, params: Params, out: Path, fold: int, task: str) -> dict:
+class NotRun(Exception):
+    """A configuration whose runs are not in OUT, with --no-train."""
+
+
+def run_config(name: str, params: Params, out: Path, fold: int, task: str, train: bool = True) -> dict:
+    if not train and not (run_dir_of(name, params, out, fold) / "metrics.json").is_file():
+        raise NotRun(name)
     ingest_dir, splits_path = prepared_data(params, out)
     started = time.time()
     if name == "no-pretraining":
@@ -182,7 +189,7 @@ def run_config(name: str, params: Params, out: Path, fold: int, task: str) -> di
     pretrain_seconds = (
         json.loads(metrics_path.read_text())["train_seconds"] if metrics_path.is_file() else 0.0
     )
-    run_dir = out / "finetune" / f"{name}-{digest(params, tuple(params.to_dict()))}-fold{fold}"
+    run_dir = run_dir_of(name, params, out, fold)
     if not (run_dir / "metrics.json").is_file():
         finetune.run(params, ingest_dir, splits_path, encoder_dir, task, fold, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -192,9 +199,15 @@ def run_config(name: str, params: Params, out: Path, fold: int, task: str) -> di
             "aucs": split_aucs(run_dir), "wall_seconds": round(time.time() - started, 1)}  # fmt: skip
 
 
-def run_baseline(params: Params, out: Path, fold: int, task: str) -> dict:
-    ingest_dir, splits_path = prepared_data(params, out)
+def run_dir_of(name: str, params: Params, out: Path, fold: int) -> Path:
+    return out / "finetune" / f"{name}-{digest(params, tuple(params.to_dict()))}-fold{fold}"
+
+
+def run_baseline(params: Params, out: Path, fold: int, task: str, train: bool = True) -> dict:
     run_dir = out / "baseline" / f"{digest(params, ('data', 'augment', 'train', 'baseline'))}-fold{fold}"
+    if not train and not (run_dir / "metrics.json").is_file():
+        raise NotRun(f"{params.baseline.arch} {params.data.image_size}px")
+    ingest_dir, splits_path = prepared_data(params, out)
     if not (run_dir / "metrics.json").is_file():
         baseline.run(params, ingest_dir, splits_path, task, fold, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -242,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, choices=list(CONFIGS))
     parser.add_argument("--fold", type=int, default=0, help="the validation fold (0-based)")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--no-train", action="store_true", help="train nothing: the table of the runs OUT already holds"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.tiny else logging.INFO, format="%(asctime)s %(message)s"
@@ -253,31 +269,52 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         profile = args.profile or (REPO_ROOT / "params.yaml" if args.tiny else PROFILE)
         profile_raw = load_params(profile).to_dict()
-        rows = []
+        rows, not_run = [], []
+        train = not args.no_train
         base_size = config_params(profile_raw, {}, args.tiny).data.image_size
         if not args.no_baseline:  # the reference first: DenseNet-169 at the base resolution
-            rows.append(run_baseline(config_params(profile_raw, {}, args.tiny), out, args.fold, "binary"))
-            print(json.dumps(rows[-1], default=str), flush=True)
+            try:
+                rows.append(
+                    run_baseline(config_params(profile_raw, {}, args.tiny), out, args.fold, "binary", train)
+                )
+                print(json.dumps(rows[-1], default=str), flush=True)
+            except NotRun as missing:
+                not_run.append(str(missing))
         for name in names:
             params = config_params(profile_raw, CONFIGS[name][1], args.tiny)
-            rows.append({**run_config(name, params, out, args.fold, "binary"), "what": CONFIGS[name][0]})
+            try:
+                row = run_config(name, params, out, args.fold, "binary", train)
+            except NotRun:
+                not_run.append(name)
+                continue
+            rows.append({**row, "what": CONFIGS[name][0]})
             print(json.dumps(rows[-1], default=str), flush=True)
         vits = [row for row in rows if row["model"] == "usfmae" and "val" in row["aucs"]]
         best = max(vits, key=lambda row: row["aucs"]["val"]["auc"]) if vits else None
         if best is not None and best["image_size"] != base_size and not args.no_baseline:
             params = config_params(profile_raw, {"data": {"image_size": best["image_size"]}}, args.tiny)
-            rows.append(run_baseline(params, out, args.fold, "binary"))
+            try:
+                rows.append(run_baseline(params, out, args.fold, "binary", train))
+            except NotRun as missing:
+                not_run.append(str(missing))
         cnn = next((row for row in rows if row["model"] != "usfmae" and best is not None
                     and row["image_size"] == best["image_size"]), None)  # fmt: skip
         comparison = compare_external(Path(best["run_dir"]), Path(cnn["run_dir"])) if best and cnn else None
         (out / "results.json").write_text(
             json.dumps(
-                {"rows": rows, "chosen_on_val": best and best["config"], "external_delong": comparison},
+                {
+                    "rows": rows,
+                    "chosen_on_val": best and best["config"],
+                    "external_delong": comparison,
+                    "not_run": not_run,
+                },
                 indent=2,
                 default=str,
             )  # fmt: skip
         )
         print(table(rows))
+        if not_run:
+            print(f"\nnot run yet (--no-train): {', '.join(not_run)}")
         if best is not None:
             print(f"\nchosen on the validation fold: {best['config']}")
         if comparison is not None:
