@@ -11,8 +11,9 @@ so an ingest killed midway redoes only the shards it had not finished.
 `images.npy` / `masks.npy` with file-to-file copies, never mapping the whole cache: memory stays at one
 shard per worker whatever the pool size, and rows without a mask stay holes (zeros) in a sparse file.
 
-The same functions serve one machine (`decode_shards` over a process pool) and a Kubeflow run, where each
-pod of a ParallelFor decodes its part of the shards into its own directory and one task assembles them.
+The same functions serve one machine (`decode_shards` over a process pool) and a Kubeflow run, where an
+`IngestPlan` (the listed rows and files, cut into shards) is saved once, each pod of a ParallelFor decodes
+its part of the shards into its own directory, and one task gathers them (`gather_shards`) and assembles.
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ import numpy as np
 from renalmae.data import decode
 from renalmae.data.cache import IMAGES_FILE, MASKS_FILE
 from renalmae.data.decode import Decoded, DecodeTask, Failed, Preparation, decode_chunk
+from renalmae.data.sources import Problem
+from renalmae.errors import DataError
 
 log = logging.getLogger(__name__)
 
 SHARD_PREFIX = "shard-"
 ROWS_FILE = "rows.json"
+PLAN_FILE = "plan.json"
 COPY_CHUNK_BYTES = 64 * 2**20
 DECODER_DIGEST = hashlib.sha256(Path(decode.__file__).read_bytes()).hexdigest()
 """A shard decoded by other decoding code is not reused."""
@@ -292,3 +296,72 @@ def _plain(value):
     if isinstance(value, np.generic | np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+@dataclass
+class IngestPlan:
+    """An ingest before any pixel is decoded: the table's rows so far (in cache order), the files to decode
+    cut into shards, the in-memory blocks of phantom inputs, and the rules already broken."""
+
+    inputs: list[str]
+    rows: list[dict]
+    shards: list[Shard]
+    blocks: list[Block]
+    problems: list[Problem]
+
+    def part(self, part: int, parts: int) -> list[Shard]:
+        """The shards pod `part` of `parts` decodes (every `parts`-th one)."""
+        return self.shards[part::parts]
+
+    def save(self, directory: Path) -> None:
+        """`plan.json` plus one `.npz` per phantom block, in `directory` (made)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for block in self.blocks:
+            np.savez(directory / f"block-{block.start}.npz", images=block.images, masks=block.masks)
+        payload = {
+            "inputs": self.inputs,
+            "rows": self.rows,
+            "shards": [[[t.cache_index, t.path, t.mask] for t in shard.tasks] for shard in self.shards],
+            "blocks": [block.start for block in self.blocks],
+            "problems": [[problem.where, problem.rule] for problem in self.problems],
+        }
+        (directory / PLAN_FILE).write_text(json.dumps(payload, default=_plain))
+
+    @classmethod
+    def load(cls, directory: Path) -> IngestPlan:
+        payload = json.loads((directory / PLAN_FILE).read_text())
+        blocks = []
+        for start in payload["blocks"]:
+            with np.load(directory / f"block-{start}.npz") as arrays:
+                blocks.append(Block(start, arrays["images"], arrays["masks"]))
+        shards = [
+            Shard(index, tuple(DecodeTask(*task) for task in tasks))
+            for index, tasks in enumerate(payload["shards"])
+        ]
+        problems = [Problem(where, rule) for where, rule in payload["problems"]]
+        return cls(payload["inputs"], payload["rows"], shards, blocks, problems)
+
+
+def gather_shards(
+    shards: Sequence[Shard], preparation: Preparation, directories: Sequence[Path]
+) -> tuple[dict[int, list], dict[int, Path]]:
+    """The results of every shard, found among `directories` (the parts' outputs), and where each is.
+
+    Raises `DataError` when a shard is missing or was decoded from files that have changed since.
+    """
+    results: dict[int, list] = {}
+    where: dict[int, Path] = {}
+    for shard in shards:
+        fingerprint = shard.fingerprint(preparation)
+        for directory in directories:
+            found = load_shard(directory, shard, fingerprint)
+            if found is not None:
+                results[shard.index], where[shard.index] = found, directory
+                break
+        else:
+            raise DataError(
+                f"ingest shard {shard.name} (rows {shard.start}-{shard.start + len(shard.tasks) - 1}, e.g. "
+                f"{shard.tasks[0].path}) is in none of the decoded parts, or its files changed since they "
+                "were decoded: run the pipeline again"
+            )
+    return results, where

@@ -16,8 +16,8 @@ from ingestkit import class_tree, manifest_dataset, noise, tiny_params, write_pn
 
 from renalmae.data import cache_writer
 from renalmae.data.cache import IMAGES_FILE, MASKS_FILE, TABLE_FILE, load_ingested
-from renalmae.data.cache_writer import Block, Shard, assemble_cache, decode_shards, plan_shards
-from renalmae.data.decode import DecodeTask, Preparation
+from renalmae.data.cache_writer import IngestPlan, Shard
+from renalmae.data.decode import DecodeTask
 from renalmae.errors import DataError
 from renalmae.steps import ingest
 
@@ -136,38 +136,38 @@ def test_decoding_workers_write_the_same_cache_as_one_process(tmp_path):
     same_ingest(two_workers, in_process)
 
 
-def test_shards_decoded_in_separate_directories_assemble_to_the_same_cache(tmp_path):
-    """What a Kubeflow ParallelFor does: each pod decodes its part of the shards, one task assembles."""
+def test_a_plan_decoded_in_parts_merges_into_the_same_ingest(tmp_path):
+    """What a Kubeflow ParallelFor does: the plan is saved, each pod decodes its part, one task merges."""
     params = mixed_inputs(tmp_path)
-    whole = load_ingested(ingest.run(params, tmp_path / "whole"))
-    files = whole.table[~whole.table["source"].str.startswith("phantom://")]
-    masks = files["mask"].astype(object).where(files["mask"].notna(), None)
-    tasks = [
-        DecodeTask(index, source, mask)
-        for index, source, mask in zip(files["cache_index"], files["source"], masks, strict=True)
+    whole = ingest.run(params, tmp_path / "whole")
+    ingest.plan(params).save(tmp_path / "plan")
+    assert [(shard.start, len(shard.tasks)) for shard in IngestPlan.load(tmp_path / "plan").shards] == [
+        (0, 4), (4, 4), (8, 1), (14, 4), (18, 3)
+    ]  # fmt: skip
+    parts = [
+        ingest.decode_part(params, tmp_path / "plan", part, 3, tmp_path / f"pod-{part}") for part in range(3)
     ]
-    shards = plan_shards(tasks, SHARD_SIZE)
-    assert [(shard.start, len(shard.tasks)) for shard in shards] == [(0, 4), (4, 4), (8, 1), (14, 4), (18, 3)]
-    parts = {0: tmp_path / "pod-0", 1: tmp_path / "pod-1"}
-    for part, directory in parts.items():
-        decode_shards(shards[part::2], Preparation(size=32), 0, directory, progress=False)
-    phantom = Block(9, np.asarray(whole.images[9:14]), np.asarray(whole.masks[9:14]))
 
-    out = tmp_path / "assembled"
-    out.mkdir()
-    assemble_cache(
-        out, len(whole.table), 32, [(shard, parts[shard.index % 2]) for shard in shards], [phantom]
-    )
+    merged = ingest.merge(params, tmp_path / "plan", parts, tmp_path / "merged")
 
-    np.testing.assert_array_equal(np.load(out / IMAGES_FILE), whole.images)
-    np.testing.assert_array_equal(np.load(out / MASKS_FILE), whole.masks)
+    same_ingest(merged, whole)
+    assert json.loads((merged / "ingest.json").read_text()) == json.loads((whole / "ingest.json").read_text())
+
+
+def test_a_merge_missing_a_part_names_the_shard(tmp_path):
+    params = mixed_inputs(tmp_path)
+    ingest.plan(params).save(tmp_path / "plan")
+    first = ingest.decode_part(params, tmp_path / "plan", 0, 2, tmp_path / "pod-0")
+    with pytest.raises(DataError, match=r"ingest shard shard-00001 \(rows 4-7, e.g. .*s2_1.png\) is in none"):
+        ingest.merge(params, tmp_path / "plan", [first], tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
 
 
 ASSEMBLE_AND_MEASURE = """
 import json, resource, sys
 from pathlib import Path
 from renalmae.data.cache_writer import Shard, assemble_cache
-from renalmae.data.decode import DecodeTask, Preparation
+from renalmae.data.decode import DecodeTask
 
 shards_dir, out, n_shards, rows, size = Path(sys.argv[1]), Path(sys.argv[2]), *map(int, sys.argv[3:6])
 shards = [Shard(i, tuple(DecodeTask(i * rows + r, "x", None) for r in range(rows))) for i in range(n_shards)]
