@@ -5,7 +5,8 @@ artifact per declared input (a list per producer for run lists), `task` / `fold`
 per task and fold, the output artifact, plus `metrics` (the numbers of the artifact's metrics file),
 `report` (its HTML page) and, for a trained model, `holdout_confusion`. `components/` turns that into
 the component's Python signature; `run_component` is its body: validate the params text, call
-`run()` with the artifacts' paths, then fill those extra outputs.
+`run()` with the artifacts' paths (under torchrun, or as a Kubeflow Trainer job, when the params ask for
+several processes or nodes: `renalmae.launch`), then fill those extra outputs.
 
 Kept in the package (not in `components/`) because a component's body runs inside the container,
 where only the installed package can be imported. Nothing here imports `kfp`: output artifacts are
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from renalmae import launch
 from renalmae.artifacts import TrainedRun
 from renalmae.errors import ParamsError
 from renalmae.params import Params, params_from_dict
@@ -31,6 +33,14 @@ from renalmae.steps import Step
 
 ENGINE_ENV = "RENALMAE_ENGINE"
 RUN_ID_ENV = "RENALMAE_PIPELINE_RUN_ID"
+TRAINJOB_IMAGE_ENV = "RENALMAE_TRAINJOB_IMAGE"
+"""Set by the DAG on a step that may run as a Kubeflow Trainer job: the image its nodes run,"""
+SHARED_PVC_ENV = "RENALMAE_SHARED_PVC"
+"""the ReadWriteMany claim mounted on that task and on every node (unset: none),"""
+SHARED_MOUNT_ENV = "RENALMAE_SHARED_MOUNT"
+"""where it is mounted,"""
+TRAINJOB_SECRETS_ENV = "RENALMAE_TRAINJOB_SECRETS"
+"""and `{secret name: [keys]}` (JSON) exported as environment variables on the nodes, by reference."""
 METRICS_OUTPUT = "metrics"
 REPORT_OUTPUT = "report"
 CONFUSION_OUTPUT = "holdout_confusion"
@@ -89,13 +99,43 @@ def run_component(step_name: str, arguments: dict[str, Any]) -> None:
             inputs[declared.argument] = arguments[declared.artifact.kfp_name].path
     target = {"task": arguments["task"], "fold": arguments["fold"]} if step.per_target else {}
     output = step.output.artifact(arguments[step.output.artifact.kfp_name].path)
-    module.run(params, **inputs, **target, **{step.output.argument: output.path})
+    if step.nodes_for(params) > 1:
+        run_id = arguments.get("pipeline_run_id", "")
+        settings = trainjob_settings(run_id)
+        launch.run_as_trainjob(module, params, inputs, target, output.path, settings=settings, run_id=run_id)
+    else:
+        launch.run_step(module, params, inputs, target, output.path)
     if output.metrics_file:
         log_json_metrics(arguments[METRICS_OUTPUT], output / output.metrics_file)
     if output.report_file:
         copy_html(output / output.report_file, arguments[REPORT_OUTPUT])
     if isinstance(output, TrainedRun):
         log_confusion_matrix(arguments[CONFUSION_OUTPUT], output.path, params)
+
+
+def pod_gpus(params: Params, step_name: str) -> int:
+    """GPUs the pod of `step_name` asks for: its processes per node, or 0 when it submits a TrainJob."""
+    from renalmae import steps
+
+    step = steps.load(step_name).STEP
+    return 0 if step.nodes_for(params) > 1 else step.processes_for(params)
+
+
+def trainjob_settings(pipeline_run_id: str = "") -> launch.TrainJobSettings:
+    """The TrainJob settings the DAG gave this task (the `RENALMAE_TRAINJOB_*` / `RENALMAE_SHARED_*`
+    variables): image, shared volume, and the environment of its nodes (secrets by reference, the engine
+    and run id so their tracking joins this pipeline run)."""
+    env = [{"name": ENGINE_ENV, "value": "kfp"}]
+    if pipeline_run_id:
+        env.append({"name": RUN_ID_ENV, "value": pipeline_run_id})
+    for secret, keys in json.loads(os.environ.get(TRAINJOB_SECRETS_ENV, "{}")).items():
+        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in keys]
+    return launch.TrainJobSettings(
+        image=os.environ.get(TRAINJOB_IMAGE_ENV, ""),
+        volume_claim=os.environ.get(SHARED_PVC_ENV) or None,
+        mount_path=os.environ.get(SHARED_MOUNT_ENV, ""),
+        env=env,
+    )
 
 
 def component_params(params_yaml: str, pipeline_run_id: str = "") -> Params:

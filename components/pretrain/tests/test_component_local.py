@@ -2,11 +2,14 @@
 
 from pathlib import Path
 
+import numpy as np
+import yaml
 from kfp import dsl
 from kfp.dsl import Dataset, Model
+from safetensors.numpy import load_file
 
 from components.pretrain.component import pretrain
-from components.testkit import imported, step_or_skip
+from components.testkit import TINY_PARAMS, imported, step_or_skip
 
 
 def test_pretrain_runs_under_kfp_local(kfp_local, params_yaml, ingested, splits):
@@ -22,3 +25,25 @@ def test_pretrain_runs_under_kfp_local(kfp_local, params_yaml, ingested, splits)
     run = pretrain_only(params_yaml=params_yaml)
 
     assert any(Path(run.output.path).iterdir())
+
+
+def test_pretrain_gpus_2_runs_two_torchrun_ranks_that_equal_one_process(kfp_local, ingested, splits, encoder):
+    """`pretrain.gpus: 2` on the CPU: the component launches the step under torchrun (two gloo ranks, half
+    the global batch each); the encoder equals the one-process encoder of the same params otherwise."""
+    step_or_skip("pretrain")
+    two_ranks = yaml.safe_dump({**TINY_PARAMS, "pretrain": {**TINY_PARAMS["pretrain"], "gpus": 2}})
+
+    @dsl.pipeline
+    def pretrain_only(params_yaml: str) -> Model:
+        task = pretrain(
+            params_yaml=params_yaml, ingested=imported(Dataset, ingested), splits=imported(Dataset, splits)
+        )
+        return task.outputs["encoder"]
+
+    run = pretrain_only(params_yaml=two_ranks)
+
+    expected = load_file(encoder / "encoder.safetensors")
+    actual = load_file(Path(run.output.path) / "encoder.safetensors")
+    assert expected.keys() == actual.keys()
+    for name, values in expected.items():
+        np.testing.assert_allclose(actual[name], values, atol=1e-5, err_msg=name)

@@ -79,7 +79,8 @@ class ModelIdentity:
 class Step:
     """The contract of one step. `params` are the sections or dotted keys whose values shape its outputs
     (DVC's `params:`, the checkpoint fingerprint); `per_target` steps run once per task × fold and take
-    `task` and `fold` keywords."""
+    `task` and `fold` keywords. `processes` / `nodes` name the params keys (e.g. `pretrain.gpus`) giving
+    the data-parallel processes per node and the nodes the step runs on (`renalmae.launch`)."""
 
     name: str
     inputs: tuple[Input, ...]
@@ -87,9 +88,26 @@ class Step:
     params: tuple[str, ...]
     per_target: bool = False
     model: ModelIdentity | None = None
+    processes: str = ""
+    nodes: str = ""
 
     def output_path(self, task: str = "", fold: int | str = "") -> str:
         return self.output.artifact.path_for(step=self.name, task=task, fold=fold)
+
+    def processes_for(self, params: Params) -> int:
+        """Data-parallel processes per node the params ask for (1 when the step declares none)."""
+        return _int_param(params, self.processes)
+
+    def nodes_for(self, params: Params) -> int:
+        """Nodes the params ask for (1 when the step declares none)."""
+        return _int_param(params, self.nodes)
+
+
+def _int_param(params: Params, dotted: str) -> int:
+    if not dotted:
+        return 1
+    section, key = dotted.split(".")
+    return int(getattr(getattr(params, section), key))
 
 
 def load(name: str) -> ModuleType:

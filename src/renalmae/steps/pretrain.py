@@ -40,6 +40,8 @@ STEP = Step(
     inputs=(Input("ingest_dir", IngestedData), Input("splits_path", Splits)),
     output=Output("out_dir", Encoder),
     params=("data", "encoder", "mae", "augment", "train", "pretrain"),
+    processes="pretrain.gpus",
+    nodes="pretrain.nodes",
 )
 
 RECONSTRUCTION_IMAGES = 8

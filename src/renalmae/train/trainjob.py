@@ -33,7 +33,6 @@ import yaml
 from renalmae.errors import ParamsError, ServiceError
 from renalmae.io import atomic_dir, atomic_file
 from renalmae.params import Params
-from renalmae.train.distributed import torchrun_command
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,6 @@ FINAL_REASONS = ("TrainingRuntimeNotSupported", "DeadlineExceeded")
 """Failures that another attempt cannot fix: the job is not created again."""
 RUNS_DIR = "renalmae-runs"
 """On the shared volume, `<mount>/renalmae-runs/<job name>/` holds a job's inputs, output, checkpoints."""
-ENCODER_INFO = "encoder.json"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 MAX_NAME_LENGTH = 63
 """TrainJob names are RFC 1035 labels (the CRD's validation rule)."""
@@ -324,74 +322,46 @@ class SharedVolume:
     claim: str
     mount_path: str
 
+    def run_dir(self, name: str) -> Path:
+        """Where the job `name` keeps its inputs, output and checkpoints on the volume."""
+        return Path(self.mount_path) / RUNS_DIR / name
 
-def pretrain(
-    params: Params,
-    ingest_dir: str | Path,
-    splits_path: str | Path,
-    out_dir: str | Path,
-    *,
-    jobs: TrainJobs,
-    run_id: str,
-    image: str,
-    volume: SharedVolume,
-    env: list[dict[str, Any]] = (),
-    poll_seconds: float = 30.0,
-) -> Path:
-    """Run the `pretrain` step as a TrainJob of `pretrain.nodes` nodes and copy its encoder to `out_dir`.
+    def check_checkpoints(self, params: Params) -> None:
+        """Refuse a `train.checkpoint_dir` off the volume: a job created again could not resume."""
+        checkpoints = params.train.checkpoint_dir
+        if checkpoints and not Path(checkpoints).is_relative_to(self.mount_path):
+            raise ParamsError(
+                f"train.checkpoint_dir {checkpoints} is not on the shared volume mounted at "
+                f"{self.mount_path}: the nodes of a TrainJob created again after a failure could not resume; "
+                "set it under that path, or null (checkpoints then go beside the output, on the volume)"
+            )
 
-    The inputs are staged once on the shared volume (`<mount>/renalmae-runs/<job>/`), every node runs
-    `torchrun -m renalmae.cli pretrain` on them with `pretrain.gpus` processes, and the step's own
-    checkpoints land beside its output there, so a job created again after a failure resumes. Raises
-    `ParamsError` when `train.checkpoint_dir` is off the shared volume, `ServiceError` as `run_trainjob`.
+
+def stage_inputs(run_dir: Path, params: Params, inputs: dict[str, Path]) -> tuple[Path, dict[str, Path]]:
+    """Copy each input (file or folder) into `run_dir/<name>` once, and write the params there.
+
+    Returns (the params file, `{name: path on the volume}`). A retried task finds its inputs staged
+    already: each was copied atomically, so one that exists is complete.
     """
-    mount = Path(volume.mount_path)
-    checkpoints = params.train.checkpoint_dir
-    if checkpoints and not Path(checkpoints).is_relative_to(mount):
-        raise ParamsError(
-            f"train.checkpoint_dir {checkpoints} is not on the shared volume mounted at {mount}: the nodes "
-            "of a TrainJob created again after a failure could not resume; set it under that path, or null"
-        )
-    name = job_name("pretrain", run_id)
-    run_dir = mount / RUNS_DIR / name
-    staged = _stage(run_dir, params, {"ingested": Path(ingest_dir), "splits.json": Path(splits_path)})
-    encoder_dir = run_dir / "encoder"
-    argv = ["pretrain", "--params", staged["params.yaml"], "--ingest", staged["ingested"],
-            "--splits", staged["splits.json"], "--out", str(encoder_dir)]  # fmt: skip
-    on_gpus = params.train.device != "cpu"
-    spec = TrainJobSpec(
-        name=name, namespace=jobs.namespace, image=image, command=torchrun_command(argv),
-        nodes=params.pretrain.nodes, procs_per_node=params.pretrain.gpus,
-        gpus_per_node=params.pretrain.gpus if on_gpus else 0, volume_claim=volume.claim,
-        mount_path=volume.mount_path, runtime=params.pretrain.trainjob_runtime, env=list(env),
-    )  # fmt: skip
-    if not (encoder_dir / ENCODER_INFO).is_file():  # else an earlier attempt's job finished already
-        run_trainjob(jobs, trainjob_manifest(spec), restarts=params.pretrain.trainjob_restarts,
-                     poll_seconds=poll_seconds)  # fmt: skip
-    if not (encoder_dir / ENCODER_INFO).is_file():
-        raise ServiceError(
-            f"TrainJob {jobs.namespace}/{name} completed but wrote no encoder in {encoder_dir}"
-        )
-    with atomic_dir(out_dir) as staging:
-        shutil.copytree(encoder_dir, staging, dirs_exist_ok=True)
-    return Path(out_dir)
-
-
-def _stage(run_dir: Path, params: Params, inputs: dict[str, Path]) -> dict[str, str]:
-    """Copy each input (file or folder) and the params into `run_dir` once; their paths there."""
     run_dir.mkdir(parents=True, exist_ok=True)
     staged = {}
     for name, source in inputs.items():
         target = run_dir / name
-        if not target.exists():  # a retried task finds them staged: copied atomically, so complete
+        if not target.exists():
             if source.is_dir():
                 with atomic_dir(target) as staging:
                     shutil.copytree(source, staging, dirs_exist_ok=True)
             else:
                 with atomic_file(target) as staging:
                     shutil.copyfile(source, staging)
-        staged[name] = str(target)
+        staged[name] = target
     with atomic_file(run_dir / "params.yaml") as staging:
         staging.write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))
-    staged["params.yaml"] = str(run_dir / "params.yaml")
-    return staged
+    return run_dir / "params.yaml", staged
+
+
+def collect_output(volume_dir: Path, out_dir: str | Path) -> Path:
+    """Copy the job's output folder from the volume to `out_dir` (atomically)."""
+    with atomic_dir(out_dir) as staging:
+        shutil.copytree(volume_dir, staging, dirs_exist_ok=True)
+    return Path(out_dir)

@@ -308,24 +308,31 @@ def test_a_two_node_trainjob_that_loses_a_node_resumes_to_the_single_process_enc
     from safetensors.numpy import load_file
     from trainkit import tiny_params
 
-    from renalmae.steps import pretrain as pretrain_step
-    from renalmae.train.trainjob import SharedVolume, pretrain
+    from renalmae.launch import TrainJobSettings, run_as_trainjob
+    from renalmae.steps import pretrain
 
     ingest_dir, splits_path = dataset
-    schedule = {"epochs": 4, "batch_size": 16}  # 20 steps, a checkpoint every 2
-    reference = pretrain_step.run(tiny_params(pretrain=schedule), ingest_dir, splits_path, tmp_path / "one")
+    schedule = {"epochs": 4, "batch_size": 16}  # 16 steps, a checkpoint every 2
+    reference = pretrain.run(tiny_params(pretrain=schedule), ingest_dir, splits_path, tmp_path / "one")
     mount = tmp_path / "shared-volume"
     params = tiny_params(pretrain={**schedule, "nodes": 2, "gpus": 1})
     name = job_name("pretrain", "run-42")
-    kubelet = Kubelet(mount / "renalmae-runs" / name / ".checkpoints" / "encoder" / "latest.pt")
+    kubelet = Kubelet(mount / "renalmae-runs" / name / ".checkpoints" / "out_dir" / "latest.pt")
     state = FakeKubernetes(token=TOKEN, runner=kubelet)
+    settings = TrainJobSettings(image="renalmae:test", volume_claim="data", mount_path=str(mount))
 
+    inputs = {"ingest_dir": ingest_dir, "splits_path": splits_path}
     with kubernetes(state) as server:
-        encoder = pretrain(params, ingest_dir, splits_path, tmp_path / "encoder", jobs=jobs_for(server),
-                           run_id="run-42", image="renalmae:test", volume=SharedVolume("data", str(mount)),
-                           poll_seconds=0.05)  # fmt: skip
+        encoder = run_as_trainjob(pretrain, params, inputs, {}, tmp_path / "encoder", settings=settings,
+                                  run_id="run-42", jobs=jobs_for(server), poll_seconds=0.05)  # fmt: skip
 
     assert len(state.created) == 2, "the job was created again after the lost node"
+    assert state.created[0]["spec"]["trainer"]["command"][:4] == [
+        "torchrun",
+        "-m",
+        "renalmae.cli",
+        "pretrain",
+    ]
     assert kubelet.step_found_by_attempt[0] is None
     found = kubelet.step_found_by_attempt[1]
     assert found is not None and found >= 2, (
@@ -336,17 +343,28 @@ def test_a_two_node_trainjob_that_loses_a_node_resumes_to_the_single_process_enc
         load_file(reference / "encoder.safetensors"),
         load_file(encoder / "encoder.safetensors"),
     )
-    for name, values in expected.items():
-        np.testing.assert_allclose(actual[name], values, atol=1e-5, err_msg=name)
+    for tensor, values in expected.items():
+        np.testing.assert_allclose(actual[tensor], values, atol=1e-5, err_msg=tensor)
 
 
-def test_a_checkpoint_dir_off_the_shared_volume_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"volume_claim": None}, "compile the pipeline with `renalmae pipeline compile --data-pvc NAME`"),
+        ({"image": ""}, "did not name the image"),
+        ({}, "train.checkpoint_dir /scratch/local is not on the shared volume mounted at /mnt/renalmae"),
+    ],
+    ids=["no-shared-volume", "no-image", "checkpoints-off-the-volume"],
+)
+def test_a_trainjob_that_could_not_resume_or_run_is_refused_before_submitting(tmp_path, settings, message):
     from trainkit import tiny_params
 
     from renalmae.errors import ParamsError
-    from renalmae.train.trainjob import SharedVolume, pretrain
+    from renalmae.launch import TrainJobSettings, run_as_trainjob
+    from renalmae.steps import pretrain
 
     params = tiny_params(train={"checkpoint_dir": "/scratch/local"}, pretrain={"nodes": 2})
-    with pytest.raises(ParamsError, match="train.checkpoint_dir /scratch/local is not on the shared volume"):
-        pretrain(params, tmp_path, tmp_path / "splits.json", tmp_path / "out", jobs=None, run_id="r",
-                 image="i", volume=SharedVolume("data", "/mnt/renalmae"))  # fmt: skip
+    given = {"image": "renalmae:test", "volume_claim": "data", "mount_path": "/mnt/renalmae", **settings}
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        run_as_trainjob(pretrain, params, {"ingest_dir": tmp_path, "splits_path": tmp_path}, {},
+                        tmp_path / "out", settings=TrainJobSettings(**given), run_id="r")  # fmt: skip

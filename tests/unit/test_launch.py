@@ -1,0 +1,42 @@
+"""How the CLI and the KFP components run a step: the argv handed to torchrun means what the CLI parses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from renalmae import launch, steps
+from renalmae.cli import build_parser
+
+
+@pytest.mark.parametrize("name", steps.PIPELINE)
+def test_the_command_every_rank_runs_parses_back_to_the_same_arguments(name):
+    step = steps.load(name).STEP
+    arguments = {
+        declared.argument: [Path(f"/runs/{p}") for p in declared.producers] if declared.many
+        else Path(f"/in/{declared.argument}")
+        for declared in step.inputs
+    }  # fmt: skip
+    target = {"task": "multiclass", "fold": 3} if step.per_target else {}
+    argv = launch.cli_argv(step, "/shared/params.yaml", arguments, target, "/out/here")
+
+    parsed = build_parser(argv).parse_args(argv)
+
+    assert parsed.command == name and parsed.params == Path("/shared/params.yaml")
+    assert {key: getattr(parsed, key) for key in arguments} == arguments
+    assert {key: getattr(parsed, key) for key in target} == target
+    assert getattr(parsed, step.output.argument) == Path("/out/here")
+
+
+def test_one_process_runs_the_step_here_without_torchrun(monkeypatch, tmp_path):
+    from renalmae.steps import pretrain
+
+    calls = []
+    monkeypatch.setattr(pretrain, "run", lambda params, **kwargs: calls.append(kwargs) or kwargs["out_dir"])
+    from renalmae.params import Params
+
+    out = launch.run_step(pretrain, Params(), {"ingest_dir": "i", "splits_path": "s"}, {}, tmp_path / "o")
+    assert out == tmp_path / "o" and calls == [
+        {"ingest_dir": "i", "splits_path": "s", "out_dir": tmp_path / "o"}
+    ]
