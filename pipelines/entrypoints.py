@@ -22,15 +22,20 @@ TOKEN_ENV = "KF_PIPELINES_TOKEN"
 """Bearer token for the KFP API (e.g. a service-account token); read from the environment, never printed."""
 
 
-def compile_pipeline(output: str | os.PathLike = COMPILED_PIPELINE, data_pvc: str | None = None) -> Path:
-    """Compile the DAG to `output` (KFP IR YAML); `data_pvc` mounts that PVC on the data-reading steps."""
+def compile_pipeline(
+    output: str | os.PathLike = COMPILED_PIPELINE, data_pvc: str | None = None, ingest_parts: int = 1
+) -> Path:
+    """Compile the DAG to `output` (KFP IR YAML); `data_pvc` mounts that PVC on the data-reading steps,
+    `ingest_parts` > 1 spreads ingest over that many pods."""
     from kfp import compiler
 
     from pipelines.renal_pipeline import build_pipeline
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline_func=build_pipeline(data_pvc), package_path=str(output))
+    compiler.Compiler().compile(
+        pipeline_func=build_pipeline(data_pvc, ingest_parts), package_path=str(output)
+    )
     return output
 
 

@@ -3,23 +3,32 @@
     ingest → validate → split → pretrain → ParallelFor (task × fold) { finetune, baseline }
            → Collected → compare → explain → register
 
+The pretrain pod asks for `pretrain.gpus` GPUs and runs the step under torchrun when there are several;
+with `pretrain.nodes > 1` it asks for none and runs the step as a Kubeflow Trainer job on the data PVC.
+
 The pipeline takes ONE input, `params_yaml` (the text of a params file, same schema as params.yaml);
 the (task, fold) pairs it fans out over are read from it by the `targets` component, so the params
 stay the single source of truth. Wiring only: no step logic lives here.
 """
 
+import json
+
 from kfp import dsl, kubernetes
 
+from components import CUDA_IMAGE
 from components.baseline.component import baseline
 from components.compare.component import compare
 from components.explain.component import explain
 from components.finetune.component import finetune
+from components.gpus.component import pod_gpus
 from components.ingest.component import ingest
+from components.ingest_parts.component import ingest_merge, ingest_part, ingest_plan
 from components.pretrain.component import pretrain
 from components.register.component import register
 from components.split.component import split
 from components.targets.component import targets
 from components.validate.component import validate
+from renalmae import kfp_io
 from renalmae.kfp_io import runs_input
 
 PIPELINE_NAME = "renalmae"
@@ -53,7 +62,8 @@ def _on_cpu(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
     )
 
 
-def _on_gpu(task: dsl.PipelineTask, name: str, resumable: bool = True) -> dsl.PipelineTask:
+def _on_gpu(task: dsl.PipelineTask, name: str, resumable: bool = True, gpus=1) -> dsl.PipelineTask:
+    """`gpus`: a number, or a task output (the pretrain pod's count is read from the params at run time)."""
     task = (
         task.set_display_name(name)
         .set_cpu_request(GPU_RESOURCES["cpu"])
@@ -61,10 +71,22 @@ def _on_gpu(task: dsl.PipelineTask, name: str, resumable: bool = True) -> dsl.Pi
         .set_memory_request(GPU_RESOURCES["memory"])
         .set_memory_limit(GPU_RESOURCES["memory"])
         .set_accelerator_type("nvidia.com/gpu")
-        .set_accelerator_limit(1)
+        .set_accelerator_limit(gpus)
     )
     # Training steps resume from their last checkpoint, so a retry after a lost node or an OOM is cheap.
     return task.set_retry(**RETRY) if resumable else task
+
+
+def _may_submit_trainjob(task: dsl.PipelineTask, data_pvc: str | None) -> dsl.PipelineTask:
+    """What the task needs to run its step as a Kubeflow Trainer job (`pretrain.nodes > 1`): the image of
+    the nodes, the shared volume (the data PVC) and the secrets its nodes get, by name."""
+    task.set_env_variable(kfp_io.TRAINJOB_IMAGE_ENV, CUDA_IMAGE)
+    secrets = {MLFLOW_SECRET: list(MLFLOW_SECRET_KEYS), S3_SECRET: list(S3_SECRET_KEYS)}
+    task.set_env_variable(kfp_io.TRAINJOB_SECRETS_ENV, json.dumps(secrets))
+    if data_pvc:
+        task.set_env_variable(kfp_io.SHARED_PVC_ENV, data_pvc)
+        task.set_env_variable(kfp_io.SHARED_MOUNT_ENV, DATA_MOUNT_PATH)
+    return task
 
 
 def _with_secrets(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -74,8 +96,27 @@ def _with_secrets(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task
 
 
-def build_pipeline(data_pvc: str | None = None):
-    """The pipeline function; `data_pvc` (a PVC name) is mounted at DATA_MOUNT_PATH on the data readers."""
+def _ingested(common: dict, parts: int, with_data):
+    """The `ingested` artifact: one `ingest` task, or a plan, `parts` pods decoding shards, and a merge."""
+    if parts <= 1:
+        return with_data(_with_secrets(_on_cpu(ingest(**common), "ingest"))).outputs["ingested"]
+    plan_task = with_data(_on_cpu(ingest_plan(parts=parts, **common), "ingest: plan"))
+    with dsl.ParallelFor(plan_task.outputs["Output"], parallelism=parts) as part:
+        part_task = with_data(
+            _on_cpu(
+                ingest_part(plan=plan_task.outputs["plan"], part=part, parts=parts, **common), "ingest: part"
+            )
+        )
+    shards = dsl.Collected(part_task.outputs["shards"])
+    merge_task = with_data(
+        _on_cpu(ingest_merge(plan=plan_task.outputs["plan"], shards=shards, **common), "ingest")
+    )
+    return merge_task.outputs["ingested"]
+
+
+def build_pipeline(data_pvc: str | None = None, ingest_parts: int = 1):
+    """The pipeline function; `data_pvc` (a PVC name) is mounted at DATA_MOUNT_PATH on the data readers;
+    `ingest_parts` > 1 spreads the decoding of the inputs over that many pods (a ParallelFor)."""
 
     def _with_data(task: dsl.PipelineTask) -> dsl.PipelineTask:
         if data_pvc:
@@ -91,22 +132,27 @@ def build_pipeline(data_pvc: str | None = None):
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         common = {"params_yaml": params_yaml, "pipeline_run_id": run_id}
 
-        ingest_task = _with_data(_with_secrets(_on_cpu(ingest(**common), "ingest")))
-        validate_task = _with_secrets(
-            _on_cpu(validate(ingested=ingest_task.outputs["ingested"], **common), "validate")
-        )
+        ingested = _ingested(common, ingest_parts, _with_data)
+        validate_task = _with_secrets(_on_cpu(validate(ingested=ingested, **common), "validate"))
         split_task = _with_secrets(
             _on_cpu(
                 split(
-                    ingested=ingest_task.outputs["ingested"],
+                    ingested=ingested,
                     validation=validate_task.outputs["validation"],
                     **common,
                 ),
                 "split",
             )
         )
-        data = {"ingested": ingest_task.outputs["ingested"], "splits": split_task.outputs["splits"]}
-        pretrain_task = _with_data(_with_secrets(_on_gpu(pretrain(**data, **common), "pretrain (MAE)")))
+        data = {"ingested": ingested, "splits": split_task.outputs["splits"]}
+        # pretrain.gpus GPUs in this pod (torchrun), or none when it submits a TrainJob (pretrain.nodes > 1)
+        gpus_task = _on_cpu(pod_gpus(params_yaml=params_yaml, step="pretrain"), "GPUs of the pretrain pod")
+        pretrain_task = _may_submit_trainjob(
+            _with_data(
+                _with_secrets(_on_gpu(pretrain(**data, **common), "pretrain (MAE)", gpus=gpus_task.output))
+            ),
+            data_pvc,
+        )
         targets_task = _on_cpu(targets(params_yaml=params_yaml), "targets (task × fold)")
 
         with dsl.ParallelFor(targets_task.output, parallelism=MAX_PARALLEL_TRAINING) as target:

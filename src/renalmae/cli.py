@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from renalmae import steps
+from renalmae import launch, steps
 from renalmae.errors import ParamsError, RenalMAEError
 from renalmae.params import load_params
 
@@ -59,13 +59,14 @@ def add_step_arguments(parser: argparse.ArgumentParser, step: steps.Step) -> Non
 
 
 def run_step(args: argparse.Namespace, params):
-    """Call the step's `run()` with the parsed options; return what it returns."""
+    """Call the step's `run()` with the parsed options (under torchrun when its params ask for several
+    processes: `renalmae.launch`); return its output path."""
     module = steps.load(args.command)
     step = module.STEP
     arguments = {declared.argument: getattr(args, declared.argument) for declared in step.inputs}
     target = {"task": args.task, "fold": args.fold} if step.per_target else {}
     out = getattr(args, step.output.argument) or Path(step.output_path(**target))
-    return module.run(params, **arguments, **target, **{step.output.argument: out})
+    return launch.run_step(module, params, arguments, target, out)
 
 
 def _add_step_commands(commands, invoked: str | None) -> None:
@@ -131,7 +132,9 @@ def _pipelines():
 
 
 def cmd_pipeline_compile(args, params):
-    return _pipelines().compile_pipeline(args.output, data_pvc=args.data_pvc)
+    if args.ingest_parts < 1:
+        raise ParamsError(f"--ingest-parts must be at least 1 (got {args.ingest_parts})")
+    return _pipelines().compile_pipeline(args.output, data_pvc=args.data_pvc, ingest_parts=args.ingest_parts)
 
 
 def cmd_pipeline_run(args, params):
@@ -161,6 +164,9 @@ def _add_pipeline_commands(commands) -> None:
     compile_.add_argument("--output", type=Path, default=Path("pipelines/renal_pipeline.yaml"))
     compile_.add_argument(
         "--data-pvc", default=None, help="mount this PVC at /mnt/renalmae on the data-reading steps"
+    )
+    compile_.add_argument(
+        "--ingest-parts", type=int, default=1, help="decode the inputs in this many pods (a ParallelFor)"
     )
     compile_.set_defaults(handler=cmd_pipeline_compile)
     run = actions.add_parser("run", help="run the whole DAG on this machine with kfp.local")

@@ -16,13 +16,13 @@ STEPS = ["ingest", "validate", "split", "pretrain", "finetune", "baseline", "com
 GPU_STEPS = ["pretrain", "finetune", "baseline", "explain"]
 
 
-def compile_to(output: Path, data_pvc: str | None = None) -> list[dict]:
+def compile_to(output: Path, data_pvc: str | None = None, ingest_parts: int = 1) -> list[dict]:
     """Compile in this process, as `renalmae pipeline compile` does; return the YAML documents."""
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     from pipelines.entrypoints import compile_pipeline
 
-    compile_pipeline(output, data_pvc=data_pvc)
+    compile_pipeline(output, data_pvc=data_pvc, ingest_parts=ingest_parts)
     return list(yaml.safe_load_all(output.read_text()))
 
 
@@ -72,14 +72,18 @@ def test_finetune_and_baseline_fan_out_over_task_and_fold(compiled):
     assert collected["baseline_runs"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
 
 
-def test_model_steps_request_one_gpu_and_others_none(compiled):
+def test_model_steps_request_gpus_and_others_none(compiled):
     executors = compiled[0]["deploymentSpec"]["executors"]
     for step in STEPS:
         resources = executors[f"exec-{step}"]["container"]["resources"]
         assert resources["memoryLimit"] and resources["cpuLimit"], step
         if step in GPU_STEPS:
             accelerator = resources["accelerator"]
-            assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1"), (
+            # pretrain asks for what pod_gpus reads from the params (pretrain.gpus, 0 with a TrainJob)
+            count = (
+                "{{$.inputs.parameters['pipelinechannel--pod-gpus-Output']}}" if step == "pretrain" else "1"
+            )
+            assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", count), (
                 step
             )
             assert executors[f"exec-{step}"]["container"]["image"].endswith("-cuda"), step
@@ -104,6 +108,42 @@ def test_tracking_steps_get_mlflow_and_s3_secrets_as_env(compiled):
     }
     assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"} <= register_env
     assert "exec-targets" not in platform
+
+
+def test_the_pretrain_pod_gets_its_gpu_count_from_the_params_and_the_trainjob_settings(tmp_path, compiled):
+    tasks = compiled[0]["root"]["dag"]["tasks"]
+    count = tasks["pretrain"]["inputs"]["parameters"]["pipelinechannel--pod-gpus-Output"]
+    assert count["taskOutputParameter"]["producerTask"] == "pod-gpus"
+    assert tasks["pod-gpus"]["inputs"]["parameters"]["step"]["runtimeValue"]["constant"] == "pretrain"
+
+    def settings(documents: list[dict]) -> dict[str, str]:
+        container = documents[0]["deploymentSpec"]["executors"]["exec-pretrain"]["container"]
+        return {item["name"]: item["value"] for item in container.get("env", [])}
+
+    without_volume = settings(compiled)
+    assert without_volume["RENALMAE_TRAINJOB_IMAGE"].endswith("-cuda")
+    assert "renalmae-mlflow" in without_volume["RENALMAE_TRAINJOB_SECRETS"]
+    assert "RENALMAE_SHARED_PVC" not in without_volume, "no volume: a TrainJob is refused with the fix"
+    with_volume = settings(compile_to(tmp_path / "with_pvc.yaml", data_pvc="renal-data"))
+    assert (with_volume["RENALMAE_SHARED_PVC"], with_volume["RENALMAE_SHARED_MOUNT"]) == (
+        "renal-data", "/mnt/renalmae"
+    )  # fmt: skip
+
+
+def test_ingest_parts_spread_the_decoding_over_a_parallel_for_and_merge(tmp_path):
+    spec = compile_to(tmp_path / "parts.yaml", data_pvc="renal-data", ingest_parts=3)
+    tasks = spec[0]["root"]["dag"]["tasks"]
+    assert "ingest" not in tasks and {"ingest-plan", "ingest-merge"} <= set(tasks)
+    components = spec[0]["components"]
+    (loop,) = [
+        name for name, task in tasks.items()
+        if "parameterIterator" in task and "ingest-part" in components[f"comp-{name}"]["dag"]["tasks"]
+    ]  # fmt: skip
+    assert tasks[loop]["iteratorPolicy"]["parallelismLimit"] == 3
+    validate_input = tasks["validate"]["inputs"]["artifacts"]["ingested"]["taskOutputArtifact"]
+    assert validate_input["producerTask"] == "ingest-merge"
+    mounts = spec[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert all(mounts[f"exec-ingest-{name}"]["pvcMount"] for name in ("plan", "part", "merge"))
 
 
 def test_data_pvc_is_mounted_only_when_named(tmp_path, compiled):
