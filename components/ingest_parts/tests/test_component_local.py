@@ -4,17 +4,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+import pytest
 from kfp import dsl
 from kfp.dsl import Dataset
 from PIL import Image
 
 from components.ingest_parts.component import ingest_merge, ingest_part, ingest_plan
-from components.testkit import TINY_PARAMS
+from renalmae.testing import tiny_params, tiny_params_yaml
 
 
+# Four kfp.local subprocesses (half a minute or more on 2 shared cores): slow. The default run checks the
+# same plan / parts / merge on the step (tests/unit/data/test_ingest_shards.py) and the DAG's wiring
+# (tests/unit/pipelines/test_pipeline_compile.py).
+@pytest.mark.slow
 def test_ingest_in_two_parts_under_kfp_local_equals_one_ingest(kfp_local, tmp_path):
-    from renalmae.params import params_from_dict
     from renalmae.steps import ingest
 
     rng = np.random.default_rng(0)
@@ -22,8 +25,8 @@ def test_ingest_in_two_parts_under_kfp_local_equals_one_ingest(kfp_local, tmp_pa
         path = tmp_path / "pool" / f"p{index}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (40 + index, 48), dtype=np.uint8)).save(path)
-    raw = {**TINY_PARAMS, "data": {**TINY_PARAMS["data"], "pool": [str(tmp_path / "pool")], "shard_size": 2}}
-    one_task = ingest.run(params_from_dict(raw), tmp_path / "one-task")
+    data = {"pool": [str(tmp_path / "pool")], "shard_size": 2}
+    one_task = ingest.run(tiny_params(data=data), tmp_path / "one-task")
 
     @dsl.pipeline
     def ingest_in_parts(params_yaml: str) -> Dataset:
@@ -39,7 +42,7 @@ def test_ingest_in_two_parts_under_kfp_local_equals_one_ingest(kfp_local, tmp_pa
         )
         return merge_task.outputs["ingested"]
 
-    merged = Path(ingest_in_parts(params_yaml=yaml.safe_dump(raw)).output.path)
+    merged = Path(ingest_in_parts(params_yaml=tiny_params_yaml(data=data)).output.path)
 
     pd.testing.assert_frame_equal(
         pd.read_parquet(merged / "table.parquet"), pd.read_parquet(one_task / "table.parquet")

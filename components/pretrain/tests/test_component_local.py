@@ -3,13 +3,14 @@
 from pathlib import Path
 
 import numpy as np
-import yaml
+import pytest
 from kfp import dsl
 from kfp.dsl import Dataset, Model
 from safetensors.numpy import load_file
 
 from components.pretrain.component import pretrain
-from components.testkit import TINY_PARAMS, imported, step_or_skip
+from components.testkit import imported, step_or_skip
+from renalmae.testing import tiny_params_yaml
 
 
 def test_pretrain_runs_under_kfp_local(kfp_local, params_yaml, ingested, splits):
@@ -27,11 +28,14 @@ def test_pretrain_runs_under_kfp_local(kfp_local, params_yaml, ingested, splits)
     assert any(Path(run.output.path).iterdir())
 
 
+# Two torchrun ranks inside a kfp.local subprocess (minutes on 2 shared cores): slow. The default run
+# checks the same launch (`launch.run_step` with pretrain.gpus: 2) in tests/unit/train/test_distributed.py.
+@pytest.mark.slow
 def test_pretrain_gpus_2_runs_two_torchrun_ranks_that_equal_one_process(kfp_local, ingested, splits, encoder):
     """`pretrain.gpus: 2` on the CPU: the component launches the step under torchrun (two gloo ranks, half
     the global batch each); the encoder equals the one-process encoder of the same params otherwise."""
     step_or_skip("pretrain")
-    two_ranks = yaml.safe_dump({**TINY_PARAMS, "pretrain": {**TINY_PARAMS["pretrain"], "gpus": 2}})
+    two_ranks = tiny_params_yaml(pretrain={"gpus": 2})
 
     @dsl.pipeline
     def pretrain_only(params_yaml: str) -> Model:

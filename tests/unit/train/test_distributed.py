@@ -58,22 +58,20 @@ def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path):
 
 
 def test_pretraining_under_torchrun_on_two_cpu_processes_gives_the_single_process_encoder(tmp_path, dataset):
-    """The launch path the pipeline uses for `pretrain.gpus: 2`: MAE masking and augmentation included."""
-    import yaml
+    """The launch path the CLI and the KFP component take for `pretrain.gpus: 2` (`launch.run_step`: the
+    step's CLI command under torchrun, each rank running the step itself): MAE masking and augmentation
+    included."""
     from safetensors.numpy import load_file
     from trainkit import tiny_params
 
+    from renalmae import launch
     from renalmae.steps import pretrain
-    from renalmae.train.distributed import run_under_torchrun
 
     ingest_dir, splits_path = dataset
     params = tiny_params(pretrain={"epochs": 1, "batch_size": 16, "gpus": 2})
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params.to_dict()))
     single = pretrain.run(params, ingest_dir, splits_path, tmp_path / "single")
-    paths = {"--ingest": ingest_dir, "--splits": splits_path, "--out": tmp_path / "two-ranks"}
-    argv = ["pretrain", "--params", str(params_file), *(str(part) for item in paths.items() for part in item)]
-    run_under_torchrun(argv, nproc_per_node=2)
+    inputs = {"ingest_dir": ingest_dir, "splits_path": splits_path}
+    launch.run_step(pretrain, params, inputs, {}, tmp_path / "two-ranks")
 
     expected, actual = (
         load_file(single / "encoder.safetensors"),
