@@ -368,3 +368,73 @@ def test_a_trainjob_that_could_not_resume_or_run_is_refused_before_submitting(tm
     with pytest.raises(ParamsError, match=re.escape(message)):
         run_as_trainjob(pretrain, params, {"ingest_dir": tmp_path, "splits_path": tmp_path}, {},
                         tmp_path / "out", settings=TrainJobSettings(**given), run_id="r")  # fmt: skip
+
+
+def test_the_pretrain_component_with_two_nodes_submits_a_trainjob_and_returns_its_encoder(
+    tmp_path, dataset, monkeypatch
+):
+    """The KFP component's path for `pretrain.nodes: 2` (`kfp_io.run_component` → `launch.run_as_trainjob`):
+    the image, shared volume and secret names the DAG sets on the task reach the job, the client finds
+    the cluster as a pod would (here a kubeconfig naming the fake API server), and the encoder the job
+    writes on the volume becomes the task's `encoder` artifact. The fake kubelet runs the job's command in
+    this process as one rank (ranks equal one process: tests/unit/train/test_distributed.py)."""
+    import json
+
+    from kfp.dsl import Dataset, Metrics, Model
+    from kubernetes.config import kube_config
+    from trainkit import TRAINING
+
+    from renalmae import cli, kfp_io
+    from renalmae.testing import tiny_params_yaml
+
+    ingest_dir, splits_path = dataset
+    mount = tmp_path / "volume"
+    ran = []
+
+    def kubelet(job: dict, attempt: int) -> dict:
+        trainer = job["spec"]["trainer"]
+        assert trainer["command"][:3] == ["torchrun", "-m", "renalmae.cli"]
+        ran.append(trainer)
+        code = cli.main(trainer["command"][3:])
+        return finished("Complete", "JobSetCompleted") if code == 0 else finished("Failed", "FailedJobs")
+
+    state = FakeKubernetes(token=TOKEN, runner=kubelet)
+    with kubernetes(state) as server:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "pod",
+            "clusters": [{"name": "fake", "cluster": {"server": server.url}}],
+            "users": [{"name": "pipeline-runner", "user": {"token": TOKEN}}],
+            "contexts": [{"name": "pod", "context": {"cluster": "fake", "user": "pipeline-runner",
+                                                     "namespace": NAMESPACE}}],
+        }))  # fmt: skip
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not in a pod: the kubeconfig
+        # (the client reads $KUBECONFIG when it is imported, so the path is set where it keeps it)
+        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+        environment = {
+            kfp_io.TRAINJOB_IMAGE_ENV: "renalmae:test-cuda",
+            kfp_io.SHARED_PVC_ENV: "renal-data",
+            kfp_io.SHARED_MOUNT_ENV: str(mount),
+            kfp_io.TRAINJOB_SECRETS_ENV: json.dumps({"renalmae-mlflow": ["MLFLOW_TRACKING_URI"]}),
+        }
+        for name, value in {**environment, kfp_io.ENGINE_ENV: "", kfp_io.RUN_ID_ENV: ""}.items():
+            monkeypatch.setenv(name, value)  # run_component sets the last two: restored after the test
+        kfp_io.run_component("pretrain", {
+            "params_yaml": tiny_params_yaml(TRAINING, pretrain={"nodes": 2, "epochs": 1}),
+            "pipeline_run_id": "run-7",
+            "ingested": Dataset(uri=str(ingest_dir)), "splits": Dataset(uri=str(splits_path)),
+            "encoder": Model(uri=str(tmp_path / "encoder")), "metrics": Metrics(uri=str(tmp_path / "m")),
+        })  # fmt: skip
+
+    (trainer,) = ran
+    (job,) = state.created
+    assert (job["metadata"]["namespace"], trainer["image"], trainer["numNodes"]) == (
+        NAMESPACE, "renalmae:test-cuda", 2
+    )  # fmt: skip
+    secret = {"secretKeyRef": {"name": "renalmae-mlflow", "key": "MLFLOW_TRACKING_URI"}}
+    assert {"name": "MLFLOW_TRACKING_URI", "valueFrom": secret} in trainer["env"], "by reference, no value"
+    assert {"name": kfp_io.RUN_ID_ENV, "value": "run-7"} in trainer["env"]
+    assert "renal-data" in json.dumps(job["spec"]), "the shared volume is mounted on the nodes"
+    on_volume = mount / "renalmae-runs" / job["metadata"]["name"] / "out_dir"
+    for name in ("encoder.safetensors", "metrics.json"):
+        assert (tmp_path / "encoder" / name).read_bytes() == (on_volume / name).read_bytes(), name
