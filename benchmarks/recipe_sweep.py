@@ -18,8 +18,9 @@ are reported, never used to choose. One seed, one fold: differences smaller than
     python benchmarks/recipe_sweep.py --out OUT --no-train          # the table of what OUT holds so far
     python benchmarks/recipe_sweep.py --tiny                        # phantom smoke run (make benchmarks)
 
-Pretraining runs are cached in OUT by the parameters they read, so configurations that differ only in
-fine-tuning share one, and a re-run continues where a killed one stopped. Prints a markdown table and writes
+Every run is cached in OUT by the params sections its step declares (`STEP.params`), so configurations
+that differ only in fine-tuning share one pretraining, a param added elsewhere keeps the cache, and a re-run
+continues where a killed one stopped. Prints a markdown table and writes
 OUT/results.json; exits 0.
 """
 
@@ -47,7 +48,7 @@ from renalmae.train.engine import seed_everything
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILE = REPO_ROOT / "profiles" / "kidney-external.yaml"
-PRETRAIN_SECTIONS = ("data", "encoder", "mae", "augment", "train", "pretrain")
+DATA_SECTIONS = ("data", "phantom", "validate", "split")  # what ingest, validate and split read
 USF_MAE_AUGMENT = {"crop_scale": [0.5, 2.0], "hflip": 0.5, "vflip": 0.5, "rotation_degrees": [0.0, 90.0],
                    "gamma": [1.0, 1.0], "contrast": [1.0, 1.0], "speckle_std": 0.0}  # fmt: skip
 MAE_REGULARISERS = {"mixup": 0.8, "cutmix": 1.0, "random_erasing": 0.25}
@@ -113,7 +114,7 @@ def digest(params: Params, sections: tuple[str, ...]) -> str:
 
 def prepared_data(params: Params, out: Path) -> tuple[Path, Path]:
     """Ingest, validate and split once per data section (resolution, pool); cached in `out`."""
-    root = out / "data" / digest(params, ("data", "phantom", "validate", "split"))
+    root = out / "data" / digest(params, DATA_SECTIONS)
     splits_path = root / "splits.json"
     if not splits_path.is_file():
         ingest.run(params, root / "ingested")
@@ -173,23 +174,21 @@ class NotRun(Exception):
 
 
 def run_config(name: str, params: Params, out: Path, fold: int, task: str, train: bool = True) -> dict:
-    if not train and not (run_dir_of(name, params, out, fold) / "metrics.json").is_file():
+    encoder_dir = encoder_dir_of(name, params, out)
+    run_dir = run_dir_of(name, params, out, fold)
+    if not train and not (run_dir / "metrics.json").is_file():
         raise NotRun(name)
     ingest_dir, splits_path = prepared_data(params, out)
     started = time.time()
-    if name == "no-pretraining":
-        encoder_dir = out / "pretrain" / f"untrained-{digest(params, PRETRAIN_SECTIONS)}"
-        if not (encoder_dir / "encoder.json").is_file():
+    if not (encoder_dir / "encoder.json").is_file():
+        if name == "no-pretraining":
             untrained_encoder(params, encoder_dir)
-    else:
-        encoder_dir = out / "pretrain" / digest(params, PRETRAIN_SECTIONS)
-        if not (encoder_dir / "encoder.json").is_file():
+        else:
             pretrain.run(params, ingest_dir, splits_path, encoder_dir)
     metrics_path = encoder_dir / "metrics.json"
     pretrain_seconds = (
         json.loads(metrics_path.read_text())["train_seconds"] if metrics_path.is_file() else 0.0
     )
-    run_dir = run_dir_of(name, params, out, fold)
     if not (run_dir / "metrics.json").is_file():
         finetune.run(params, ingest_dir, splits_path, encoder_dir, task, fold, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -199,12 +198,20 @@ def run_config(name: str, params: Params, out: Path, fold: int, task: str, train
             "aucs": split_aucs(run_dir), "wall_seconds": round(time.time() - started, 1)}  # fmt: skip
 
 
+def encoder_dir_of(name: str, params: Params, out: Path) -> Path:
+    """The pretraining run of a configuration, keyed by what the pretrain step reads (its declaration)."""
+    key = digest(params, pretrain.STEP.params)
+    return out / "pretrain" / (f"untrained-{key}" if name == "no-pretraining" else key)
+
+
 def run_dir_of(name: str, params: Params, out: Path, fold: int) -> Path:
-    return out / "finetune" / f"{name}-{digest(params, tuple(params.to_dict()))}-fold{fold}"
+    """The fine-tuning run: keyed by what the finetune step reads and by the encoder it starts from."""
+    key = f"{digest(params, finetune.STEP.params)}-{encoder_dir_of(name, params, out).name}"
+    return out / "finetune" / f"{name}-{key}-fold{fold}"
 
 
 def run_baseline(params: Params, out: Path, fold: int, task: str, train: bool = True) -> dict:
-    run_dir = out / "baseline" / f"{digest(params, ('data', 'augment', 'train', 'baseline'))}-fold{fold}"
+    run_dir = out / "baseline" / f"{digest(params, baseline.STEP.params)}-fold{fold}"
     if not train and not (run_dir / "metrics.json").is_file():
         raise NotRun(f"{params.baseline.arch} {params.data.image_size}px")
     ingest_dir, splits_path = prepared_data(params, out)
