@@ -184,18 +184,33 @@ def run_config(name: str, params: Params, out: Path, fold: int, task: str, train
         if name == "no-pretraining":
             untrained_encoder(params, encoder_dir)
         else:
-            pretrain.run(params, ingest_dir, splits_path, encoder_dir)
-    metrics_path = encoder_dir / "metrics.json"
-    pretrain_seconds = (
-        json.loads(metrics_path.read_text())["train_seconds"] if metrics_path.is_file() else 0.0
-    )
+            timed(encoder_dir, pretrain.run, params, ingest_dir, splits_path, encoder_dir)
     if not (run_dir / "metrics.json").is_file():
-        finetune.run(params, ingest_dir, splits_path, encoder_dir, task, fold, run_dir)
+        timed(run_dir, finetune.run, params, ingest_dir, splits_path, encoder_dir, task, fold, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    pretrain_seconds = 0.0 if name == "no-pretraining" else seconds_of(encoder_dir)
     return {"config": name, "model": "usfmae", "run_dir": str(run_dir), "image_size": params.data.image_size,
             "pretrain_seconds": pretrain_seconds,
-            "finetune_seconds": metrics["train_seconds"], "best_epoch": metrics["best_epoch"],
+            "finetune_seconds": seconds_of(run_dir), "best_epoch": metrics["best_epoch"],
             "aucs": split_aucs(run_dir), "wall_seconds": round(time.time() - started, 1)}  # fmt: skip
+
+
+def timed(run_dir: Path, step, *args) -> None:
+    """Run a step and keep its wall seconds beside its output (`<run_dir>.seconds`): the steps keep timings
+    out of their files, so that the same run gives the same bytes. A resumed run counts its last call only."""
+    started = time.time()
+    step(*args)
+    run_dir.with_name(run_dir.name + ".seconds").write_text(f"{time.time() - started:.1f}\n")
+
+
+def seconds_of(run_dir: Path) -> float | None:
+    """Wall seconds of a run: from `timed`, or from metrics.json where older steps wrote them; else None."""
+    sidecar = run_dir.with_name(run_dir.name + ".seconds")
+    if sidecar.is_file():
+        return float(sidecar.read_text())
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return metrics.get("train_seconds")
 
 
 def encoder_dir_of(name: str, params: Params, out: Path) -> Path:
@@ -216,12 +231,12 @@ def run_baseline(params: Params, out: Path, fold: int, task: str, train: bool = 
         raise NotRun(f"{params.baseline.arch} {params.data.image_size}px")
     ingest_dir, splits_path = prepared_data(params, out)
     if not (run_dir / "metrics.json").is_file():
-        baseline.run(params, ingest_dir, splits_path, task, fold, run_dir)
+        timed(run_dir, baseline.run, params, ingest_dir, splits_path, task, fold, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"config": f"{params.baseline.arch} {params.data.image_size}px", "model": params.baseline.arch,
             "what": "the CNN baseline, random init, trained the same way on the same fold",
             "run_dir": str(run_dir), "image_size": params.data.image_size,
-            "pretrain_seconds": 0.0, "finetune_seconds": metrics["train_seconds"],
+            "pretrain_seconds": 0.0, "finetune_seconds": seconds_of(run_dir),
             "best_epoch": metrics["best_epoch"], "aucs": split_aucs(run_dir)}  # fmt: skip
 
 
@@ -234,6 +249,10 @@ def _cell(aucs: dict, name: str, with_ci: bool = False) -> str:
     return f"{entry['auc']:.3f}"
 
 
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| configuration | what changes | val AUC (chooses) | external AUC (95 % CI) | internal test AUC "
@@ -244,8 +263,8 @@ def table(rows: list[dict]) -> str:
         aucs = row["aucs"]
         lines.append(
             f"| {row['config']} | {row.get('what', '')} | {_cell(aucs, 'val')} | "
-            f"{_cell(aucs, 'external', True)} | {_cell(aucs, 'test')} | {row['pretrain_seconds']:.0f} | "
-            f"{row['finetune_seconds']:.0f} |"
+            f"{_cell(aucs, 'external', True)} | {_cell(aucs, 'test')} | "
+            f"{_seconds(row['pretrain_seconds'])} | {_seconds(row['finetune_seconds'])} |"
         )
     return "\n".join(lines)
 
