@@ -25,7 +25,7 @@ from torch import nn
 
 from renalmae.explain.faithfulness import map_correlation, perturbation_curves, pixel_ranks, random_ranks
 from renalmae.explain.images import cam_layer, image_channel_scores
-from renalmae.explain.localisation import localise
+from renalmae.explain.localisation import localise, map_peak
 from renalmae.explain.scorecam import Precision, cam_maps
 from renalmae.explain.summary import mean_interval
 from renalmae.models.preprocess import to_model_input
@@ -61,9 +61,9 @@ class Measured:
 
 
 def _peak(maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column [B] of each map's maximum (the first one in raster order on ties)."""
-    flat = maps.flatten(1).argmax(dim=1).cpu().numpy()
-    return flat // maps.shape[-1], flat % maps.shape[-1]
+    """Row and column [B] of each map's peak (`localisation.map_peak`: the centre of its maximal plateau)."""
+    peaks = np.array([map_peak(cam) for cam in maps.cpu().numpy()]).reshape(-1, 2)
+    return peaks[:, 0], peaks[:, 1]
 
 
 def measure_explanations(

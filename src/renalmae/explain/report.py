@@ -105,8 +105,10 @@ NOTES = {
     "Localisation against lesion masks": (
         "Over the measured holdout images with a lesion mask; mean (95 % cluster-bootstrap interval, "
         "series resampled). Energy ratio 1.0 = no better than a uniform map; pointing chance = the hit "
-        "rate of a randomly placed peak; peaks near border = share of map maxima within 1/16 of the side "
-        "of the image border; empty maps = maps with no positive evidence (they count as misses)."
+        "rate of a randomly placed peak; peaks near border = share of map peaks within 1/16 of the side "
+        "of the image border (the peak of a map in a random cell of an h × w grid is in an edge cell "
+        "1 − (h−2)(w−2)/hw of the time: 44 % at 8 × 8); empty maps = maps with no positive evidence "
+        "(they count as misses)."
     ),
     "Faithfulness and class sensitivity": (
         "Deletion / insertion AUC (Petsiuk et al. 2018): the explained class's probability as pixels are "
