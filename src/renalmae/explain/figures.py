@@ -116,30 +116,39 @@ def save_overlay(path: str | os.PathLike, item: ExplainedImage, scale: int = 1) 
     return path
 
 
-def grid_figure(path: str | os.PathLike, items: list[ExplainedImage], title: str | None = None) -> Path:
-    """One row per class, one column per image: overlays with mask outlines and the prediction.
+def grid_figure(
+    path: str | os.PathLike, items: list[ExplainedImage], title: str | None = None, scale: int = 2
+) -> Path:
+    """One row per class, one column per image: overlays with mask outlines (nearest-neighbour upscaled
+    by `scale`), each labelled `true class -> predicted class (probability)`, as a PNG.
 
-    `title` goes above the grid; leave it out where the page's heading already names the figure.
+    `title` goes in a band above the grid; leave it out where the page's heading already names the figure.
+    Drawn with PIL (a matplotlib grid cost ~2 s of CPU per figure, an eighth of the default explain stage).
     """
     path = Path(path)
     classes = list(dict.fromkeys(item.label for item in items))
-    columns = max((sum(item.label == name for item in items) for name in classes), default=1)
-    figure, axes = plt.subplots(
-        len(classes) or 1, columns, figsize=(2.2 * columns, 2.4 * max(len(classes), 1)), squeeze=False
-    )
-    for axis in axes.flat:
-        axis.axis("off")
-    for row, class_name in enumerate(classes):
-        for column, item in enumerate(item for item in items if item.label == class_name):
-            axis = axes[row, column]
-            axis.imshow(overlay_rgb(item.image, item.cam, item.mask), interpolation="nearest")
-            axis.set_title(f"{class_name} → {item.predicted_class} ({item.probability:.2f})", fontsize=8)
+    rows = [[item for item in items if item.label == name] for name in classes] or [[]]
+    columns = max(len(row) for row in rows) or 1
+    height, width = np.asarray(items[0].image).shape[:2] if items else (1, 1)
+    panel_h, panel_w = height * scale, width * scale
+    gap = PANEL_GAP_PX * scale
+    cell_h = LABEL_BAND_PX + panel_h + gap
+    title_h = 2 * LABEL_BAND_PX if title else 0
+    grid_w = columns * (panel_w + gap) - gap
+    grid = Image.new("RGB", (max(grid_w, 1), title_h + len(rows) * cell_h - gap), (255, 255, 255))
     if title:
-        figure.suptitle(title)
-    figure.tight_layout()
+        draw = ImageDraw.Draw(grid)
+        draw.text((2, LABEL_BAND_PX // 2), title, fill=(0, 0, 0), font=ImageFont.load_default(size=12))
+    for row, row_items in enumerate(rows):
+        top = title_h + row * cell_h
+        labels = [f"{i.label} -> {i.predicted_class} ({i.probability:.2f})" for i in row_items]
+        grid.paste(_label_band(grid_w, panel_w, gap, labels), (0, top))
+        for column, item in enumerate(row_items):
+            panel = overlay_rgb(item.image, item.cam, item.mask)
+            panel = np.repeat(np.repeat(panel, scale, axis=0), scale, axis=1)
+            grid.paste(Image.fromarray(panel), (column * (panel_w + gap), top + LABEL_BAND_PX))
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")  # a title wider than the grid is not cut off
-    plt.close(figure)
+    grid.save(path)
     return path
 
 
