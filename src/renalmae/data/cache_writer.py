@@ -329,6 +329,7 @@ class IngestPlan:
 
     @classmethod
     def load(cls, directory: Path) -> IngestPlan:
+        """The plan `save` wrote in `directory`."""
         payload = json.loads((directory / PLAN_FILE).read_text())
         blocks = []
         for start in payload["blocks"]:

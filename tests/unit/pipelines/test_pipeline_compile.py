@@ -169,3 +169,13 @@ def test_image_tag_comes_from_the_environment(tmp_path):
     executors = next(yaml.safe_load_all(output.read_text()))["deploymentSpec"]["executors"]
     images = {executor["container"]["image"] for executor in executors.values()}
     assert images == {"registry.example.org/renalmae:abc123-cpu", "registry.example.org/renalmae:abc123-cuda"}
+
+
+def test_ingest_parts_below_one_is_refused_with_the_option_named(tmp_path, capsys):
+    from renalmae import cli
+
+    code = cli.main(["pipeline", "compile", "--output", str(tmp_path / "p.yaml"), "--ingest-parts", "0"])
+
+    assert code != 0
+    assert "--ingest-parts must be at least 1 (got 0)" in capsys.readouterr().err
+    assert not (tmp_path / "p.yaml").exists()
