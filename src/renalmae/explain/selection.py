@@ -88,10 +88,23 @@ def sample_per_class(rows: pd.DataFrame, classes: list[str], per_class: int, see
 
 def measured_images(rows: pd.DataFrame, has_mask: np.ndarray, max_images: int, seed: int) -> pd.DataFrame:
     """The rows measured: those with a lesion mask (every row when none has one), at most `max_images`
-    drawn with `seed`, in id order."""
+    drawn with `seed`, in id order.
+
+    The draw is spread over the rows' `group`s (series or patients): frames are taken one per group in
+    turn (groups and frames in seeded random order) until `max_images`, so a sample holds as many groups
+    as it can. A plain random draw follows the frames: on the kidney holdout (337 masked frames in 30
+    series) 86 of 100 came from two series, and frames of one series are nearly one observation.
+    """
     candidates = rows[np.asarray(has_mask, dtype=bool)] if np.any(has_mask) else rows
-    candidates = candidates.sort_values("id")
+    candidates = candidates.sort_values("id").reset_index(drop=True)
     if len(candidates) > max_images:
-        chosen = np.sort(np.random.default_rng(seed).choice(len(candidates), size=max_images, replace=False))
-        candidates = candidates.iloc[chosen]
+        rng = np.random.default_rng(seed)
+        groups = candidates["group"] if "group" in candidates else candidates["id"]
+        names = groups.unique()
+        group_order = dict(zip(names, rng.permutation(len(names)), strict=True))
+        draw = pd.DataFrame({"turn": rng.permutation(len(candidates)), "group": groups.to_numpy()})
+        draw["round"] = draw.groupby("group")["turn"].rank(method="first")
+        draw["group_order"] = draw["group"].map(group_order)
+        chosen = draw.sort_values(["round", "group_order"]).index[:max_images]
+        candidates = candidates.loc[np.sort(chosen)]
     return candidates.reset_index(drop=True)
