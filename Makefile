@@ -23,11 +23,11 @@ run: setup  ## the main job: the whole pipeline on the embedded default (phantom
 test: setup  ## the default test suite (everything but tests marked slow); starts its own services
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not slow"
 
-test-all: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+test-all: setup  ## every test but the container run (that one needs root, podman and an image build)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not containers"
 
 test-containers: setup  ## slow: build the image, run the tiny pipeline in it (kfp.local DockerRunner on podman)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m containers
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m containers -rP
 
 images:  ## build the image targets that build offline here with podman (cuda, mlflow); docker/README.md
 	docker/build-images.sh

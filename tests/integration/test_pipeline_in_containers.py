@@ -25,6 +25,7 @@ import pytest
 import yaml
 from servicekit import REPO_ROOT, require
 
+from renalmae.artifacts import Comparison, Encoder, Explanations, IngestedData, TrainedRun, ValidationReport
 from renalmae.registry.connection import mlflow_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.containers, pytest.mark.slow]
@@ -126,19 +127,19 @@ def test_every_step_produced_its_outputs_in_the_containers(pipeline_run, pipelin
     comparison = pipeline_run["comparison"]
     folds = pipeline_run["params"]["split"]["folds"]
 
-    assert comparison is not None and (comparison / "metrics.json").is_file(), sorted(
+    assert comparison is not None and (comparison / Comparison.METRICS).is_file(), sorted(
         pipeline_root.rglob("*")
     )[:50]
-    assert (comparison / "index.html").is_file()
-    assert _outputs(pipeline_root, "table.parquet"), "ingest"
-    assert _outputs(pipeline_root, "summary.json"), "validate"
-    assert _outputs(pipeline_root, "encoder.safetensors"), "pretrain"
-    run_files = _outputs(pipeline_root, "run.json")
+    assert (comparison / Comparison.REPORT).is_file()
+    assert _outputs(pipeline_root, IngestedData.TABLE), "ingest"
+    assert _outputs(pipeline_root, ValidationReport.SUMMARY), "validate"
+    assert _outputs(pipeline_root, Encoder.WEIGHTS), "pretrain"
+    run_files = _outputs(pipeline_root, TrainedRun.RUN)
     models = [json.loads(path.read_text())["model"] for path in run_files]
     assert sorted(models) == sorted(["usfmae", "densenet169"] * len(folds)), run_files
-    assert _outputs(pipeline_root, "localisation.json") or _outputs(pipeline_root, "explanations.json"), (
-        "explain"
-    )
+    assert [path for path in _outputs(pipeline_root, TrainedRun.PREDICTIONS)], "finetune, baseline"
+    explanations = _outputs(pipeline_root, Explanations.SELECTION)
+    assert explanations and (explanations[0].parent / Explanations.REPORT).is_file(), "explain"
 
 
 def test_the_registered_version_becomes_champion_through_the_image(
