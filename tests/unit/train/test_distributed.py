@@ -38,6 +38,9 @@ if context.enabled:
 """
 
 
+# The three torchrun tests cost about 40 CPU-s each (a launcher and two ranks importing torch): the default
+# run keeps the end-to-end one (`launch.run_step`, MAE masking and augmentation included); these two are slow.
+@pytest.mark.slow
 def test_two_ranks_match_one_process_on_the_same_global_batch(tmp_path):
     script = tmp_path / "train_tiny.py"
     script.write_text(SCRIPT)
@@ -85,6 +88,7 @@ def test_pretraining_under_torchrun_on_two_cpu_processes_gives_the_single_proces
     assert losses_two == pytest.approx(losses_single, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_failing_rank_stops_the_launch_with_one_message(tmp_path):
     from renalmae.errors import RenalMAEError
     from renalmae.train.distributed import run_under_torchrun
