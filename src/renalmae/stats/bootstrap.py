@@ -1,4 +1,4 @@
-"""Paired, stratified bootstrap confidence intervals for AUC and F1 of two models and their difference.
+"""Paired, stratified bootstrap CIs of AUC, F1, sensitivity and specificity of two models and of a - b.
 
 Both models are scored on the same resampled images (paired), and each resample keeps the class
 counts of the original set (stratified), so every resample has positives and negatives. AUC is
@@ -11,6 +11,7 @@ one positive every resample repeats it, and the "interval" would only echo that 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -34,12 +35,21 @@ class Interval:
 
 @dataclass(frozen=True)
 class PairedBootstrap:
+    """Intervals of each metric for model a, model b and a - b (binary: of the anomaly class; multiclass:
+    macro averages over classes, as in `renalmae.evaluate.metrics`)."""
+
     auc_a: Interval
     auc_b: Interval
     auc_difference: Interval
     f1_a: Interval
     f1_b: Interval
     f1_difference: Interval
+    sensitivity_a: Interval
+    sensitivity_b: Interval
+    sensitivity_difference: Interval
+    specificity_a: Interval
+    specificity_b: Interval
+    specificity_difference: Interval
     resamples: int
     confidence: float
 
@@ -102,20 +112,34 @@ def _score_levels(probs: np.ndarray) -> list[tuple[np.ndarray, int]]:
     return levels
 
 
-def _f1_rows(predicted: np.ndarray, labels: np.ndarray, index: np.ndarray, n_classes: int) -> np.ndarray:
-    """Binary: F1 of class 1. Multiclass: macro F1 (a class never predicted nor present scores 0)."""
+DECISION_METRICS = ("f1", "sensitivity", "specificity")
+
+
+def _decision_rows(
+    predicted: np.ndarray, labels: np.ndarray, index: np.ndarray, n_classes: int
+) -> dict[str, np.ndarray]:
+    """F1, sensitivity and specificity of every resample row: binary those of class 1; multiclass macro
+    means (F1 of a class never predicted nor present is 0; sensitivity of an absent class is left out)."""
     row_predictions = predicted[index]
     row_labels = labels[index[0]]
+    rows = len(index)
     classes = [1] if n_classes == 2 else range(n_classes)
-    scores = []
+    per_class: dict[str, list[np.ndarray]] = {name: [] for name in DECISION_METRICS}
     for k in classes:
         is_predicted, is_true = row_predictions == k, row_labels == k
-        true_positive = (is_predicted & is_true).sum(axis=1)
-        denominator = is_predicted.sum(axis=1) + is_true.sum()
-        scores.append(
-            np.divide(2.0 * true_positive, denominator, out=np.zeros(len(index)), where=denominator > 0)
+        true_positive = (is_predicted & is_true).sum(axis=1).astype(float)
+        predicted_count = is_predicted.sum(axis=1)
+        positives, negatives = int(is_true.sum()), int((~is_true).sum())
+        denominator = predicted_count + positives
+        per_class["f1"].append(
+            np.divide(2.0 * true_positive, denominator, out=np.zeros(rows), where=denominator > 0)
         )
-    return np.mean(scores, axis=0)
+        per_class["sensitivity"].append(true_positive / positives if positives else np.full(rows, np.nan))
+        true_negative = negatives - (predicted_count - true_positive)
+        per_class["specificity"].append(true_negative / negatives if negatives else np.full(rows, np.nan))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: the metric is undefined
+        return {name: np.nanmean(values, axis=0) for name, values in per_class.items()}
 
 
 def _predict(probs: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -125,6 +149,8 @@ def _predict(probs: np.ndarray, threshold: float | None) -> np.ndarray:
 
 
 def _interval(estimate: float | None, samples: np.ndarray | None, confidence: float) -> Interval:
+    if estimate is not None and np.isnan(estimate):
+        estimate = None
     if estimate is None or samples is None:
         return Interval(estimate, None, None)
     tail = (1.0 - confidence) / 2.0
@@ -139,55 +165,72 @@ def paired_bootstrap(
     *,
     threshold_a: float | None = None,
     threshold_b: float | None = None,
+    predicted_a=None,
+    predicted_b=None,
     resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> PairedBootstrap:
-    """CIs for AUC and F1 of models a and b (probabilities (n, K); K = 2 is binary) and of a - b.
+    """CIs for AUC, F1, sensitivity and specificity of models a and b and of a - b.
 
-    Binary predictions are `P(class 1) >= threshold` (0.5 when not given); multiclass ones are argmax.
+    y_true: (n,) class indices; probs_a, probs_b: (n, K) probabilities, K = 2 binary. The decisions
+    behind F1 / sensitivity / specificity are `predicted_a` / `predicted_b` ((n,) class indices) when
+    given, else binary `P(class 1) >= threshold` (0.5 when not given) and multiclass argmax. Raises
+    ValueError on mismatched shapes.
     """
     labels = np.asarray(y_true, dtype=np.int64)
     probs_a, probs_b = np.asarray(probs_a, dtype=float), np.asarray(probs_b, dtype=float)
     if probs_a.shape != probs_b.shape or probs_a.ndim != 2 or len(labels) != len(probs_a):
         raise ValueError("probs_a and probs_b must both be (n_cases, n_classes) and match y_true")
     n_classes = probs_a.shape[1]
-    predicted_a, predicted_b = _predict(probs_a, threshold_a), _predict(probs_b, threshold_b)
+    predicted = [
+        np.asarray(given, dtype=np.int64) if given is not None else _predict(probs, threshold)
+        for given, probs, threshold in (
+            (predicted_a, probs_a, threshold_a),
+            (predicted_b, probs_b, threshold_b),
+        )
+    ]
     rng = np.random.default_rng(seed)
     identity = np.arange(len(labels))[np.argsort(labels, kind="stable")][None, :]
     levels = [_score_levels(probs_a), _score_levels(probs_b)]
     auc_point = [_macro_auc_rows(side_levels, labels, identity) for side_levels in levels]
-    f1_point = [_f1_rows(p, labels, identity, n_classes)[0] for p in (predicted_a, predicted_b)]
+    decision_point = [_decision_rows(p, labels, identity, n_classes) for p in predicted]
 
     chunk = max(1, _MAX_CELLS_PER_CHUNK // max(1, len(labels)))
     auc_samples: list[list[np.ndarray]] = [[], []]
-    f1_samples: list[list[np.ndarray]] = [[], []]
+    decision_samples: list[dict[str, list[np.ndarray]]] = [
+        {m: [] for m in DECISION_METRICS} for _ in range(2)
+    ]
     for start in range(0, resamples, chunk):
         index = stratified_indices(labels, min(chunk, resamples - start), rng)
-        for side, predicted in enumerate((predicted_a, predicted_b)):
+        for side in range(2):
             auc_rows = _macro_auc_rows(levels[side], labels, index)
             if auc_rows is not None:
                 auc_samples[side].append(auc_rows)
-            f1_samples[side].append(_f1_rows(predicted, labels, index, n_classes))
+            for name, rows in _decision_rows(predicted[side], labels, index, n_classes).items():
+                decision_samples[side][name].append(rows)
 
     auc_a = np.concatenate(auc_samples[0]) if auc_samples[0] else None
     auc_b = np.concatenate(auc_samples[1]) if auc_samples[1] else None
-    f1_a, f1_b = np.concatenate(f1_samples[0]), np.concatenate(f1_samples[1])
     auc_defined = auc_point[0] is not None
     auc_estimates = [float(p[0]) if p is not None else None for p in auc_point]
     if n_classes == 2 and inference_undefined(labels == 1):
         auc_a = auc_b = None
-    return PairedBootstrap(
-        auc_a=_interval(auc_estimates[0], auc_a, confidence),
-        auc_b=_interval(auc_estimates[1], auc_b, confidence),
-        auc_difference=_interval(
+    intervals = {
+        "auc_a": _interval(auc_estimates[0], auc_a, confidence),
+        "auc_b": _interval(auc_estimates[1], auc_b, confidence),
+        "auc_difference": _interval(
             auc_estimates[0] - auc_estimates[1] if auc_defined else None,
             auc_a - auc_b if auc_a is not None and auc_b is not None else None,
             confidence,
         ),
-        f1_a=_interval(float(f1_point[0]), f1_a, confidence),
-        f1_b=_interval(float(f1_point[1]), f1_b, confidence),
-        f1_difference=_interval(float(f1_point[0] - f1_point[1]), f1_a - f1_b, confidence),
-        resamples=resamples,
-        confidence=confidence,
-    )
+    }
+    for name in DECISION_METRICS:
+        samples = [np.concatenate(decision_samples[side][name]) for side in range(2)]
+        points = [float(decision_point[side][name][0]) for side in range(2)]
+        intervals[f"{name}_a"] = _interval(points[0], samples[0], confidence)
+        intervals[f"{name}_b"] = _interval(points[1], samples[1], confidence)
+        intervals[f"{name}_difference"] = _interval(
+            points[0] - points[1], samples[0] - samples[1], confidence
+        )
+    return PairedBootstrap(**intervals, resamples=resamples, confidence=confidence)

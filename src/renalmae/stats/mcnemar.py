@@ -1,4 +1,9 @@
-"""Exact McNemar test: do two classifiers err on the same images at different rates?"""
+"""Exact McNemar test: do two classifiers err on the same images at different rates?
+
+Exact = a two-sided binomial test on the d discordant pairs (McNemar 1947, Psychometrika 12:153-157;
+exact form e.g. Fagerland, Lydersen & Laake 2013, BMC Med Res Methodol 13:91). Its smallest
+attainable p is 2 / 2^d: with fewer than six discordant pairs it cannot reach 0.05.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ class McNemarResult:
     a_only_correct: int
     b_only_correct: int
     p_value: float
+    smallest_attainable_p: float = 1.0
+    """2 / 2^d for d discordant pairs (1 when there are none)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -29,4 +36,4 @@ def mcnemar_exact(correct_a, correct_b) -> McNemarResult:
     b_only = int((~correct_a & correct_b).sum())
     discordant = a_only + b_only
     p_value = 1.0 if discordant == 0 else float(binomtest(a_only, discordant, 0.5).pvalue)
-    return McNemarResult(a_only, b_only, p_value)
+    return McNemarResult(a_only, b_only, p_value, min(1.0, 2.0 ** (1 - discordant)))

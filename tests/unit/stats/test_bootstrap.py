@@ -73,3 +73,26 @@ def test_a_binary_set_with_one_positive_gives_no_auc_interval():
     result = paired_bootstrap(y_true, probs, probs[::-1], resamples=100)
     assert result.auc_a.low is None and result.auc_difference.low is None
     assert result.f1_a.low is not None
+
+
+def test_sensitivity_and_specificity_intervals_match_the_metrics_at_the_given_decisions():
+    from renalmae.evaluate.metrics import classification_metrics
+
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 3, 150)
+    probs_a = rng.dirichlet([1, 1, 1], 150) + np.eye(3)[y_true]
+    probs_a /= probs_a.sum(axis=1, keepdims=True)
+    probs_b = rng.dirichlet([1, 1, 1], 150)
+    predicted_a = probs_a.argmax(axis=1)
+    predicted_b = np.roll(predicted_a, 7)
+    result = paired_bootstrap(
+        y_true, probs_a, probs_b, predicted_a=predicted_a, predicted_b=predicted_b, resamples=300
+    )
+    classes = ["normal", "utd", "mcdk"]
+    metrics_a = classification_metrics(y_true, np.eye(3)[predicted_a], classes)
+    assert result.sensitivity_a.estimate == pytest.approx(metrics_a["sensitivity"])
+    assert result.specificity_a.estimate == pytest.approx(metrics_a["specificity"])
+    assert result.f1_a.estimate == pytest.approx(metrics_a["f1"])
+    for name in ("sensitivity", "specificity"):
+        interval = getattr(result, f"{name}_difference")
+        assert interval.low <= interval.estimate <= interval.high

@@ -29,3 +29,11 @@ def test_no_discordant_pairs_gives_p_one():
 def test_unpaired_inputs_are_refused():
     with pytest.raises(ValueError, match="paired"):
         mcnemar_exact([True, False], [True])
+
+
+def test_the_smallest_attainable_p_is_two_over_two_to_the_discordant_pairs():
+    correct_a = np.array([True] * 5 + [True] * 10)
+    correct_b = np.array([False] * 5 + [True] * 10)
+    result = mcnemar_exact(correct_a, correct_b)
+    assert result.smallest_attainable_p == pytest.approx(2 / 2**5)
+    assert result.p_value == pytest.approx(result.smallest_attainable_p)  # all five discordant one way

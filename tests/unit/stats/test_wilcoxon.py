@@ -17,6 +17,20 @@ def test_matches_scipy_on_five_folds():
 def test_five_folds_all_better_gives_the_smallest_exact_p():
     result = wilcoxon_folds([0.9] * 5, [0.8, 0.81, 0.82, 0.83, 0.84])
     assert result.p_value == pytest.approx(0.0625)
+    assert result.smallest_attainable_p == pytest.approx(0.0625)
+
+
+@pytest.mark.parametrize(("folds", "floor"), [(5, 0.0625), (6, 0.03125), (8, 0.0078125)])
+def test_the_smallest_attainable_p_is_two_over_two_to_the_folds(folds, floor):
+    # reached exactly when every fold favours one model (scipy's exact distribution)
+    result = wilcoxon_folds([0.9] * folds, [0.8 - 0.01 * k for k in range(folds)])
+    assert result.smallest_attainable_p == pytest.approx(floor)
+    assert result.p_value == pytest.approx(floor)
+
+
+def test_folds_without_a_difference_do_not_count_towards_the_floor():
+    result = wilcoxon_folds([0.9, 0.8, 0.7, 0.6], [0.9, 0.7, 0.6, 0.5])
+    assert result.smallest_attainable_p == pytest.approx(0.25)
 
 
 def test_folds_with_an_undefined_metric_are_dropped():
