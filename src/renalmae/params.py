@@ -211,10 +211,14 @@ class TrainParams(Section):
     device_cache_bytes: Annotated[int, Field(ge=0)] | None = None
     """Images up to this many bytes are copied onto the device once; a larger set streams from the
     memory-mapped cache with prefetch. null = half the device's free memory (host memory on the CPU)."""
+    selection_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.1
+    """Share of each fold's training images (grouped, stratified) held out to pick the epoch / stop early,
+    so the validation fold never chooses the model it measures; 0 = select on the validation fold."""
 
 
 class PretrainParams(Section):
-    epochs: PositiveInt = 4
+    epochs: Annotated[int, Field(ge=0)] = 4
+    """0 with `init_checkpoint`: no pretraining, fine-tune the published encoder as it is (the paper's path)."""
     batch_size: PositiveInt = 64
     base_lr: Annotated[float, Field(gt=0)] = 1.5e-4
     """Scaled by batch_size / 256, as in MAE."""
@@ -228,6 +232,9 @@ class PretrainParams(Section):
     """What `init_checkpoint` was pretrained on (e.g. "ImageNet-1k"); required with it: reports state it."""
     init_checkpoint_norm: InputNormalisation = "imagenet"
     """Normalisation of the checkpoint's RGB input, folded into our 1-channel patch embedding."""
+    include_development: bool = False
+    """false: the MAE pool is the unlabelled pools only; true: the development images (never the holdout or
+    external ones) join it, and reports flag the run as transductive."""
     seed: int = 0
     gpus: PositiveInt = 1
     """Data-parallel processes per node (one per GPU; gloo processes on the CPU); > 1: the Kubeflow task
@@ -243,6 +250,8 @@ class PretrainParams(Section):
     @model_validator(mode="after")
     def _checkpoint_states_its_data(self) -> PretrainParams:
         _require_checkpoint_data(self.init_checkpoint, self.init_checkpoint_data, "pretrain")
+        if self.epochs == 0 and not self.init_checkpoint:
+            raise ValueError("epochs: 0 skips pretraining, so it needs init_checkpoint (a published encoder)")
         return self
 
 

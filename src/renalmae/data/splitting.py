@@ -173,6 +173,20 @@ def draw_holdout(labels: np.ndarray, groups: np.ndarray, test_fraction: float, s
     return is_test
 
 
+def selection_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of the inner selection split of a fold's training images: grouped, stratified, about
+    `fraction` of them (epoch selection and early stopping look only at it, never at the validation fold).
+
+    Raises DataError when there are too few groups to hold out that fraction.
+    """
+    n_splits = max(2, round(1.0 / fraction))
+    _check_enough_groups(groups, n_splits, f"a selection split of {fraction:.0%} (train.selection_fraction)")
+    _, selection_rows = next(_grouped_stratified_folds(labels, groups, n_splits, seed))
+    is_selection = np.zeros(len(labels), dtype=bool)
+    is_selection[selection_rows] = True
+    return is_selection
+
+
 def draw_folds(labels: np.ndarray, groups: np.ndarray, k_folds: int, seed: int) -> np.ndarray:
     """Validation fold (0..k-1) of each row: grouped and stratified."""
     _check_enough_groups(groups, k_folds, f"k={k_folds} folds (split.folds)")

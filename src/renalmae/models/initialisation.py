@@ -7,7 +7,8 @@ its one-line description, so every report can state each model's initialisation 
      "load": LoadReport.to_dict() | null,
      # mae-pretraining only (the fine-tuned ViT):
      "mae_pretraining": {"images": n, "pool_images": n, "development_images": n, "pool": [sources],
-                         "labelled_source": source},
+                         "labelled_source": source, "epochs": n, "include_development": bool,
+                         "transductive": bool},
      "encoder_initialisation": the pretraining run's own record}
 """
 
@@ -37,16 +38,26 @@ def checkpoint_initialisation(
 
 
 def mae_pretraining_data(
-    pool_images: int, development_images: int, pool: list[str], labelled_source: str
+    pool_images: int,
+    development_images: int,
+    pool: list[str],
+    labelled_source: str,
+    *,
+    include_development: bool = False,
+    epochs: int | None = None,
 ) -> dict[str, Any]:
-    """What an MAE pretraining run saw: the unlabelled pool plus the labelled development images (labels
-    unused; never the holdout test or external images)."""
+    """What an MAE pretraining run saw: the unlabelled pool, plus the labelled development images when
+    `pretrain.include_development` (labels unused; then the run is transductive; never the holdout test
+    or external images). `epochs` 0: nothing was pretrained (a published encoder used as it is)."""
     return {
         "images": pool_images + development_images,
         "pool_images": pool_images,
         "development_images": development_images,
         "pool": list(pool),
         "labelled_source": labelled_source,
+        "epochs": epochs,
+        "include_development": include_development,
+        "transductive": development_images > 0,
     }
 
 

@@ -61,6 +61,7 @@ def run(
         "role": STEP.model.role,
         "data_version": data_version,
         "init_checkpoint": section.init_checkpoint,
+        "class_balance": section.class_balance,
         "initialisation": checkpoint_initialisation(
             section.init_checkpoint, section.init_checkpoint_data, report
         ),

@@ -78,7 +78,8 @@ def run(
         info = {"role": STEP.model.role, "data_version": data_version,
                 "encoder_source": str(encoder_dir), "encoder_load": report.to_dict(),
                 "encoder_params_hash": encoder_info.get("params_hash"),
-                "initialisation": mae_initialisation(encoder_dir, encoder_info)}  # fmt: skip
+                "initialisation": mae_initialisation(encoder_dir, encoder_info),
+                "class_balance": section.class_balance}  # fmt: skip
         model_name = STEP.model.name_for(params)
         metrics = write_run(staging, model, spec, info, fold_data, result, model_name, params, started)
         tracker.log_metrics({key: float(value) for key, value in metrics.items() if value is not None})

@@ -1,8 +1,10 @@
 """Step `pretrain`: masked-autoencoder pretraining of the ViT encoder (USF-MAE) on unlabelled ultrasound.
 
-The pool is every `pool` image plus the development part of the labelled set (every labelled id outside
-the holdout test and the external set); holdout test and external images are never seen.
-lr = `pretrain.base_lr` × batch_size / 256 (MAE).
+The pool is every `pool` image; with `pretrain.include_development` the development part of the
+labelled set (every labelled id outside the holdout test and the external set) joins it, and the
+encoder records the run as transductive. Holdout test and external images are never seen.
+`pretrain.epochs: 0` with `pretrain.init_checkpoint` trains nothing: the published encoder is written
+as it is (the paper fine-tuned a pretrained USF-MAE). lr = `pretrain.base_lr` × batch_size / 256 (MAE).
 Writes encoder.safetensors + encoder.json, loss.csv, loss.png, reconstructions.png and metrics.json.
 """
 
@@ -47,17 +49,29 @@ STEP = Step(
 RECONSTRUCTION_IMAGES = 8
 
 
-def pretraining_ids(table: pd.DataFrame, development_ids: list[str], held_out_ids: list[str]) -> list[str]:
-    """Pool ids + development ids; refuses a pool that is empty or holds a holdout test or external id."""
-    ids = table.loc[table["origin"] == "pool", "id"].tolist() + list(development_ids)
+def pretraining_ids(
+    table: pd.DataFrame, development_ids: list[str], held_out_ids: list[str], include_development: bool = True
+) -> list[str]:
+    """Pool ids (+ development ids when included); refuses a pool that is empty or holds a holdout test or
+    external id."""
+    ids = table.loc[table["origin"] == "pool", "id"].tolist() + (
+        list(development_ids) if include_development else []
+    )
     leaked = sorted(set(ids) & set(held_out_ids))
     if leaked:
         raise DataError(f"{len(leaked)} holdout test / external images (e.g. {leaked[:3]}) are in the "
                         "pretraining pool; the splits are inconsistent: rerun `renalmae split`")  # fmt: skip
     if not ids:
-        raise DataError("the pretraining pool is empty: no `data.pool` images and no development images; "
-                        "add an unlabelled pool to data.pool or labelled images to data.source")  # fmt: skip
+        raise DataError("the pretraining pool is empty: no `data.pool` images (and no development images "
+                        "joined it: pretrain.include_development); add an unlabelled pool to data.pool, "
+                        "or set pretrain.include_development: true")  # fmt: skip
     return ids
+
+
+def _reconstruction_images(data, development_ids: list[str]) -> np.ndarray:
+    """Images to show reconstructions of when nothing was pretrained: the pool, else development images."""
+    ids = data.table.loc[data.table["origin"] == "pool", "id"].tolist() or list(development_ids)
+    return np.asarray(data.images[data.rows(ids[:RECONSTRUCTION_IMAGES])["cache_index"].to_numpy()])
 
 
 def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir: str | Path) -> Path:
@@ -66,9 +80,19 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     data = load_ingested(ingest_dir)
     data_version = IngestedData(ingest_dir).content_hash()
     splits = load_splits(splits_path)
-    ids = pretraining_ids(data.table, splits.development_ids, splits.test_ids + splits.external_ids)
-    images = CachedImages(data.images, data.rows(ids)["cache_index"].to_numpy())  # read on demand
     section = params.pretrain
+    held_out = splits.test_ids + splits.external_ids
+    ids = (
+        pretraining_ids(data.table, splits.development_ids, held_out, section.include_development)
+        if section.epochs > 0
+        else []
+    )
+    images = CachedImages(data.images, data.rows(ids)["cache_index"].to_numpy())  # read on demand
+    pool_images = int((data.table["origin"] == "pool").sum()) if section.epochs > 0 else 0
+    pretraining = mae_pretraining_data(
+        pool_images, len(ids) - pool_images, params.data.pool, params.data.source,
+        include_development=section.include_development, epochs=section.epochs,
+    )  # fmt: skip
     seed_everything(section.seed)  # the initial weights repeat from run to run
     model = create_model("mae", params)
     spec = model_spec("mae", params)
@@ -92,42 +116,46 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
         else contextlib.nullcontext(StepTracker())
     )
     with tracking as tracker, output_dir(out_dir, context) as staging:
-        result = fit(
-            model, images, None, objective, config, params.train, params.augment,
-            on_metrics=tracker.log_metrics, checkpoint_dir=ckpt.checkpoint_dir(params, out_dir, "pretrain"),
-            fingerprint=fingerprint, context=context,
-        )  # fmt: skip
+        step_losses, history, streamed = [], [], False  # epochs 0: the published encoder as it is
+        if section.epochs > 0:
+            result = fit(
+                model, images, None, objective, config, params.train, params.augment,
+                on_metrics=tracker.log_metrics, checkpoint_dir=ckpt.checkpoint_dir(params, out_dir, "pretrain"),
+                fingerprint=fingerprint, context=context,
+            )  # fmt: skip
+            step_losses, history, streamed = result.step_losses, result.history, result.streamed
         metrics = {
             "images": len(ids),
-            "pool_images": int((data.table["origin"] == "pool").sum()),
-            "final_loss": result.history[-1]["train_loss"],
-            "first_epoch_loss": result.history[0]["train_loss"],
-            "steps": len(result.step_losses),
-            "streamed": result.streamed,
+            "pool_images": pool_images,
+            "final_loss": history[-1]["train_loss"] if history else None,
+            "first_epoch_loss": history[0]["train_loss"] if history else None,
+            "steps": len(step_losses),
+            "streamed": streamed,
             "init_checkpoint": init_report.to_dict() if init_report else None,
+            "pretraining_data": pretraining,
         }
-        pool_images = int((data.table["origin"] == "pool").sum())
         info = {
             "params_hash": params.hash(), "images": len(ids), "final_loss": metrics["final_loss"],
             "data_version": data_version,
             "initialisation": checkpoint_initialisation(
                 section.init_checkpoint, section.init_checkpoint_data, init_report
             ),
-            "pretraining_data": mae_pretraining_data(
-                pool_images, len(ids) - pool_images, params.data.pool, params.data.source
-            ),
+            "pretraining_data": pretraining,
         }  # fmt: skip
         save_encoder(staging, model, spec, info)
-        pd.DataFrame(result.step_losses, columns=["epoch", "step", "loss"]).to_csv(
-            staging / Encoder.LOSS, index=False
-        )
-        plot_loss(result.step_losses, staging / Encoder.LOSS_FIGURE)
-        sample = np.linspace(0, len(images) - 1, num=min(RECONSTRUCTION_IMAGES, len(images))).astype(int)
-        plot_reconstructions(model, images.read(sample), staging / Encoder.RECONSTRUCTIONS, seed=section.seed)
+        pd.DataFrame(step_losses, columns=["epoch", "step", "loss"]).to_csv(staging / Encoder.LOSS, index=False)
+        plot_loss(step_losses, staging / Encoder.LOSS_FIGURE, "MAE pretraining loss" if step_losses else
+                  "no pretraining (pretrain.epochs: 0): the published encoder as it is")  # fmt: skip
+        if len(images):
+            sample = np.linspace(0, len(images) - 1, num=min(RECONSTRUCTION_IMAGES, len(images))).astype(int)
+            shown = images.read(sample)
+        else:
+            shown = _reconstruction_images(data, splits.development_ids)
+        plot_reconstructions(model, shown, staging / Encoder.RECONSTRUCTIONS, seed=section.seed)
         write_json(staging / Encoder.METRICS, metrics)  # no timings: the same run gives the same bytes
-        tracker.log_metrics({"final_loss": metrics["final_loss"], "train_seconds": time.time() - started})
+        if metrics["final_loss"] is not None:
+            tracker.log_metrics({"final_loss": metrics["final_loss"], "train_seconds": time.time() - started})
         tracker.log_artifacts(staging)
-    log.info(
-        "pretrain: %d images, loss %.4f → %.4f", len(ids), metrics["first_epoch_loss"], metrics["final_loss"]
-    )
+    log.info("pretrain: %d images, loss %s → %s, transductive: %s", len(ids), metrics["first_epoch_loss"],
+             metrics["final_loss"], pretraining["transductive"])  # fmt: skip
     return out_dir

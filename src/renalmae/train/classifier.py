@@ -28,6 +28,7 @@ from renalmae.data.predictions import (
     write_predictions,
 )
 from renalmae.data.splits import load_splits
+from renalmae.data.splitting import selection_split
 from renalmae.errors import DataError, ParamsError
 from renalmae.io import write_json
 from renalmae.models.trained import save_trained_model
@@ -68,12 +69,27 @@ class FoldData:
 def load_fold(
     params: Params, ingest_dir: str | os.PathLike, splits_path: str | os.PathLike, task: str, fold: int
 ):
-    """Train / val ids of `fold`, the holdout test and external ids, with their images and `task` targets."""
+    """Train / val ids of `fold`, the holdout test and external ids, with their images and `task` targets.
+
+    With `train.selection_fraction` > 0 a grouped, stratified share of the training ids becomes the
+    `selection` split (epoch selection / early stopping) and is not trained on.
+    """
     classes = task_classes(params.data.classes, params.data.negative_class, task)
     splits = load_splits(splits_path)
     train_ids, val_ids = splits.fold(fold)
     data = load_ingested(ingest_dir)
     ids = {"train": train_ids, "val": val_ids, **splits.evaluation_splits}
+    if params.train.selection_fraction > 0 and train_ids:
+        rows = data.rows(train_ids)
+        groups = rows["group"].where(rows["group"].notna(), rows["id"]).astype(str).to_numpy()
+        is_selection = selection_split(
+            rows["label"].astype(str).to_numpy(),
+            groups,
+            params.train.selection_fraction,
+            params.split.seed + fold,
+        )
+        ids["train"] = [image_id for image_id, held in zip(train_ids, is_selection, strict=True) if not held]
+        ids["selection"] = [image_id for image_id, held in zip(train_ids, is_selection, strict=True) if held]
     images, targets = {}, {}
     for split, split_ids in ids.items():
         rows = data.rows(split_ids)
@@ -83,8 +99,14 @@ def load_fold(
             )
         images[split] = np.asarray(data.images[rows["cache_index"].to_numpy()])
         targets[split] = task_targets(rows["label"], params.data.classes, params.data.negative_class, task)
-    if not train_ids:
+    if not ids["train"]:
         raise DataError(f"fold {fold} of {splits_path} has no training images; use fewer folds or more data")
+    if "selection" in ids and len(np.unique(targets["selection"])) < 2:
+        raise DataError(
+            f"the selection split of fold {fold} ({len(ids['selection'])} training images held out to pick "
+            "the epoch) holds a single class, so no epoch can be ranked; raise train.selection_fraction, add "
+            "data, or set train.selection_fraction: 0 to select on the validation fold"
+        )
     return FoldData(task=task, fold=fold, classes=classes, ids=ids, images=images, targets=targets)
 
 
@@ -153,12 +175,14 @@ def train_classifier(
     fingerprint: str = "",
     context: DistContext | None = None,
 ) -> FitResult:
-    """Fit `model` on the fold's training images, early-stopping on validation AUC (best epoch kept)."""
+    """Fit `model` on the fold's training images, early-stopping on the AUC of the selection split (the
+    validation fold when there is none; best epoch kept)."""
     num_classes = len(fold_data.classes)
     train_targets = fold_data.targets["train"]
     weights = class_weights(train_targets, num_classes) if section.class_balance == "loss" else None
     if section.class_balance == "sampler":
         class_weights(train_targets, num_classes)  # refuses a class without training images
+    chooser = selection_split_name(fold_data)
     config = FitConfig(
         epochs=section.epochs,
         batch_size=section.batch_size,
@@ -168,16 +192,16 @@ def train_classifier(
         seed=section.seed,
         class_balance=section.class_balance,
         early_stopping_patience=section.early_stopping_patience,
-        monitor="val_auc",
+        monitor=f"{chooser}_auc",
         layer_decay=layer_decay,
         channels_last=channels_last,
     )
     eval_batch = max(section.batch_size, 64)
 
     def validate(trained: nn.Module) -> dict[str, float]:
-        probabilities = predict_probabilities(trained, fold_data.images["val"], eval_batch)
-        value = roc_auc(fold_data.targets["val"], probabilities).value
-        return {"val_auc": math.nan if value is None else value}  # NaN: this epoch cannot be ranked
+        probabilities = predict_probabilities(trained, fold_data.images[chooser], eval_batch)
+        value = roc_auc(fold_data.targets[chooser], probabilities).value
+        return {f"{chooser}_auc": math.nan if value is None else value}  # NaN: this epoch cannot be ranked
 
     name = "finetune" if isinstance(section, FinetuneParams) else "baseline"
     _require_even_batches(section, name, len(train_targets), context.world_size if context else 1)
@@ -198,12 +222,30 @@ def train_classifier(
     )
 
 
+def selection_split_name(fold_data: FoldData) -> str:
+    """The split that picks the epoch: `selection` (inside the training folds) if there is one, else `val`."""
+    return "selection" if "selection" in fold_data.ids else "val"
+
+
+def epoch_selection(fold_data: FoldData, params: Params) -> dict:
+    """run.json's record of which data picked the epoch (the report says it)."""
+    chooser = selection_split_name(fold_data)
+    return {
+        "split": chooser,
+        "images": len(fold_data.ids[chooser]),
+        "fraction": params.train.selection_fraction,
+        "description": "an inner grouped split of the training folds"
+        if chooser == "selection"
+        else "the validation fold (its metrics are then optimistic)",
+    }
+
+
 def predictions_table(
     model: nn.Module, fold_data: FoldData, model_name: str, batch_size: int = 64
 ) -> pd.DataFrame:
     """Rows for the fold's validation, holdout test and external images, in the predictions contract."""
     frames = []
-    for split in [split for split in fold_data.ids if split != "train"]:
+    for split in [split for split in fold_data.ids if split not in ("train", "selection")]:
         probabilities = predict_probabilities(model, fold_data.images[split], batch_size)
         frame = pd.DataFrame(probabilities, columns=probability_columns(fold_data.classes))
         frame.insert(0, "id", fold_data.ids[split])
@@ -251,7 +293,8 @@ def write_run(
         "image_size": params.data.image_size,
         "crop": params.data.crop,
         "best_epoch": result.best_epoch,
-        "best_val_auc": result.best_value,
+        "best_epoch_auc": result.best_value,
+        "epoch_selection": epoch_selection(fold_data, params),
         "params_hash": params.hash(),
         **info,
     }
