@@ -28,11 +28,14 @@ def _mean_defined(values: list[float | None]) -> float | None:
     return float(np.mean(defined)) if defined else None
 
 
-def predict(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Predicted class index: binary `P(class 1) >= threshold` (default 0.5), multiclass argmax."""
+def predict(probs: np.ndarray, threshold: float | None = None, class_weights=None) -> np.ndarray:
+    """Predicted class index: binary `P(class 1) >= threshold` (default 0.5), multiclass argmax of
+    `probs` times `class_weights` (plain argmax when None; see renalmae.evaluate.decision)."""
     probs = np.asarray(probs, dtype=float)
     if probs.shape[1] == 2:
         return (probs[:, 1] >= (0.5 if threshold is None else threshold)).astype(np.int64)
+    if class_weights is not None:
+        probs = probs * np.asarray(class_weights, dtype=float)[None, :]
     return probs.argmax(axis=1)
 
 
@@ -77,12 +80,20 @@ def brier_score(y_true, probs) -> float:
 
 
 def classification_metrics(
-    y_true, probs, classes: list[str], threshold: float | None = None, calibration_bins: int = 10
+    y_true,
+    probs,
+    classes: list[str],
+    threshold: float | None = None,
+    calibration_bins: int = 10,
+    class_weights=None,
 ) -> dict:
-    """Every metric of one prediction set; `probs` is (n, len(classes)), len 2 meaning binary."""
+    """Every metric of one prediction set; `probs` is (n, len(classes)), len 2 meaning binary.
+
+    Decisions as `predict(probs, threshold, class_weights)`; AUC, Brier and ECE use `probs` as given.
+    """
     labels, probs = np.asarray(y_true, dtype=np.int64), np.asarray(probs, dtype=float)
     n_classes = len(classes)
-    predicted = predict(probs, threshold)
+    predicted = predict(probs, threshold, class_weights)
     # Counting by hand gives sklearn's confusion matrix (tests check) without its per-call validation cost.
     matrix = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes).reshape(
         n_classes, n_classes

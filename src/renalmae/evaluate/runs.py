@@ -6,10 +6,11 @@ tasks and folds the params name from the folders it is given (or finds below the
 folder on disk, e.g. folds 3 and 4 left from an earlier 5-fold run, is ignored with a warning and
 never averaged in.
 
-Every fold model of both models must have predicted the same holdout test images (with the same true
-labels), fold k of both models the same validation images, and all use the same class list, so the
-comparison is paired; anything else is a `DataError` naming the run and the fix. The fold ensemble of
-a model is the mean probability of its fold models on the holdout set.
+Every fold model of both models must have predicted the same holdout test images (and the same
+external images, when there are any) with the same true labels, fold k of both models the same
+validation images, and all use the same class list, so the comparison is paired; anything else is a
+`DataError` naming the run and the fix. The fold ensemble of a model is the mean probability of its
+fold models on an evaluation set.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,8 @@ class ModelRun:
     predictions: pd.DataFrame
     data_version: str = "unknown"
     """Content hash of the ingested table the run was trained on (run.json; `unknown` if not recorded)."""
+    info: dict = field(default_factory=dict)
+    """Everything run.json says (epoch selection, class balancing, the encoder's pretraining pool, ...)."""
 
     @property
     def name(self) -> str:
@@ -124,6 +127,7 @@ def load_run(run_dir: str | os.PathLike) -> ModelRun:
         list(info["classes"]),
         predictions,
         str(info.get("data_version", "unknown")),
+        info,
     )
 
 
@@ -159,19 +163,21 @@ def _check_split(run: ModelRun, split: str) -> None:
         raise DataError(f"{run.name}: image ids {duplicated} appear twice in the '{split}' split")
 
 
-def _check_paired_holdout(reference: ModelRun, run: ModelRun) -> None:
-    reference_test, test = reference.split("test"), run.split("test")
+def _check_paired_holdout(reference: ModelRun, run: ModelRun, split: str = "test") -> None:
+    reference_test, test = reference.split(split), run.split(split)
     reference_ids, ids = set(reference_test["id"]), set(test["id"])
     if reference_ids != ids:
         only_run = sorted(ids - reference_ids)[:3]
         only_reference = sorted(reference_ids - ids)[:3]
         raise DataError(
-            f"predictions of {run.name} and {reference.name} are on different holdout image ids "
+            f"predictions of {run.name} and {reference.name} are on different '{split}' image ids "
             f"(only in the first: {only_run}, only in the second: {only_reference}); every model must "
-            "predict the same holdout test set: re-run both from the same splits.json"
+            f"predict the same '{split}' set: re-run both from the same splits.json"
         )
     if not np.array_equal(reference_test["y_true"].to_numpy(), test["y_true"].to_numpy()):
-        raise DataError(f"{run.name} and {reference.name} disagree on true labels of the same holdout images")
+        raise DataError(
+            f"{run.name} and {reference.name} disagree on true labels of the same '{split}' images"
+        )
 
 
 def check_runs(
@@ -240,6 +246,7 @@ def check_runs(
             _check_split(run, "val")
             _check_split(run, "test")
             _check_paired_holdout(reference, run)
+            _check_paired_holdout(reference, run, "external")
         for fold in folds:
             candidate, baseline = table[task][CANDIDATE][fold], table[task][BASELINE][fold]
             if set(candidate.split("val")["id"]) != set(baseline.split("val")["id"]):
@@ -257,11 +264,14 @@ def check_runs(
     }
 
 
-def holdout_ensemble(runs_by_fold: dict[int, ModelRun]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, y_true, mean probability over fold models) on the holdout set, sorted by id."""
+def holdout_ensemble(
+    runs_by_fold: dict[int, ModelRun], split: str = "test"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, y_true, mean probability over fold models) on an evaluation set (`test` = the holdout, or
+    `external`), sorted by id."""
     runs = list(runs_by_fold.values())
-    test = runs[0].split("test")
-    probabilities = np.mean([run.probabilities("test") for run in runs], axis=0)
+    test = runs[0].split(split)
+    probabilities = np.mean([run.probabilities(split) for run in runs], axis=0)
     return test["id"].to_numpy(), test["y_true"].to_numpy(dtype=np.int64), probabilities
 
 
