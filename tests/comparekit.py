@@ -1,7 +1,8 @@
 """Test kit for compare: synthetic trained-model runs as finetune / baseline write them.
 
 The development images are split into 5 validation folds; every fold model of both models predicts
-the same holdout test images. USF-MAE is given a stronger signal than DenseNet-169, so a correct
+the same holdout test images (and, with `n_external`, the same external images, on which both models'
+signal is weaker: another site). USF-MAE is given a stronger signal than DenseNet-169, so a correct
 comparison finds it better.
 """
 
@@ -38,6 +39,10 @@ def _probabilities(
     return exponentials / exponentials.sum(axis=1, keepdims=True)
 
 
+EXTERNAL_SIGNAL = 0.6
+"""Share of each model's signal left on the external set."""
+
+
 def write_prediction_runs(
     root: Path,
     n_dev: int = 100,
@@ -45,6 +50,8 @@ def write_prediction_runs(
     seed: int = 0,
     tasks=("binary", "multiclass"),
     baseline_name: str = "densenet169",
+    n_external: int = 0,
+    class_balance: str = "loss",
 ) -> list[Path]:
     """Write run.json + predictions.parquet for every model x task x fold under root; return the run dirs.
 
@@ -52,24 +59,31 @@ def write_prediction_runs(
     """
     rng = np.random.default_rng(seed)
     dev_labels, test_labels = _labels(rng, n_dev), _labels(rng, n_test)
+    external_labels = _labels(np.random.default_rng(seed + 100), n_external) if n_external else None
     dev_ids = np.array([f"dev_{i:04d}" for i in range(n_dev)])
     test_ids = np.array([f"test_{i:04d}" for i in range(n_test)])
+    external_ids = np.array([f"ext_{i:04d}" for i in range(n_external)])
     fold_of = np.arange(n_dev) % len(FOLDS)
     run_dirs = []
     for model, signal in SIGNAL.items():
         name = baseline_name if ROLES[model] == "baseline" else model
         shared_noise = {"val": rng.normal(0.0, 0.8, (n_dev, 3)), "test": rng.normal(0.0, 0.8, (n_test, 3))}
+        shared_noise["external"] = rng.normal(0.0, 0.8, (n_external, 3))
         for task in tasks:
             classes = task_classes(CLASSES, "normal", task)
             for fold in FOLDS:
                 frames = []
-                for split, rows, ids, labels in (
+                evaluation_sets = [
                     ("val", fold_of == fold, dev_ids[fold_of == fold], dev_labels[fold_of == fold]),
                     ("test", slice(None), test_ids, test_labels),
-                ):
+                ]
+                if n_external:
+                    evaluation_sets.append(("external", slice(None), external_ids, external_labels))
+                for split, rows, ids, labels in evaluation_sets:
                     targets = (labels != 0).astype(np.int64) if task == "binary" else labels
+                    strength = signal * (EXTERNAL_SIGNAL if split == "external" else 1.0)
                     probabilities = _probabilities(
-                        rng, targets, len(classes), signal, shared_noise[split][rows]
+                        rng, targets, len(classes), strength, shared_noise[split][rows]
                     )
                     frame = pd.DataFrame(
                         {
@@ -88,8 +102,15 @@ def write_prediction_runs(
                 write_predictions(
                     run_dir / "predictions.parquet", pd.concat(frames, ignore_index=True), classes
                 )
+                selection = {
+                    "split": "selection",
+                    "description": "an inner grouped split of the training folds",
+                }
                 info = {"model": name, "role": ROLES[model], "task": task, "fold": fold, "classes": classes}
-                write_json(run_dir / "run.json", info)
+                write_json(
+                    run_dir / "run.json",
+                    info | {"class_balance": class_balance, "epoch_selection": selection},
+                )
                 run_dirs.append(run_dir)
     return sorted(run_dirs)
 

@@ -32,6 +32,8 @@ class Section(BaseModel):
 class DataParams(Section):
     source: str = "phantom://renal?n=400&seed=0"
     """Labelled input: a class-folder tree, a manifest CSV, or `phantom://renal?n=..&seed=..`."""
+    description: str = ""
+    """What the images show, in the report's words (e.g. "fetal kidney", "breast"); "" = just "images"."""
     pool: list[str] = ["phantom://renal?n=200&seed=1&unlabelled=true"]
     """Unlabelled pretraining pools (folders of images or phantom URIs); may be empty."""
     classes: list[str] = ["normal", "utd", "mcdk"]
@@ -218,7 +220,7 @@ class TrainParams(Section):
 
 class PretrainParams(Section):
     epochs: Annotated[int, Field(ge=0)] = 4
-    """0 with `init_checkpoint`: no pretraining, fine-tune the published encoder as it is (the paper's path)."""
+    """0 with `init_checkpoint`: no pretraining; the published encoder is fine-tuned as it is (the paper)."""
     batch_size: PositiveInt = 64
     base_lr: Annotated[float, Field(gt=0)] = 1.5e-4
     """Scaled by batch_size / 256, as in MAE."""
@@ -319,12 +321,26 @@ def _require_checkpoint_data(checkpoint: str | None, data: str | None, section: 
         )
 
 
+Hypothesis = Literal[
+    "delong:test",
+    "delong:external",
+    "mcnemar:test",
+    "mcnemar:external",
+    "wilcoxon_auc:validation",
+    "wilcoxon_f1:validation",
+]
+
+
 class EvaluateParams(Section):
     threshold: Literal["youden", "sensitivity"] = "youden"
     target_sensitivity: Probability = 0.9
     bootstrap_resamples: Annotated[int, Field(ge=100)] = 2000
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    """Of every interval; alpha = 1 - confidence for the tests."""
     calibration_bins: Annotated[int, Field(ge=2)] = 10
+    hypotheses: list[Hypothesis] = ["delong:test", "delong:external"]
+    """The declared hypotheses: Holm's family holds these tests only (a set that does not exist, e.g. no
+    external set, is skipped); every other test is reported as descriptive."""
     seed: int = 0
 
 

@@ -174,16 +174,26 @@ def draw_holdout(labels: np.ndarray, groups: np.ndarray, test_fraction: float, s
 
 
 def selection_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of the inner selection split of a fold's training images: grouped, stratified, about
-    `fraction` of them (epoch selection and early stopping look only at it, never at the validation fold).
+    """Boolean mask of the inner selection split of a fold's training images (epoch selection and early
+    stopping look only at it, never at the validation fold): of the round(1 / fraction) grouped,
+    stratified folds of `labels`, the first that holds every class (the first fold if none does).
 
-    Raises DataError when there are too few groups to hold out that fraction.
+    Raises DataError when there are fewer groups than that many folds.
     """
     n_splits = max(2, round(1.0 / fraction))
-    _check_enough_groups(groups, n_splits, f"a selection split of {fraction:.0%} (train.selection_fraction)")
-    _, selection_rows = next(_grouped_stratified_folds(labels, groups, n_splits, seed))
+    n_groups = len(set(groups))
+    if n_groups < n_splits:
+        raise DataError(
+            f"a fold's training images hold only {n_groups} groups (patients / series), too few to hold out "
+            f"{fraction:.0%} of them to pick the epoch (train.selection_fraction needs at least {n_splits} "
+            "groups); add data, use fewer folds, or set train.selection_fraction: 0 to pick the epoch on the "
+            "validation fold"
+        )
+    folds = [rows for _, rows in _grouped_stratified_folds(labels, groups, n_splits, seed)]
+    every_class = set(np.asarray(labels).tolist())
+    chosen = next((rows for rows in folds if set(np.asarray(labels)[rows].tolist()) == every_class), folds[0])
     is_selection = np.zeros(len(labels), dtype=bool)
-    is_selection[selection_rows] = True
+    is_selection[chosen] = True
     return is_selection
 
 

@@ -1,19 +1,21 @@
-"""Metrics per model, task and fold, the fold ensembles on the holdout, and their statistical comparison.
+"""Metrics per model, task, evaluation set and fold; the fold ensembles; the tests of the declared hypotheses.
 
-Decision thresholds (binary task) come from validation data only: each fold model uses the threshold
-chosen on its own validation fold; the fold ensemble uses the threshold chosen on the pooled
-out-of-fold validation predictions of its members (every development image once, predicted by the
-fold model that did not train on it), which is the closest validation-only stand-in for the
-ensemble's own operating point. Multiclass predictions are the argmax class.
+Evaluation sets: the external set (images from another site, device or period; when the splits have
+one it leads every report) and the internal holdout test. Neither chose anything:
+- each fold model's epoch was picked on its inner selection split (or, with `train.selection_fraction`
+  0, on its validation fold; run.json records which);
+- binary thresholds: each fold model's on its own validation fold, each ensemble's the mean of its fold
+  models' thresholds; multiclass: prior-corrected argmax with the development set's class frequencies
+  (`renalmae.evaluate.decision`).
+The summary's `provenance` says this for every number.
 
-Tests (candidate USF-MAE = a, baseline DenseNet-169 = b, on the holdout ensembles):
-- DeLong on AUC: binary on P(anomaly); multiclass one-vs-rest per class, the task-level p being the
-  smallest Holm-adjusted per-class p ("some class differs").
-- exact McNemar on paired correct / incorrect decisions.
-- Wilcoxon signed-rank over the validation-fold metrics (disjoint folds, so the pairs are closer to
-  independent than the fold models' scores on the one shared holdout set).
-- paired stratified bootstrap CIs for AUC and F1 of each model and of their difference.
-Holm's correction runs over every p-value reported for the task.
+On each evaluation set, candidate (a) vs baseline (b) fold ensembles (mean probability):
+- DeLong on AUC: binary on P(anomaly); multiclass one-vs-rest per class, each class its own test;
+- exact McNemar on paired correct / incorrect decisions;
+- paired stratified bootstrap CIs of AUC, F1, sensitivity, specificity and of the differences.
+Over folds: Wilcoxon signed-rank on the validation-fold AUC and F1 (fold models at their own thresholds).
+Holm's family holds only the hypotheses declared in `evaluate.hypotheses`; every other test, and any
+test that is undefined or cannot reach alpha here, is descriptive (`renalmae.evaluate.hypotheses`).
 """
 
 from __future__ import annotations
@@ -22,20 +24,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from renalmae.evaluate.metrics import classification_metrics, predict
+from renalmae.evaluate.decision import DecisionRule, ensemble_rule, fold_threshold, multiclass_rule
+from renalmae.evaluate.hypotheses import HypothesisOutcome, declared_family
+from renalmae.evaluate.metrics import classification_metrics
 from renalmae.evaluate.runs import ModelRun, holdout_ensemble, pooled_validation
-from renalmae.evaluate.thresholds import choose_threshold
-from renalmae.params import EvaluateParams
+from renalmae.params import DataParams, EvaluateParams
 from renalmae.stats import (
     delong_test,
     delong_test_ovr,
-    holm,
     mcnemar_exact,
     paired_bootstrap,
     relative_improvement,
     wilcoxon_folds,
 )
 
+EVALUATION_SETS = ("external", "test")
+"""Report order: the external set, when there is one, leads."""
+SET_NAMES = {"external": "external set", "test": "internal holdout", "val": "validation folds"}
 SUMMARY_METRICS = (
     "auc",
     "f1",
@@ -48,160 +53,262 @@ SUMMARY_METRICS = (
     "brier",
     "ece",
 )
+INTERVAL_METRICS = ("auc", "f1", "sensitivity", "specificity")
+"""Metrics with paired bootstrap CIs; also the headline `dvc exp show` / `dvc metrics diff` compare across
+experiments (comparison.json holds the rest)."""
+
+
+@dataclass
+class SetComparison:
+    """One evaluation set of one task: the ensembles' predictions on it and its summary."""
+
+    name: str
+    ids: np.ndarray
+    y_true: np.ndarray
+    probabilities: dict[str, np.ndarray]
+    predicted: dict[str, np.ndarray]
+    summary: dict
 
 
 @dataclass
 class TaskComparison:
-    """Everything computed for one task: the JSON summary and the holdout arrays the figures need."""
+    """Everything computed for one task: the JSON summary, the per-set arrays and the decision rules."""
 
     task: str
     classes: list[str]
     summary: dict
-    ids: np.ndarray
-    y_true: np.ndarray
-    holdout_probabilities: dict[str, np.ndarray] = field(default_factory=dict)
-    thresholds: dict[str, float | None] = field(default_factory=dict)
+    sets: dict[str, SetComparison] = field(default_factory=dict)
+    decisions: dict[str, DecisionRule] = field(default_factory=dict)
+
+    @property
+    def models(self) -> tuple[str, str]:
+        return self.summary["candidate"], self.summary["baseline"]
 
 
-def _threshold(labels, probabilities, classes, settings: EvaluateParams, source: str) -> float | None:
-    if len(classes) != 2:
-        return None
-    return choose_threshold(
-        labels, probabilities[:, 1], settings.threshold, settings.target_sensitivity, source
-    )
+def _fold_rule(run: ModelRun, settings: EvaluateParams, development_labels: np.ndarray) -> DecisionRule:
+    """A fold model's own rule: its validation fold's threshold (binary), the ensemble's rule (multiclass)."""
+    if len(run.classes) != 2:
+        return multiclass_rule(run.info.get("class_balance"), development_labels, len(run.classes))
+    validation = run.split("val")
+    threshold = fold_threshold(
+        validation["y_true"], run.probabilities("val"), settings.threshold, settings.target_sensitivity,
+        f"{run.name} val",
+    )  # fmt: skip
+    return DecisionRule(threshold=threshold, chosen_on=f"validation fold {run.fold} ({settings.threshold})")
 
 
-def fold_metrics(run: ModelRun, settings: EvaluateParams) -> dict:
-    """Validation and holdout metrics of one fold model, at the threshold chosen on its validation fold."""
-    validation, test = run.split("val"), run.split("test")
-    threshold = _threshold(
-        validation["y_true"], run.probabilities("val"), run.classes, settings, f"{run.name} val"
-    )
-    return {
+def fold_metrics(run: ModelRun, rule: DecisionRule, settings: EvaluateParams, sets: list[str]) -> dict:
+    """Metrics of one fold model on its validation fold and on each evaluation set, at its own rule."""
+    entry: dict = {
         "fold": run.fold,
-        "threshold": threshold,
-        "val": classification_metrics(
-            validation["y_true"], run.probabilities("val"), run.classes, threshold, settings.calibration_bins
-        ),
-        "test": classification_metrics(
-            test["y_true"], run.probabilities("test"), run.classes, threshold, settings.calibration_bins
-        ),
+        "threshold": rule.threshold,
+        "epoch_selection": run.info.get("epoch_selection"),
     }
+    for split in ["val", *sets]:
+        rows = run.split(split)
+        entry[split] = classification_metrics(
+            rows["y_true"], run.probabilities(split), run.classes, rule.threshold, settings.calibration_bins,
+            rule.class_weights,
+        )  # fmt: skip
+    return entry
 
 
-def _delong(y_true, probs_a, probs_b, classes) -> tuple[dict | None, dict[str, float | None]]:
+def _delong(y_true, probs_a, probs_b, classes, names: tuple[str, str]) -> dict[str, dict]:
+    """DeLong per tested class: binary {anomaly class: result}; multiclass one-vs-rest {class: result}."""
     if len(classes) == 2:
-        result = delong_test(y_true, probs_a[:, 1], probs_b[:, 1])
-        return result.to_dict(), {"delong": result.p_value}
-    per_class = delong_test_ovr(y_true, probs_a, probs_b, classes)
-    return (
-        {name: r.to_dict() for name, r in per_class.items()},
-        {f"delong_{name}": r.p_value for name, r in per_class.items()},
-    )
+        return {classes[1]: delong_test(y_true, probs_a[:, 1], probs_b[:, 1], names).to_dict()}
+    results = delong_test_ovr(y_true, probs_a, probs_b, classes, names)
+    return {name: result.to_dict() for name, result in results.items()}
 
 
-def compare_task(task: str, runs: dict[str, dict[int, ModelRun]], settings: EvaluateParams) -> TaskComparison:
-    """Compare the candidate and baseline fold models and ensembles of one task.
-
-    `runs` is model name -> fold -> run, the candidate first (as `check_runs` returns it).
-    """
-    CANDIDATE, BASELINE = runs  # the two models' own names (not literals): any baseline architecture
-    classes = next(iter(runs[CANDIDATE].values())).classes
-    folds = {
-        model: [fold_metrics(run, settings) for run in by_fold.values()] for model, by_fold in runs.items()
+def _difference(a: float | None, b: float | None) -> dict:
+    return {
+        "absolute": None if a is None or b is None else a - b,
+        "relative_percent": relative_improvement(a, b),
     }
-    ensembles, holdout, thresholds = {}, {}, {}
+
+
+def compare_set(
+    name: str,
+    runs: dict[str, dict[int, ModelRun]],
+    decisions: dict[str, DecisionRule],
+    classes: list[str],
+    settings: EvaluateParams,
+) -> SetComparison:
+    """The fold ensembles of both models on evaluation set `name`: metrics, bootstrap CIs, DeLong, McNemar."""
+    candidate, baseline = runs
+    probabilities, ensembles = {}, {}
     for model, by_fold in runs.items():
-        ids, y_true, probabilities = holdout_ensemble(by_fold)
-        pooled_labels, pooled_probabilities = pooled_validation(by_fold)
-        thresholds[model] = _threshold(
-            pooled_labels, pooled_probabilities, classes, settings, f"{model} {task} pooled validation"
-        )
-        holdout[model] = probabilities
+        ids, y_true, probabilities[model] = holdout_ensemble(by_fold, name)
+        rule = decisions[model]
         ensembles[model] = classification_metrics(
-            y_true, probabilities, classes, thresholds[model], settings.calibration_bins
+            y_true,
+            probabilities[model],
+            classes,
+            rule.threshold,
+            settings.calibration_bins,
+            rule.class_weights,
         )
-    probs_a, probs_b = holdout[CANDIDATE], holdout[BASELINE]
-    delong, p_values = _delong(y_true, probs_a, probs_b, classes)
-    correct = {model: predict(holdout[model], thresholds[model]) == y_true for model in runs}
-    mcnemar = mcnemar_exact(correct[CANDIDATE], correct[BASELINE])
-    wilcoxon = {
-        metric: wilcoxon_folds(
-            [f["val"][metric] for f in folds[CANDIDATE]], [f["val"][metric] for f in folds[BASELINE]]
-        ).to_dict()
-        for metric in ("auc", "f1")
-    }
-    p_values |= {
-        "mcnemar": mcnemar.p_value,
-        "wilcoxon_auc": wilcoxon["auc"]["p_value"],
-        "wilcoxon_f1": wilcoxon["f1"]["p_value"],
-    }
-    adjusted = holm(p_values)
-    delong_keys = [key for key in p_values if key.startswith("delong")]
-    delong_adjusted = [adjusted[key] for key in delong_keys if adjusted[key] is not None]
+    predicted = {model: decisions[model].predict(probabilities[model]) for model in runs}
     bootstrap = paired_bootstrap(
         y_true,
-        probs_a,
-        probs_b,
-        threshold_a=thresholds[CANDIDATE],
-        threshold_b=thresholds[BASELINE],
+        probabilities[candidate],
+        probabilities[baseline],
+        predicted_a=predicted[candidate],
+        predicted_b=predicted[baseline],
         resamples=settings.bootstrap_resamples,
         confidence=settings.confidence,
         seed=settings.seed,
     )
-    differences = {
-        metric: {
-            "absolute": None
-            if ensembles[CANDIDATE][metric] is None or ensembles[BASELINE][metric] is None
-            else ensembles[CANDIDATE][metric] - ensembles[BASELINE][metric],
-            "relative_percent": relative_improvement(
-                ensembles[CANDIDATE][metric], ensembles[BASELINE][metric]
-            ),
-        }
-        for metric in SUMMARY_METRICS
+    mcnemar = mcnemar_exact(predicted[candidate] == y_true, predicted[baseline] == y_true)
+    summary = {
+        "name": name,
+        "n": int(len(y_true)),
+        "class_counts": ensembles[candidate]["class_counts"],
+        "ensemble": ensembles,
+        "bootstrap": bootstrap.to_dict(),
+        "delong": _delong(
+            y_true, probabilities[candidate], probabilities[baseline], classes, (candidate, baseline)
+        ),
+        "mcnemar": mcnemar.to_dict(),
+        "differences": {
+            metric: _difference(ensembles[candidate][metric], ensembles[baseline][metric])
+            for metric in SUMMARY_METRICS
+        },
     }
-    auc_difference = differences["auc"]["absolute"]
-    primary_p = min(delong_adjusted) if delong_adjusted else None
+    return SetComparison(name, ids, y_true, probabilities, predicted, summary)
+
+
+def _outcomes(sets: dict[str, SetComparison], folds: dict[str, list[dict]], classes: list[str]):
+    """Every test computed for the task, as hypothesis outcomes (placed in or out of the family later)."""
+    outcomes = []
+    for name, comparison in sets.items():
+        for class_name, result in comparison.summary["delong"].items():
+            statistic = "" if result["z"] is None else f"z = {result['z']:.3f}"
+            outcomes.append(
+                HypothesisOutcome(
+                    f"delong:{name}",
+                    class_name if len(classes) > 2 else None,
+                    statistic,
+                    result["p_value"],
+                    None,
+                    result["undefined"],
+                )  # fmt: skip
+            )
+        mcnemar = comparison.summary["mcnemar"]
+        statistic = f"discordant {mcnemar['a_only_correct']} vs {mcnemar['b_only_correct']}"
+        outcomes.append(
+            HypothesisOutcome(
+                f"mcnemar:{name}", None, statistic, mcnemar["p_value"], mcnemar["smallest_attainable_p"]
+            )
+        )
+    candidate, baseline = folds
+    for metric in ("auc", "f1"):
+        result = wilcoxon_folds(
+            [f["val"][metric] for f in folds[candidate]], [f["val"][metric] for f in folds[baseline]]
+        )
+        median = "n/a" if result.median_difference is None else f"{result.median_difference:.3f}"
+        outcomes.append(
+            HypothesisOutcome(
+                f"wilcoxon_{metric}:validation",
+                None,
+                f"{result.n_pairs} folds, median difference {median}",
+                result.p_value,
+                result.smallest_attainable_p,
+                None if result.p_value is not None else "no fold with both metrics defined",
+            )  # fmt: skip
+        )
+    return outcomes
+
+
+def _provenance(runs: dict[str, dict[int, ModelRun]], decisions: dict[str, DecisionRule], sets) -> dict:
+    """Which data chose what, and which data measured it, for the report."""
+    selection = {}
+    for model, by_fold in runs.items():
+        records = [run.info.get("epoch_selection") or {} for run in by_fold.values()]
+        described = {record.get("description", "not recorded (older run)") for record in records}
+        selection[model] = "; ".join(sorted(described))
+    return {
+        "epoch": selection,
+        "decision": {model: rule.chosen_on for model, rule in decisions.items()},
+        "measured_on": [SET_NAMES[name] for name in sets],
+        "never_chose": "the internal holdout and the external set chose no epoch, threshold or decision rule",
+    }
+
+
+def compare_task(
+    task: str, runs: dict[str, dict[int, ModelRun]], settings: EvaluateParams, data: DataParams | None = None
+) -> TaskComparison:
+    """Compare the candidate and baseline fold models and ensembles of one task.
+
+    `runs` is model name -> fold -> run, the candidate first (as `check_runs` returns it). `data` gives
+    the report's wording (class names, `data.description`).
+    """
+    candidate, baseline = runs
+    first = next(iter(runs[candidate].values()))
+    classes = first.classes
+    development_labels = pooled_validation(runs[candidate])[0]
+    fold_rules = {
+        model: {fold: _fold_rule(run, settings, development_labels) for fold, run in by_fold.items()}
+        for model, by_fold in runs.items()
+    }
+    if len(classes) == 2:
+        decisions = {
+            model: ensemble_rule([rule.threshold for rule in rules.values()], settings.threshold)
+            for model, rules in fold_rules.items()
+        }
+    else:
+        decisions = {model: next(iter(rules.values())) for model, rules in fold_rules.items()}
+    set_names = [name for name in EVALUATION_SETS if not first.split(name).empty]
+    sets = {name: compare_set(name, runs, decisions, classes, settings) for name in set_names}
+    folds = {
+        model: [
+            fold_metrics(run, fold_rules[model][fold], settings, set_names) for fold, run in by_fold.items()
+        ]
+        for model, by_fold in runs.items()
+    }
+    alpha = round(1.0 - settings.confidence, 10)
+    tests = declared_family(_outcomes(sets, folds, classes), list(settings.hypotheses), alpha)
+    data = data or DataParams()
     summary = {
         "task": task,
         "classes": classes,
-        "candidate": CANDIDATE,
-        "baseline": BASELINE,
-        "n_test": int(len(y_true)),
-        "threshold_method": settings.threshold if len(classes) == 2 else "argmax",
-        "thresholds": thresholds,
-        "ensemble": ensembles,
+        "candidate": candidate,
+        "baseline": baseline,
+        "description": data.description,
+        "anomaly_classes": [name for name in data.classes if name != data.negative_class],
+        "evaluation_sets": set_names,
+        "decision_rules": {model: rule.to_dict() for model, rule in decisions.items()},
+        "provenance": _provenance(runs, decisions, sets),
+        "pretraining": first.info.get("pretraining"),
+        "sets": {name: comparison.summary for name, comparison in sets.items()},
         "folds": folds,
-        "delong": delong,
-        "mcnemar": mcnemar.to_dict(),
-        "wilcoxon": wilcoxon,
-        "bootstrap": bootstrap.to_dict(),
-        "differences": differences,
-        "p_values": p_values,
-        "p_values_holm": adjusted,
-        "delong_p_holm": primary_p,
-        "alpha": round(1.0 - settings.confidence, 10),
-        "better_model": None if not auc_difference else (CANDIDATE if auc_difference > 0 else BASELINE),
-        "significant": primary_p is not None and primary_p < 1.0 - settings.confidence,
+        "tests": [outcome.to_dict() for outcome in tests],
+        "declared_hypotheses": list(settings.hypotheses),
+        "p_values": {outcome.key: outcome.p_value for outcome in tests},
+        "p_values_holm": {outcome.key: outcome.p_holm for outcome in tests if outcome.in_family},
+        "alpha": alpha,
+        "confidence": settings.confidence,
     }
-    return TaskComparison(task, classes, summary, ids, y_true, holdout, thresholds)
-
-
-HEADLINE_METRICS = ("auc", "f1", "sensitivity", "specificity")
-"""What `dvc exp show` / `dvc metrics diff` compare across experiments; comparison.json holds the rest."""
+    return TaskComparison(task, classes, summary, sets, decisions)
 
 
 def dvc_metrics(comparisons: dict[str, TaskComparison]) -> dict:
-    """metrics.json, the headline DVC shows: per task, each model's holdout-ensemble AUC, F1, sensitivity
-    and specificity (`test_<metric>`), and the DeLong p (binary: the test; multiclass: the smallest
-    Holm-adjusted one-vs-rest p). A small set, so a table of experiments stays readable."""
+    """metrics.json, the headline DVC shows: per task, each model's fold-ensemble AUC / F1 / sensitivity /
+    specificity on each evaluation set (`test_<metric>`, `external_<metric>`), and the Holm-adjusted p of
+    each declared DeLong hypothesis (`<set>_delong_p_holm`, per class `_<class>` for the multiclass task);
+    None where undefined or not declared. A small set, so a table of experiments stays readable."""
     metrics: dict = {}
     for task, comparison in comparisons.items():
         summary = comparison.summary
-        entry: dict = {}
-        for model in (summary["candidate"], summary["baseline"]):
-            ensemble = summary["ensemble"][model]
-            entry[model] = {f"test_{name}": ensemble[name] for name in HEADLINE_METRICS}
-        entry["delong_p"] = summary["p_values"].get("delong", summary["delong_p_holm"])
+        entry: dict = {model: {} for model in comparison.models}
+        for name in summary["evaluation_sets"]:
+            for model in comparison.models:
+                ensemble = summary["sets"][name]["ensemble"][model]
+                entry[model] |= {f"{name}_{metric}": ensemble[metric] for metric in INTERVAL_METRICS}
+            for outcome in summary["tests"]:
+                if outcome["hypothesis"] == f"delong:{name}":
+                    suffix = f"_{outcome['class_name']}" if outcome["class_name"] else ""
+                    entry[f"{name}_delong_p_holm{suffix}"] = outcome["p_holm"]
         metrics[task] = entry
     return metrics

@@ -1,10 +1,11 @@
 """Comparison figures (PNG, matplotlib Agg) and the CSV curves DVC plots.
 
-Per task: ROC and precision-recall curves of both holdout ensembles with bootstrap 95 % bands
-(binary: the anomaly class; multiclass: one panel per class, one-vs-rest), confusion matrices,
-a reliability diagram and a per-fold dot plot of AUC and F1. The CSV curves for `dvc plots` hold one
-curve per model: the anomaly curve for the binary task, the micro-averaged one-vs-rest curve for
-the multiclass task.
+Per task and evaluation set (internal holdout; external set when there is one): ROC and
+precision-recall curves of both fold ensembles with bootstrap bands (binary: the anomaly class;
+multiclass: one panel per class, one-vs-rest), confusion matrices at the chosen decision rules and a
+reliability diagram; per task a per-fold dot plot of AUC and F1 on every set. The CSV curves for
+`dvc plots` hold one curve per model and set: the anomaly curve for the binary task, the
+micro-averaged one-vs-rest curve for the multiclass task.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from renalmae.evaluate.comparison import TaskComparison  # noqa: E402
+from renalmae.evaluate.comparison import SET_NAMES, SetComparison, TaskComparison  # noqa: E402
 from renalmae.evaluate.metrics import reliability_curve  # noqa: E402
-from renalmae.evaluate.runs import ByName  # noqa: E402
+from renalmae.evaluate.report import label  # noqa: E402
 from renalmae.stats import stratified_indices  # noqa: E402
 
-COLOURS = ByName({"usfmae": "#1b6ca8", "densenet169": "#d95f02"}, default="#7570b3")
-LABELS = ByName({"usfmae": "USF-MAE", "densenet169": "DenseNet-169"})
+COLOURS = {"usfmae": "#1b6ca8", "densenet169": "#d95f02"}
+OTHER_COLOURS = ("#7570b3", "#1b9e77")
 GRID = np.linspace(0.0, 1.0, 101)
 MAX_BAND_RESAMPLES = 200
 
@@ -77,22 +78,32 @@ def _panels(comparison: TaskComparison) -> list[tuple[str, int]]:
     return [(name, k) for k, name in enumerate(comparison.classes)]
 
 
+def _colour(model: str, position: int) -> str:
+    return COLOURS.get(model, OTHER_COLOURS[position % len(OTHER_COLOURS)])
+
+
 def _curve_figure(
-    comparison: TaskComparison, kind: str, resamples: int, confidence: float, seed: int, path: Path
+    comparison: TaskComparison,
+    evaluation: SetComparison,
+    kind: str,
+    resamples: int,
+    confidence: float,
+    seed: int,
+    path: Path,
 ):
     panels = _panels(comparison)
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
     for axis, (name, k) in zip(axes[0], panels, strict=True):
-        is_positive = comparison.y_true == k
+        is_positive = evaluation.y_true == k
         if is_positive.all() or not is_positive.any():
             axis.text(0.5, 0.5, f"{name}: one class only\n(curve undefined)", ha="center", va="center")
             continue
-        for model, probabilities in comparison.holdout_probabilities.items():
+        for position, (model, probabilities) in enumerate(evaluation.probabilities.items()):
             point, low, high = _curve_with_band(
                 is_positive, probabilities[:, k], kind, resamples, confidence, seed
             )
-            axis.plot(GRID, point, color=COLOURS[model], label=LABELS[model])
-            axis.fill_between(GRID, low, high, color=COLOURS[model], alpha=0.2, linewidth=0)
+            axis.plot(GRID, point, color=_colour(model, position), label=label(model))
+            axis.fill_between(GRID, low, high, color=_colour(model, position), alpha=0.2, linewidth=0)
         if kind == "roc":
             axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
             axis.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity")
@@ -102,44 +113,50 @@ def _curve_figure(
         axis.set(title=f"{comparison.task}: {name}", xlim=(0, 1), ylim=(0, 1.02))
         axis.legend(loc="lower right" if kind == "roc" else "lower left", fontsize=8)
     figure.suptitle(
-        f"{'ROC' if kind == 'roc' else 'Precision-recall'} on the holdout, {confidence:.0%} bootstrap bands"
+        f"{'ROC' if kind == 'roc' else 'Precision-recall'} on the {SET_NAMES[evaluation.name]}, "
+        f"{confidence:.0%} bootstrap bands"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
-def _confusion_figure(comparison: TaskComparison, path: Path) -> None:
+def _confusion_figure(comparison: TaskComparison, evaluation: SetComparison, path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(8.4, 3.9))
-    for axis, model in zip(axes, comparison.summary["ensemble"], strict=True):
-        matrix = np.array(comparison.summary["ensemble"][model]["confusion_matrix"])
+    ensembles = evaluation.summary["ensemble"]
+    for axis, model in zip(axes, ensembles, strict=True):
+        matrix = np.array(ensembles[model]["confusion_matrix"])
         axis.imshow(matrix, cmap="Blues")
         for (row, column), count in np.ndenumerate(matrix):
             colour = "white" if count > matrix.max() / 2 else "black"
             axis.text(column, row, str(count), ha="center", va="center", color=colour)
         ticks = range(len(comparison.classes))
         axis.set(xticks=ticks, yticks=ticks, xticklabels=comparison.classes, yticklabels=comparison.classes)
-        axis.set(xlabel="predicted", ylabel="true", title=LABELS[model])
-    figure.suptitle(f"{comparison.task}: holdout confusion matrices")
+        axis.set(xlabel="predicted", ylabel="true", title=label(model))
+    figure.suptitle(f"{comparison.task}: confusion matrices on the {SET_NAMES[evaluation.name]}")
     figure.tight_layout()
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
-def _reliability_figure(comparison: TaskComparison, bins: int, path: Path) -> None:
+def _reliability_figure(comparison: TaskComparison, evaluation: SetComparison, bins: int, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(4.6, 4.2))
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
-    for model, probabilities in comparison.holdout_probabilities.items():
-        confidence, observed, counts = reliability_curve(comparison.y_true, probabilities, bins)
-        ece = comparison.summary["ensemble"][model]["ece"]
+    for position, (model, probabilities) in enumerate(evaluation.probabilities.items()):
+        confidence, observed, counts = reliability_curve(evaluation.y_true, probabilities, bins)
+        ece = evaluation.summary["ensemble"][model]["ece"]
         axis.plot(
-            confidence, observed, marker="o", color=COLOURS[model], label=f"{LABELS[model]} (ECE {ece:.3f})"
+            confidence,
+            observed,
+            marker="o",
+            color=_colour(model, position),
+            label=f"{label(model)} (ECE {ece:.3f})",
         )
     binary = len(comparison.classes) == 2
     axis.set(
         xlabel="predicted P(anomaly)" if binary else "confidence of the predicted class",
         ylabel="observed anomaly rate" if binary else "accuracy",
-        title=f"{comparison.task}: reliability (holdout)",
+        title=f"{comparison.task}: reliability ({SET_NAMES[evaluation.name]})",
         xlim=(0, 1),
         ylim=(0, 1),
     )
@@ -150,24 +167,27 @@ def _reliability_figure(comparison: TaskComparison, bins: int, path: Path) -> No
 
 
 def _folds_figure(comparison: TaskComparison, path: Path) -> None:
-    figure, axes = plt.subplots(1, 2, figsize=(8.4, 3.6))
+    splits = ["val", *comparison.summary["evaluation_sets"][::-1]]
+    figure, axes = plt.subplots(1, 2, figsize=(4.2 * (1 + len(splits) / 3), 3.6))
     for axis, metric in zip(axes, ("auc", "f1"), strict=True):
-        for offset, (model, folds) in zip((-0.1, 0.1), comparison.summary["folds"].items(), strict=True):
-            for position, split in enumerate(("val", "test")):
+        for index, (offset, (model, folds)) in enumerate(
+            zip((-0.1, 0.1), comparison.summary["folds"].items(), strict=True)
+        ):
+            for position, split in enumerate(splits):
                 values = [f[split][metric] for f in folds]
-                x = [position + offset] * len(values)
-                marker = "o" if split == "val" else "s"
-                label = f"{LABELS[model]}" if split == "val" else None
                 axis.scatter(
-                    x,
+                    [position + offset] * len(values),
                     [np.nan if v is None else v for v in values],
-                    color=COLOURS[model],
-                    marker=marker,
+                    color=_colour(model, index),
+                    marker="os^"[position % 3],
                     alpha=0.8,
-                    label=label,
+                    label=label(model) if position == 0 else None,
                 )
         axis.set(
-            xticks=[0, 1], xticklabels=["validation fold", "holdout"], ylabel=metric.upper(), xlim=(-0.5, 1.5)
+            xticks=range(len(splits)),
+            xticklabels=[SET_NAMES[split] for split in splits],
+            ylabel=metric.upper(),
+            xlim=(-0.5, len(splits) - 0.5),
         )
         axis.set_title(f"{comparison.task}: {metric.upper()} of each fold model")
         axis.legend(fontsize=8)
@@ -176,42 +196,57 @@ def _folds_figure(comparison: TaskComparison, path: Path) -> None:
     plt.close(figure)
 
 
+def _suffix(name: str) -> str:
+    """File-name suffix of an evaluation set: none for the internal holdout, `_external` for the external."""
+    return "" if name == "test" else f"_{name}"
+
+
 def write_figures(
     comparison: TaskComparison, out_dir: Path, resamples: int, confidence: float, seed: int, bins: int
 ) -> dict[str, Path]:
-    """Write the PNG figures of one task into out_dir; return {figure name: path}."""
+    """Write the PNG figures of one task into out_dir, the external set's first; return {name: path}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     task = comparison.task
-    paths = {
-        name: out_dir / f"{name}_{task}.png" for name in ("roc", "pr", "confusion", "reliability", "folds")
-    }
-    _curve_figure(comparison, "roc", resamples, confidence, seed, paths["roc"])
-    _curve_figure(comparison, "pr", resamples, confidence, seed, paths["pr"])
-    _confusion_figure(comparison, paths["confusion"])
-    _reliability_figure(comparison, bins, paths["reliability"])
+    paths: dict[str, Path] = {}
+    for name, evaluation in comparison.sets.items():
+        suffix = _suffix(name)
+        named = {
+            figure: out_dir / f"{figure}_{task}{suffix}.png"
+            for figure in ("roc", "pr", "confusion", "reliability")
+        }
+        _curve_figure(comparison, evaluation, "roc", resamples, confidence, seed, named["roc"])
+        _curve_figure(comparison, evaluation, "pr", resamples, confidence, seed, named["pr"])
+        _confusion_figure(comparison, evaluation, named["confusion"])
+        _reliability_figure(comparison, evaluation, bins, named["reliability"])
+        paths |= {f"{figure} ({SET_NAMES[name]})": path for figure, path in named.items()}
+    paths["folds"] = out_dir / f"folds_{task}.png"
     _folds_figure(comparison, paths["folds"])
     return paths
 
 
 def write_curve_csvs(comparison: TaskComparison, out_dir: Path) -> list[Path]:
-    """plots/roc_<task>_<model>.csv (fpr, tpr) and plots/pr_<task>_<model>.csv (recall, precision)."""
+    """plots/roc_<task>[_external]_<model>.csv (fpr, tpr) and plots/pr_<task>[_external]_<model>.csv
+    (recall, precision): one pair per evaluation set and model."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for model, probabilities in comparison.holdout_probabilities.items():
-        if len(comparison.classes) == 2:
-            is_positive, scores = comparison.y_true == 1, probabilities[:, 1]
-        else:
-            is_positive = (np.eye(len(comparison.classes))[comparison.y_true] == 1).ravel()
-            scores = probabilities.ravel()
-        if is_positive.all() or not is_positive.any():
-            continue
-        false_positive_rate, true_positive_rate, _ = roc_curve(is_positive, scores)
-        precision, recall, _ = precision_recall_curve(is_positive, scores)
-        roc_path = out_dir / f"roc_{comparison.task}_{model}.csv"
-        pr_path = out_dir / f"pr_{comparison.task}_{model}.csv"
-        pd.DataFrame({"model": model, "fpr": false_positive_rate, "tpr": true_positive_rate}).to_csv(
-            roc_path, index=False
-        )
-        pd.DataFrame({"model": model, "recall": recall, "precision": precision}).to_csv(pr_path, index=False)
-        written += [roc_path, pr_path]
+    for name, evaluation in comparison.sets.items():
+        for model, probabilities in evaluation.probabilities.items():
+            if len(comparison.classes) == 2:
+                is_positive, scores = evaluation.y_true == 1, probabilities[:, 1]
+            else:
+                is_positive = (np.eye(len(comparison.classes))[evaluation.y_true] == 1).ravel()
+                scores = probabilities.ravel()
+            if is_positive.all() or not is_positive.any():
+                continue
+            false_positive_rate, true_positive_rate, _ = roc_curve(is_positive, scores)
+            precision, recall, _ = precision_recall_curve(is_positive, scores)
+            stem = f"{comparison.task}{_suffix(name)}_{model}"
+            roc_path, pr_path = out_dir / f"roc_{stem}.csv", out_dir / f"pr_{stem}.csv"
+            pd.DataFrame({"model": model, "fpr": false_positive_rate, "tpr": true_positive_rate}).to_csv(
+                roc_path, index=False
+            )
+            pd.DataFrame({"model": model, "recall": recall, "precision": precision}).to_csv(
+                pr_path, index=False
+            )
+            written += [roc_path, pr_path]
     return written

@@ -17,22 +17,17 @@ Hypothesis ids are `<test>:<data>`: `delong:test`, `delong:external`, `mcnemar:t
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import get_args
 
+from renalmae.params import Hypothesis
 from renalmae.stats import holm
 
-HYPOTHESES = (
-    "delong:test",
-    "delong:external",
-    "mcnemar:test",
-    "mcnemar:external",
-    "wilcoxon_auc:validation",
-    "wilcoxon_f1:validation",
-)
+HYPOTHESES: tuple[str, ...] = get_args(Hypothesis)
 TEST_NAMES = {
     "delong": "DeLong (AUC)",
     "mcnemar": "McNemar exact (correct / incorrect)",
-    "wilcoxon_auc": "Wilcoxon signed-rank, validation-fold AUC",
-    "wilcoxon_f1": "Wilcoxon signed-rank, validation-fold F1",
+    "wilcoxon_auc": "Wilcoxon signed-rank (fold AUC)",
+    "wilcoxon_f1": "Wilcoxon signed-rank (fold F1)",
 }
 DATA_NAMES = {"test": "internal holdout", "external": "external set", "validation": "validation folds"}
 

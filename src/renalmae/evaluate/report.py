@@ -1,4 +1,10 @@
-"""The comparison report: tables, a plain-language summary, `comparison.md` and a one-file `index.html`."""
+"""The comparison report: a plain-language summary per evaluation set, tables, comparison.md and index.html.
+
+Every sentence names the data it rests on (external set or internal holdout), the test and, for the
+multiclass task, the class; a test is called significant only when it is a declared hypothesis whose
+Holm-adjusted p is below alpha, and never in words that the interval beside it contradicts. The
+wording comes from the params: class names and `data.description`, never a hard-coded organ.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import base64
 import html
 from pathlib import Path
 
-from renalmae.evaluate.comparison import SUMMARY_METRICS, TaskComparison
+from renalmae.evaluate.comparison import INTERVAL_METRICS, SET_NAMES, SUMMARY_METRICS, TaskComparison
 from renalmae.evaluate.runs import ByName
 
 LABELS = ByName({"usfmae": "USF-MAE", "densenet169": "DenseNet-169"})
@@ -22,209 +28,364 @@ METRIC_NAMES = {
     "brier": "Brier score (lower is better)",
     "ece": "ECE (lower is better)",
 }
-TASK_NAMES = {"binary": "Binary task (normal vs anomaly)", "multiclass": "3-class task"}
+SET_PHRASES = {
+    "external": "external set (another site or device: never used for training, selection, thresholds or "
+    "pretraining)",
+    "test": "internal holdout",
+}
 
 Table = tuple[str, list[str], list[list[str]]]
+
+
+def label(model: str) -> str:
+    """Display name of a model (any baseline architecture falls back to its own name)."""
+    return LABELS[model]
 
 
 def number(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def p_value(value: float | None) -> str:
+def p_text(value: float | None) -> str:
+    """`p < 0.001`, `p = 0.023`, or `p n/a`: always a phrase that reads right after a comma."""
     if value is None:
-        return "n/a"
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+        return "p n/a"
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
+def _p_cell(value: float | None) -> str:
+    return p_text(value).removeprefix("p = ").removeprefix("p ")
 
 
 def _interval(interval: dict, digits: int = 3) -> str:
     if interval["low"] is None:
         return "n/a"
-    return f"{number(interval['low'], digits)} – {number(interval['high'], digits)}"
+    return f"{number(interval['low'], digits)} to {number(interval['high'], digits)}"
 
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f} %"
 
 
-def _operating_point(summary: dict) -> str:
-    """Binary only: what each model's validation-chosen threshold does on the holdout, in percentages."""
-    if len(summary["classes"]) != 2:
-        return ""
-    parts = [
-        f"{LABELS[model]} found {_percent(summary['ensemble'][model]['sensitivity'])} of anomalies "
-        f"(sensitivity) and cleared {_percent(summary['ensemble'][model]['specificity'])} of normal "
-        "kidneys (specificity)"
-        for model in (summary["candidate"], summary["baseline"])
-    ]
-    return f" At the decision thresholds chosen on validation data, {parts[0]}; {parts[1]}."
+def _images(summary: dict) -> str:
+    return f"{summary['description']} images" if summary.get("description") else "images"
 
 
-def plain_summary(summary: dict) -> str:
-    """Which model is better, by how much and how sure, in words a clinical reader can follow."""
-    a, b = summary["candidate"], summary["baseline"]
-    boot = summary["bootstrap"]
-    auc_a, auc_b = summary["ensemble"][a]["auc"], summary["ensemble"][b]["auc"]
-    confidence = f"{boot['confidence']:.0%}"
-    if auc_a is None or auc_b is None:
+def _skill(summary: dict) -> str:
+    classes = summary["classes"]
+    if len(classes) == 2:
+        anomalies = summary.get("anomaly_classes") or [classes[1]]
+        what = anomalies[0] if len(anomalies) == 1 else f"anomalous ({', '.join(anomalies)})"
+        return f"separated {what} from {classes[0]} {_images(summary)}"
+    names = ", ".join(classes[:-1]) + f" and {classes[-1]}"
+    return f"told {names} {_images(summary)} apart (macro one-vs-rest AUC)"
+
+
+def _set_tests(summary: dict, name: str, hypothesis: str) -> list[dict]:
+    return [test for test in summary["tests"] if test["hypothesis"] == f"{hypothesis}:{name}"]
+
+
+def _family_size(summary: dict) -> int:
+    return sum(test["in_family"] for test in summary["tests"])
+
+
+def _delong_sentence(summary: dict, test: dict, interval_has_zero: bool) -> str:
+    """What DeLong's test on one set (binary) says, as a declared hypothesis or as a descriptive number."""
+    if test["undefined"]:
+        return f"DeLong's test is undefined on this set ({test['undefined']})."
+    if not test["in_family"]:
+        return f"DeLong's test gives {p_text(test['p_value'])}, descriptive only ({test['reason']})."
+    size = _family_size(summary)
+    family = f"Holm-adjusted over the {size} declared test{'s' if size != 1 else ''} testable here"
+    adjusted = p_text(test["p_holm"])
+    if not test["rejected"]:
         return (
-            f"On the {summary['n_test']} holdout images the AUC is undefined (only one class is "
-            "present), so the models cannot be ranked by AUC on this set." + _operating_point(summary)
+            f"DeLong's test, a declared hypothesis, does not reject equal AUCs ({adjusted}, {family}): with "
+            "this many images the difference could be chance."
         )
-    skill = (
-        "separated anomalous from normal kidneys"
-        if len(summary["classes"]) == 2
-        else "told " + ", ".join(summary["classes"]) + " kidneys apart (mean one-vs-rest AUC)"
+    sentence = (
+        f"DeLong's test, a declared hypothesis, rejects equal AUCs ({adjusted}, {family}, below "
+        f"alpha {summary['alpha']:g})"
     )
-    difference = summary["differences"]["auc"]
-    relative = difference["relative_percent"]
-    if auc_a == auc_b:
-        headline = (
-            f"On {summary['n_test']} holdout images, both models {skill} equally well (AUC {number(auc_a)})."
+    if interval_has_zero:
+        return sentence + ", but the bootstrap interval above still includes 0: a borderline difference."
+    return sentence + ": a difference this large is unlikely to be chance alone."
+
+
+def _ovr_sentence(summary: dict, tests: list[dict]) -> str:
+    """Multiclass: each class's one-vs-rest DeLong test, with its own difference and place in the family."""
+    parts = []
+    for test in tests:
+        if test["undefined"]:
+            parts.append(f"{test['class_name']}: undefined ({test['undefined']})")
+            continue
+        where = (
+            f"Holm-adjusted {p_text(test['p_holm'])}"
+            if test["in_family"]
+            else f"{p_text(test['p_value'])}, descriptive"
         )
+        parts.append(f"{test['class_name']} {where}")
+    rejected = [test["class_name"] for test in tests if test["rejected"]]
+    verdict = (
+        f"the declared one-vs-rest test finds the AUCs differ for {', '.join(rejected)} only"
+        if rejected
+        else "no declared one-vs-rest test finds the AUCs differ for any class"
+    )
+    return f"One-vs-rest DeLong tests per class ({'; '.join(parts)}): {verdict}."
+
+
+def _operating_point(summary: dict, name: str) -> str:
+    a, b = summary["candidate"], summary["baseline"]
+    result = summary["sets"][name]
+    boot = result["bootstrap"]
+    if len(summary["classes"]) != 2:
+        rules = summary["decision_rules"]
+        ensemble = result["ensemble"]
+        parts = [
+            f"{label(model)} (by {rules[model]['name']}) reached accuracy "
+            f"{number(ensemble[model]['accuracy'])} and balanced accuracy "
+            f"{number(ensemble[model]['balanced_accuracy'])}"
+            for model in (a, b)
+        ]
+        return " " + "; ".join(parts) + "."
+    anomalies = summary.get("anomaly_classes") or [summary["classes"][1]]
+    anomaly_words = anomalies[0] if len(anomalies) == 1 else "anomalies"
+    ensemble, negative = result["ensemble"], summary["classes"][0]
+    parts = [
+        f"{label(model)} found {_percent(ensemble[model]['sensitivity'])} of {anomaly_words} "
+        f"(sensitivity, CI {_interval(boot[f'sensitivity_{side}'])}) and cleared "
+        f"{_percent(ensemble[model]['specificity'])} of {negative} images (specificity, "
+        f"CI {_interval(boot[f'specificity_{side}'])})"
+        for model, side in ((a, "a"), (b, "b"))
+    ]
+    return f" At the thresholds chosen on validation data, {parts[0]}; {parts[1]}."
+
+
+def plain_summary(summary: dict, name: str) -> str:
+    """Which model is better on evaluation set `name`, by how much and how sure, in plain words."""
+    a, b = summary["candidate"], summary["baseline"]
+    result = summary["sets"][name]
+    boot = result["bootstrap"]
+    counts = ", ".join(f"{count} {class_name}" for class_name, count in result["class_counts"].items())
+    where = f"On the {SET_PHRASES[name]}, {result['n']} {_images(summary)} ({counts})"
+    auc_a, auc_b = result["ensemble"][a]["auc"], result["ensemble"][b]["auc"]
+    if auc_a is None or auc_b is None:
+        why = result["ensemble"][a].get("auc_undefined") or "undefined"
+        return (
+            f"{where}: the AUC is undefined ({why}), so the models cannot be ranked by AUC."
+            + _operating_point(summary, name)
+        )
+    difference = result["differences"]["auc"]
+    if auc_a == auc_b:
+        headline = f"{where}: both models {_skill(summary)} equally well (AUC {number(auc_a)})."
     else:
         better, worse = (a, b) if auc_a > auc_b else (b, a)
+        relative = difference["relative_percent"]
         headline = (
-            f"On {summary['n_test']} holdout images, {LABELS[better]} {skill} better than {LABELS[worse]}: "
-            f"AUC {number(max(auc_a, auc_b))} versus {number(min(auc_a, auc_b))} "
+            f"{where}: {label(better)} {_skill(summary)} better than {label(worse)}, AUC "
+            f"{number(max(auc_a, auc_b))} versus {number(min(auc_a, auc_b))} "
             f"({number(abs(difference['absolute']))} AUC points"
             + (f", {abs(relative):.2f} % relative" if relative is not None else "")
             + ")."
         )
-    low, high = boot["auc_difference"]["low"], boot["auc_difference"]["high"]
-    sure = (
-        f"This difference is statistically significant (DeLong test, Holm-adjusted p = "
-        f"{p_value(summary['delong_p_holm'])}, below {summary['alpha']:g}), so it is unlikely to be "
-        "chance alone."
-        if summary["significant"]
-        else f"The difference is not statistically significant (DeLong test, Holm-adjusted p = "
-        f"{p_value(summary['delong_p_holm'])}): with this many test images it could be chance."
+    interval = boot["auc_difference"]
+    has_zero = interval["low"] is not None and interval["low"] <= 0 <= interval["high"]
+    macro = ", macro average" if len(summary["classes"]) > 2 else ""
+    interval_sentence = (
+        f" The {boot['confidence']:.0%} bootstrap interval of the AUC difference ({label(a)} minus {label(b)}"
+        f"{macro}) runs from {_interval(interval)}" + (", which includes 0." if has_zero else ".")
+        if interval["low"] is not None
+        else " No bootstrap interval of the AUC difference: too few images of a class."
     )
-    f1 = summary["differences"]["f1"]
+    tests = _set_tests(summary, name, "delong")
+    evidence = (
+        _delong_sentence(summary, tests[0], has_zero)
+        if len(summary["classes"]) == 2
+        else _ovr_sentence(summary, tests)
+    )
+    return f"{headline}{interval_sentence} {evidence}" + _operating_point(summary, name)
+
+
+def provenance(summary: dict) -> str:
+    """Which data chose what and which data measured it; the pretraining pool when it matters."""
+    a, b = summary["candidate"], summary["baseline"]
+    chosen = summary["provenance"]
+    sentences = [
+        f"Epochs were picked on {chosen['epoch'][a]} ({label(a)}) and {chosen['epoch'][b]} ({label(b)}).",
+        f"Decisions: {label(a)} {chosen['decision'][a]}; {label(b)} {chosen['decision'][b]}.",
+        f"Measured on the {' and the '.join(chosen['measured_on'])}; {chosen['never_chose']}.",
+    ]
+    pretraining = summary.get("pretraining") or {}
+    if pretraining.get("epochs") == 0:
+        sentences.append(
+            f"{label(a)}'s encoder was not pretrained here: the published encoder "
+            f"({pretraining.get('init_checkpoint')}) was fine-tuned as it is."
+        )
+    elif pretraining.get("transductive"):
+        sentences.append(
+            f"Transductive pretraining: {label(a)}'s MAE pool included the development images "
+            "(pretrain.include_development: true); the holdout and external images were never in it."
+        )
+    return " ".join(sentences)
+
+
+def _headline_table(summary: dict) -> Table:
+    """AUC, F1, sensitivity, specificity with CIs and the DeLong p, the evaluation sets side by side."""
+    a, b = summary["candidate"], summary["baseline"]
+    names = summary["evaluation_sets"]
+    header = ["metric"]
+    for name in names:
+        header += [
+            f"{label(a)}, {SET_NAMES[name]}",
+            f"{label(b)}, {SET_NAMES[name]}",
+            f"difference, {SET_NAMES[name]}",
+        ]
+    rows = []
+    for metric in INTERVAL_METRICS:
+        row = [METRIC_NAMES[metric]]
+        for name in names:
+            boot = summary["sets"][name]["bootstrap"]
+            row += [
+                f"{number(boot[f'{metric}_{side}']['estimate'])} ({_interval(boot[f'{metric}_{side}'])})"
+                for side in ("a", "b", "difference")
+            ]
+        rows.append(row)
+    for test_index, _ in enumerate(_set_tests(summary, names[0], "delong")):
+        row = ["DeLong"]
+        for name in names:
+            test = _set_tests(summary, name, "delong")[test_index]
+            what = f"{test['class_name']} vs rest: " if test["class_name"] else ""
+            p_cell = (
+                "undefined"
+                if test["undefined"]
+                else f"{p_text(test['p_value'])}, Holm {_p_cell(test['p_holm'])}"
+                if test["in_family"]
+                else f"{p_text(test['p_value'])} (descriptive)"
+            )
+            row += ["", "", what + p_cell]
+        rows.append(row)
+    confidence = f"{summary['confidence']:.0%}"
+    return (f"Fold ensembles, {confidence} bootstrap CIs; evaluation sets side by side", header, rows)
+
+
+def _set_table(summary: dict, name: str) -> Table:
+    a, b = summary["candidate"], summary["baseline"]
+    result = summary["sets"][name]
+    rows = []
+    for metric in SUMMARY_METRICS:
+        difference = result["differences"][metric]
+        relative = difference["relative_percent"]
+        rows.append(
+            [
+                METRIC_NAMES[metric],
+                number(result["ensemble"][a][metric]),
+                number(result["ensemble"][b][metric]),
+                number(difference["absolute"]),
+                "n/a" if relative is None else f"{relative:+.2f} %",
+            ]
+        )
+    rules = summary["decision_rules"]
+    rows.append(["decision rule", rules[a]["name"], rules[b]["name"], "", ""])
+    for class_name in result["ensemble"][a].get("auc_per_class") or {}:
+        rows.append(
+            [
+                f"AUC {class_name} vs rest",
+                number(result["ensemble"][a]["auc_per_class"][class_name]),
+                number(result["ensemble"][b]["auc_per_class"][class_name]),
+                "",
+                "",
+            ]
+        )
+    mcnemar = result["mcnemar"]
+    rows.append(
+        [
+            "images only this model got right (McNemar's discordant pairs)",
+            str(mcnemar["a_only_correct"]),
+            str(mcnemar["b_only_correct"]),
+            "",
+            "",
+        ]
+    )
     return (
-        f"{headline} The {confidence} confidence interval of the AUC difference ({LABELS[a]} minus "
-        f"{LABELS[b]}) runs from {number(low)} to {number(high)}. {sure} F1 (the balance of missed "
-        f"anomalies and false alarms at the chosen operating point) differs by {number(f1['absolute'])} "
-        f"({LABELS[a]} minus {LABELS[b]})." + _operating_point(summary) + " An AUC of 1 means every "
-        "anomaly scores above every normal image; 0.5 is a coin toss."
+        f"All metrics on the {SET_NAMES[name]} ({result['n']} images)",
+        ["metric", label(a), label(b), "difference", "relative"],
+        rows,
     )
 
 
-def _statistic(delong: dict) -> str:
-    return f"undefined: {delong['undefined']}" if delong["z"] is None else f"z = {delong['z']:.3f}"
+def _floor(smallest_attainable_p: float | None) -> str:
+    return "none (asymptotic test)" if smallest_attainable_p is None else _p_cell(smallest_attainable_p)
+
+
+def _tests_tables(summary: dict) -> list[Table]:
+    family = [test for test in summary["tests"] if test["in_family"]]
+    descriptive = [test for test in summary["tests"] if not test["in_family"]]
+    family_rows = [
+        [test["label"], test["statistic"], _p_cell(test["p_value"]), _p_cell(test["p_holm"]),
+         "rejected" if test["rejected"] else "not rejected"]
+        for test in family
+    ]  # fmt: skip
+    descriptive_rows = [
+        [test["label"], test["statistic"] or "", _p_cell(test["p_value"]),
+         _floor(test["smallest_attainable_p"]), test["reason"].removeprefix("descriptive: ")]
+        for test in descriptive
+    ]  # fmt: skip
+    alpha = f"{summary['alpha']:g}"
+    return [
+        (
+            f"Declared hypotheses (evaluate.hypotheses): Holm's family, alpha {alpha}",
+            ["hypothesis", "statistic", "p", "Holm p", "decision"],
+            family_rows or [["(none testable on these data)", "", "", "", ""]],
+        ),
+        (
+            "Descriptive tests (not in the family)",
+            ["test", "statistic", "p", "smallest attainable p", "why descriptive"],
+            descriptive_rows,
+        ),
+    ]
+
+
+def _folds_table(summary: dict) -> Table:
+    names = summary["evaluation_sets"]
+    header = ["model", "fold", "threshold", "epoch picked on", "val AUC", "val F1"]
+    for name in names:
+        header += [f"{SET_NAMES[name]} AUC", f"{SET_NAMES[name]} F1"]
+    rows = []
+    for model, folds in summary["folds"].items():
+        for fold in folds:
+            selection = fold.get("epoch_selection") or {}
+            row = [label(model), str(fold["fold"]), number(fold["threshold"]), selection.get("split", "n/a"),
+                   number(fold["val"]["auc"]), number(fold["val"]["f1"])]  # fmt: skip
+            for name in names:
+                row += [number(fold[name]["auc"]), number(fold[name]["f1"])]
+            rows.append(row)
+    return ("Fold models (each at its own validation threshold)", header, rows)
 
 
 def tables(summary: dict) -> list[Table]:
-    a, b = summary["candidate"], summary["baseline"]
-    ensemble, boot = summary["ensemble"], summary["bootstrap"]
-    metrics_rows = []
-    for name in SUMMARY_METRICS:
-        difference = summary["differences"][name]
-        ci = {"auc": ("auc_a", "auc_b", "auc_difference"), "f1": ("f1_a", "f1_b", "f1_difference")}.get(name)
-        cells = [number(ensemble[a][name]), number(ensemble[b][name]), number(difference["absolute"])]
-        if ci:
-            cells = [f"{c} ({_interval(boot[k])})" for c, k in zip(cells, ci, strict=True)]
-        relative = difference["relative_percent"]
-        metrics_rows.append([METRIC_NAMES[name], *cells, "n/a" if relative is None else f"{relative:+.2f} %"])
-    if summary["thresholds"][a] is not None:
-        threshold_row = ["decision threshold on P(anomaly)", number(summary["thresholds"][a])]
-        metrics_rows.append([*threshold_row, number(summary["thresholds"][b]), "", ""])
-    per_class = ensemble[a].get("auc_per_class") or {}
-    for name in per_class:
-        metrics_rows.append(
-            [
-                f"AUC {name} vs rest",
-                number(per_class[name]),
-                number(ensemble[b]["auc_per_class"][name]),
-                "",
-                "",
-            ]
-        )
-    holm = summary["p_values_holm"]
-    tests = []
-    delong = summary["delong"]
-    if len(summary["classes"]) == 2:
-        tests.append(
-            [
-                "DeLong (AUC)",
-                _statistic(delong),
-                p_value(summary["p_values"]["delong"]),
-                p_value(holm["delong"]),
-            ]
-        )
-    else:
-        for name, result in (delong or {}).items():
-            tests.append(
-                [
-                    f"DeLong (AUC, {name} vs rest)",
-                    _statistic(result),
-                    p_value(summary["p_values"][f"delong_{name}"]),
-                    p_value(holm[f"delong_{name}"]),
-                ]
-            )
-    mcnemar = summary["mcnemar"]
-    tests.append(
-        [
-            "McNemar exact (correct / incorrect)",
-            f"{LABELS[a]} only right {mcnemar['a_only_correct']}, "
-            f"{LABELS[b]} only right {mcnemar['b_only_correct']}",
-            p_value(mcnemar["p_value"]),
-            p_value(holm["mcnemar"]),
-        ]
-    )
-    for metric in ("auc", "f1"):
-        result = summary["wilcoxon"][metric]
-        tests.append(
-            [
-                f"Wilcoxon signed-rank, validation-fold {metric.upper()}",
-                f"{result['n_pairs']} folds, median difference {number(result['median_difference'])}",
-                p_value(result["p_value"]),
-                p_value(holm[f"wilcoxon_{metric}"]),
-            ]
-        )
-    fold_rows = [
-        [
-            LABELS[model],
-            str(f["fold"]),
-            number(f["threshold"]),
-            number(f["val"]["auc"]),
-            number(f["val"]["f1"]),
-            number(f["test"]["auc"]),
-            number(f["test"]["f1"]),
-        ]
-        for model, folds in summary["folds"].items()
-        for f in folds
-    ]
-    confidence = f"{boot['confidence']:.0%}"
     return [
-        (
-            f"Holdout metrics of the fold ensembles ({confidence} bootstrap CI, "
-            f"{boot['resamples']} resamples)",
-            ["metric", LABELS[a], LABELS[b], "difference", "relative"],
-            metrics_rows,
-        ),
-        (
-            "Statistical tests (Holm-adjusted across this task's tests)",
-            ["test", "statistic", "p", "Holm p"],
-            tests,
-        ),
-        (
-            "Fold models",
-            ["model", "fold", "threshold", "val AUC", "val F1", "holdout AUC", "holdout F1"],
-            fold_rows,
-        ),
+        _headline_table(summary),
+        *[_set_table(summary, name) for name in summary["evaluation_sets"]],
+        *_tests_tables(summary),
+        _folds_table(summary),
     ]
 
 
-NOTES = (
-    "Binary decisions use a threshold on P(anomaly) chosen on validation data only ({method}): "
-    "each fold model uses its own validation fold, each ensemble (mean probability of the fold models) "
-    "the pooled out-of-fold validation predictions of its members. 3-class decisions take the most "
-    "probable class. Relative difference = (USF-MAE − DenseNet-169) / DenseNet-169 × 100; difference = "
-    "USF-MAE − DenseNet-169 in metric points. For the 3-class task AUC, F1, sensitivity, specificity, "
-    "precision and NPV are macro averages over classes (one-vs-rest) and the task-level DeLong p is "
-    "the smallest Holm-adjusted per-class p. n/a = undefined "
-    "(e.g. AUC of a set holding one class)."
+NOTES = " ".join(
+    [
+        "Which data chose what: each fold model's epoch on an inner grouped split of its training folds",
+        "(train.selection_fraction; with 0, on its validation fold, whose numbers are then optimistic);",
+        "each fold model's binary threshold on its validation fold; each fold ensemble's (mean probability",
+        "of its fold models) threshold is the mean of its members' thresholds. 3-class decisions take the",
+        "prior-corrected argmax: probabilities times the development set's class frequencies, undoing",
+        "class-balanced training. The internal holdout and the external set chose nothing. Holm's family",
+        "holds only the declared hypotheses (evaluate.hypotheses); a test that is undefined, cannot reach",
+        "alpha on these data (e.g. Wilcoxon over 5 folds: smallest p 0.0625) or was not declared is",
+        "descriptive. Difference = candidate minus baseline in metric points; relative = difference /",
+        "baseline x 100. For the 3-class task AUC, F1, sensitivity, specificity, precision and NPV are macro",
+        "averages over classes (one-vs-rest), and each class's DeLong test stands for that class only.",
+        "n/a = undefined (e.g. AUC of a set holding one class).",
+    ]
 )
 
 
@@ -234,17 +395,35 @@ def _markdown_table(title: str, header: list[str], rows: list[list[str]]) -> str
     return "\n".join(lines) + "\n"
 
 
+def _title(comparisons: dict[str, TaskComparison]) -> str:
+    first = next(iter(comparisons.values())).summary if comparisons else None
+    if first is None:
+        return "Model comparison"
+    versus = f"{label(first['candidate'])} vs {label(first['baseline'])}"
+    on = " and the ".join(SET_NAMES[name] for name in first["evaluation_sets"])
+    return f"{versus}: comparison on the {on}"
+
+
+def _task_name(comparison: TaskComparison) -> str:
+    classes = comparison.classes
+    if len(classes) == 2:
+        return f"Binary task ({classes[0]} vs {classes[1]})"
+    return f"{len(classes)}-class task ({', '.join(classes)})"
+
+
 def render_markdown(
     comparisons: dict[str, TaskComparison], figures: dict[str, dict[str, Path]], root: Path
 ) -> str:
-    parts = ["# USF-MAE vs DenseNet-169: comparison on the holdout set", ""]
+    parts = [f"# {_title(comparisons)}", ""]
     for task, comparison in comparisons.items():
-        parts += [f"## {TASK_NAMES.get(task, task)}", "", plain_summary(comparison.summary), ""]
-        parts += [_markdown_table(*table) for table in tables(comparison.summary)]
+        summary = comparison.summary
+        parts += [f"## {_task_name(comparison)}", ""]
+        parts += [plain_summary(summary, name) + "\n" for name in summary["evaluation_sets"]]
+        parts += [f"*What chose what.* {provenance(summary)}", ""]
+        parts += [_markdown_table(*table) for table in tables(summary)]
         parts += [f"![{name}]({path.relative_to(root).as_posix()})" for name, path in figures[task].items()]
         parts.append("")
-    method = next(iter(comparisons.values())).summary["threshold_method"] if comparisons else ""
-    parts += ["## Notes", "", NOTES.format(method=method), ""]
+    parts += ["## Notes", "", NOTES, ""]
     return "\n".join(parts)
 
 
@@ -263,27 +442,31 @@ def _embedded_png(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
 th{background:#f2f2f2}.summary{background:#eef5fb;border-left:4px solid #1b6ca8;padding:0.8em 1em}
+.external{background:#fdf3e7;border-left-color:#d95f02}
 img{max-width:100%;margin:0.5em 0}.note{color:#555;font-size:0.9em}"""
 
 
 def render_html(comparisons: dict[str, TaskComparison], figures: dict[str, dict[str, Path]]) -> str:
-    """One self-contained page: every figure is embedded as a base64 PNG."""
+    """One self-contained page, the external result first when there is one; figures embedded as PNG."""
     sections = []
     for task, comparison in comparisons.items():
-        sections.append(f"<h2>{html.escape(TASK_NAMES.get(task, task))}</h2>")
-        sections.append(f'<p class="summary">{html.escape(plain_summary(comparison.summary))}</p>')
-        sections += [_html_table(*table) for table in tables(comparison.summary)]
+        summary = comparison.summary
+        sections.append(f"<h2>{html.escape(_task_name(comparison))}</h2>")
+        for name in summary["evaluation_sets"]:
+            css = "summary external" if name == "external" else "summary"
+            sections.append(f'<p class="{css}">{html.escape(plain_summary(summary, name))}</p>')
+        sections.append(f"<p class='note'><b>What chose what.</b> {html.escape(provenance(summary))}</p>")
+        sections += [_html_table(*table) for table in tables(summary)]
         sections += [_embedded_png(path, f"{name} {task}") for name, path in figures[task].items()]
-    method = next(iter(comparisons.values())).summary["threshold_method"] if comparisons else ""
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>renalmae: USF-MAE vs DenseNet-169</title><style>{STYLE}</style></head><body>"
-        "<h1>USF-MAE vs DenseNet-169 on the holdout set</h1>"
+        f"<title>renalmae: {html.escape(_title(comparisons))}</title><style>{STYLE}</style></head><body>"
+        f"<h1>{html.escape(_title(comparisons))}</h1>"
         + "".join(sections)
         + "<h2>How to read this</h2>"
-        + f"<p class='note'>{html.escape(NOTES.format(method=method))}</p></body></html>"
+        + f"<p class='note'>{html.escape(NOTES)}</p></body></html>"
     )

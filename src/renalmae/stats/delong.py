@@ -84,11 +84,12 @@ def _undefined(reason: str, auc_a=None, auc_b=None) -> DeLongResult:
     return DeLongResult(auc_a, auc_b, difference, None, None, None, reason)
 
 
-def delong_test(y_true, scores_a, scores_b) -> DeLongResult:
+def delong_test(y_true, scores_a, scores_b, names: tuple[str, str] = ("model a", "model b")) -> DeLongResult:
     """Compare the AUCs of two score vectors on the same cases (higher score = more likely positive).
 
-    y_true: (n,) 0/1 labels; scores_a, scores_b: (n,) scores. Raises ValueError on mismatched shapes or
-    labels other than 0/1; a set the test cannot use gives an undefined result, not an error.
+    y_true: (n,) 0/1 labels; scores_a, scores_b: (n,) scores; `names` name the two in an undefined
+    reason. Raises ValueError on mismatched shapes or labels other than 0/1; a set the test cannot use
+    gives an undefined result, not an error.
     """
     scores_a, scores_b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     positive = _check_binary(y_true, scores_a, scores_b)
@@ -99,12 +100,12 @@ def delong_test(y_true, scores_a, scores_b) -> DeLongResult:
     auc_b, v10_b, v01_b = _placements(scores_b[positive], scores_b[~positive])
     if too_few:
         return _undefined(too_few, auc_a, auc_b)
-    perfect = [(name, auc) for name, auc in (("a", auc_a), ("b", auc_b)) if auc in (0.0, 1.0)]
+    perfect = [(name, auc) for name, auc in zip(names, (auc_a, auc_b), strict=True) if auc in (0.0, 1.0)]
     if perfect:
-        which = " and ".join(f"model {name} (AUC {auc:.0f})" for name, auc in perfect)
+        which = " and ".join(f"{name} (AUC {auc:.0f})" for name, auc in perfect)
         return _undefined(
-            f"{which} separate(s) the classes perfectly: DeLong's variance estimate is degenerate at "
-            "AUC 0 or 1; evaluate on more (or harder) images",
+            f"{which} separate{'s' if len(perfect) == 1 else ''} the classes perfectly: DeLong's variance "
+            "estimate is degenerate at AUC 0 or 1; evaluate on more (or harder) images",
             auc_a,
             auc_b,
         )
@@ -126,15 +127,21 @@ def delong_test(y_true, scores_a, scores_b) -> DeLongResult:
     return DeLongResult(auc_a, auc_b, float(difference), std_error, float(z), float(2.0 * ndtr(-abs(z))))
 
 
-def delong_test_ovr(y_true, probs_a, probs_b, classes: list[str] | None = None) -> dict[str, DeLongResult]:
+def delong_test_ovr(
+    y_true,
+    probs_a,
+    probs_b,
+    classes: list[str] | None = None,
+    names: tuple[str, str] = ("model a", "model b"),
+) -> dict[str, DeLongResult]:
     """One-vs-rest DeLong test per class of multiclass probabilities (n, K); undefined where a class
     has too few images (see `delong_test`)."""
     labels = np.asarray(y_true)
     probs_a, probs_b = np.asarray(probs_a, dtype=float), np.asarray(probs_b, dtype=float)
     if probs_a.shape != probs_b.shape or probs_a.ndim != 2 or len(labels) != len(probs_a):
         raise ValueError("probs_a and probs_b must both be (n_cases, n_classes) and match y_true")
-    names = classes if classes is not None else [str(k) for k in range(probs_a.shape[1])]
+    class_names = classes if classes is not None else [str(k) for k in range(probs_a.shape[1])]
     return {
-        name: delong_test((labels == index).astype(int), probs_a[:, index], probs_b[:, index])
-        for index, name in enumerate(names)
+        class_name: delong_test((labels == index).astype(int), probs_a[:, index], probs_b[:, index], names)
+        for index, class_name in enumerate(class_names)
     }

@@ -4,11 +4,12 @@ Reads the trained-model runs of exactly the tasks and folds in the params (run.j
 predictions.parquet; other run folders found under `run_dirs` are ignored with a warning), refuses an
 incomplete or unpaired set, and writes into `out_dir` atomically:
 
-    metrics.json                   the headline (DVC metrics): holdout AUC, F1, sensitivity, specificity
-                                   of each model's fold ensemble per task, and the DeLong p
-    comparison.json                per task: every metric, fold, test, p-value, Holm p, CI, difference
-    comparison.md, index.html      tables, figures and a plain-language summary (HTML is self-contained)
-    ensemble_predictions.parquet   holdout predictions of each fold ensemble (fold = -1), per task
+    metrics.json                   per task and model: AUC, F1, sensitivity, specificity on each evaluation
+                                   set; the declared DeLong hypotheses' Holm p (DVC metrics)
+    comparison.json                per task: every metric, set, fold, test, p-value, Holm p, CI, difference,
+                                   decision rule and which data chose what
+    comparison.md, index.html      tables, figures and plain-language summaries, the external set first
+    ensemble_predictions.parquet   each fold ensemble's predictions (fold = -1) on every evaluation set
     figures/*.png, plots/*.csv     ROC / PR with bootstrap bands, confusion, reliability, folds; DVC curves
 """
 
@@ -24,7 +25,6 @@ from renalmae.artifacts import Comparison, TrainedRun
 from renalmae.data.predictions import probability_columns
 from renalmae.evaluate.comparison import TaskComparison, compare_task, dvc_metrics
 from renalmae.evaluate.figures import write_curve_csvs, write_figures
-from renalmae.evaluate.metrics import predict
 from renalmae.evaluate.report import render_html, render_markdown
 from renalmae.evaluate.runs import check_runs, load_runs
 from renalmae.io import atomic_dir, write_json
@@ -35,31 +35,32 @@ STEP = Step(
     name="compare",
     inputs=(Input("run_dirs", TrainedRun, producers=("finetune", "baseline")),),
     output=Output("out_dir", Comparison),
-    params=("evaluate", "finetune.tasks", "split.folds"),
+    params=("evaluate", "finetune.tasks", "split.folds", "data.description", "data.classes", "data.negative_class"),
 )
 
 ENSEMBLE_FOLD = -1
 
 
 def ensemble_table(comparison: TaskComparison) -> pd.DataFrame:
-    """Holdout predictions of both fold ensembles of one task, in the predictions-table layout."""
+    """Predictions of both fold ensembles of one task on each evaluation set, in the predictions layout."""
     frames = []
-    for model, probabilities in comparison.holdout_probabilities.items():
-        threshold = comparison.thresholds[model]
-        frame = pd.DataFrame(
-            {
-                "id": comparison.ids,
-                "model": model,
-                "task": comparison.task,
-                "fold": ENSEMBLE_FOLD,
-                "split": "test",
-                "y_true": comparison.y_true,
-                "y_pred": predict(probabilities, threshold),
-                "threshold": np.nan if threshold is None else threshold,
-            }
-        )
-        frame[probability_columns(comparison.classes)] = probabilities
-        frames.append(frame)
+    for name, evaluation in comparison.sets.items():
+        for model, probabilities in evaluation.probabilities.items():
+            threshold = comparison.decisions[model].threshold
+            frame = pd.DataFrame(
+                {
+                    "id": evaluation.ids,
+                    "model": model,
+                    "task": comparison.task,
+                    "fold": ENSEMBLE_FOLD,
+                    "split": name,
+                    "y_true": evaluation.y_true,
+                    "y_pred": evaluation.predicted[model],
+                    "threshold": np.nan if threshold is None else threshold,
+                }
+            )
+            frame[probability_columns(comparison.classes)] = probabilities
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -74,7 +75,7 @@ def run(params: Params, run_dirs: list[Path], out_dir: Path) -> Path:
     runs = load_runs(run_dirs, tasks, folds)
     indexed = check_runs(runs, tasks, folds)
     comparisons = {
-        task: compare_task(task, indexed[task], settings)
+        task: compare_task(task, indexed[task], settings, params.data)
         for task in tqdm(indexed, desc="compare: metrics and tests", leave=False)
     }
     with atomic_dir(out_dir) as staging:

@@ -81,10 +81,9 @@ def load_fold(
     ids = {"train": train_ids, "val": val_ids, **splits.evaluation_splits}
     if params.train.selection_fraction > 0 and train_ids:
         rows = data.rows(train_ids)
-        groups = rows["group"].where(rows["group"].notna(), rows["id"]).astype(str).to_numpy()
         is_selection = selection_split(
-            rows["label"].astype(str).to_numpy(),
-            groups,
+            task_targets(rows["label"], params.data.classes, params.data.negative_class, task),
+            rows["group"].where(rows["group"].notna(), rows["id"]).astype(str).to_numpy(),
             params.train.selection_fraction,
             params.split.seed + fold,
         )

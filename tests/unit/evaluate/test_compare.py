@@ -21,8 +21,9 @@ PARAMS = params_from_dict({"evaluate": {"bootstrap_resamples": 200}})
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """Both tasks, an internal holdout of 40 images and an external set of 60."""
     root = tmp_path_factory.mktemp("compare")
-    run_dirs = write_prediction_runs(root / "models")
+    run_dirs = write_prediction_runs(root / "models", n_external=60)
     return run(PARAMS, run_dirs, root / "reports" / "comparison"), run_dirs
 
 
@@ -42,14 +43,16 @@ def test_writes_every_output(compared):
     ):
         assert (out_dir / name).is_file(), name
     for task in ("binary", "multiclass"):
-        for figure in ("roc", "pr", "confusion", "reliability", "folds"):
-            assert (out_dir / "figures" / f"{figure}_{task}.png").stat().st_size > 1000
-        for model in ("usfmae", "densenet169"):
-            roc = pd.read_csv(out_dir / "plots" / f"roc_{task}_{model}.csv")
-            assert {"fpr", "tpr"} <= set(roc.columns) and roc["tpr"].is_monotonic_increasing
-            assert {"recall", "precision"} <= set(
-                pd.read_csv(out_dir / "plots" / f"pr_{task}_{model}.csv").columns
-            )
+        assert (out_dir / "figures" / f"folds_{task}.png").stat().st_size > 1000
+        for suffix in ("", "_external"):
+            for figure in ("roc", "pr", "confusion", "reliability"):
+                assert (out_dir / "figures" / f"{figure}_{task}{suffix}.png").stat().st_size > 1000
+            for model in ("usfmae", "densenet169"):
+                roc = pd.read_csv(out_dir / "plots" / f"roc_{task}{suffix}_{model}.csv")
+                assert {"fpr", "tpr"} <= set(roc.columns) and roc["tpr"].is_monotonic_increasing
+                assert {"recall", "precision"} <= set(
+                    pd.read_csv(out_dir / "plots" / f"pr_{task}{suffix}_{model}.csv").columns
+                )
     assert not [p for p in out_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
@@ -57,43 +60,70 @@ def test_the_stronger_model_is_found_better(compared):
     out_dir, _ = compared
     comparison = json.loads((out_dir / "comparison.json").read_text())
     binary = comparison["binary"]
-    assert binary["better_model"] == "usfmae"
-    assert binary["differences"]["auc"]["absolute"] > 0
-    assert binary["bootstrap"]["auc_difference"]["low"] <= binary["differences"]["auc"]["absolute"]
-    assert binary["p_values_holm"]["delong"] >= binary["p_values"]["delong"]
-    assert set(comparison["multiclass"]["delong"]) == {"normal", "utd", "mcdk"}
+    for name in ("test", "external"):
+        result = binary["sets"][name]
+        assert result["differences"]["auc"]["absolute"] > 0
+        assert result["bootstrap"]["auc_difference"]["low"] <= result["differences"]["auc"]["absolute"]
+    assert binary["p_values_holm"]["delong:external"] >= binary["p_values"]["delong:external"]
+    assert set(comparison["multiclass"]["sets"]["test"]["delong"]) == {"normal", "utd", "mcdk"}
 
 
-def test_metrics_json_is_flat_enough_for_dvc(compared):
+def test_the_external_set_is_reported_beside_the_holdout_and_first(compared):
+    out_dir, _ = compared
+    comparison = json.loads((out_dir / "comparison.json").read_text())["binary"]
+    assert comparison["evaluation_sets"] == ["external", "test"]
+    assert comparison["sets"]["external"]["n"] == 60 and comparison["sets"]["test"]["n"] == 40
+    for name in ("external", "test"):
+        for metric in ("auc", "f1", "sensitivity", "specificity"):
+            interval = comparison["sets"][name]["bootstrap"][f"{metric}_difference"]
+            assert interval["low"] <= interval["estimate"] <= interval["high"]
+    page = (out_dir / "index.html").read_text()
+    assert page.index("On the external set") < page.index("On the internal holdout")
+    markdown = (out_dir / "comparison.md").read_text()
+    assert "comparison on the external set and the internal holdout" in markdown
+    assert markdown.index("On the external set") < markdown.index("On the internal holdout")
+
+
+def test_metrics_json_is_small_flat_and_gives_both_sets(compared):
     out_dir, _ = compared
     metrics = json.loads((out_dir / "metrics.json").read_text())
     for task in ("binary", "multiclass"):
         for model in ("usfmae", "densenet169"):
+            assert set(metrics[task][model]) == {
+                f"{name}_{metric}"
+                for name in ("test", "external")
+                for metric in ("auc", "f1", "sensitivity", "specificity")
+            }
             assert 0.5 < metrics[task][model]["test_auc"] <= 1.0
-            assert 0.0 <= metrics[task][model]["test_f1"] <= 1.0
-        assert 0.0 <= metrics[task]["delong_p"] <= 1.0
+            assert 0.0 <= metrics[task][model]["external_f1"] <= 1.0
+    assert 0.0 <= metrics["binary"]["external_delong_p_holm"] <= 1.0
+    assert {"test_delong_p_holm_normal", "test_delong_p_holm_utd", "test_delong_p_holm_mcdk"} <= set(
+        metrics["multiclass"]
+    )
+    for task in ("binary", "multiclass"):
         leaves = [
             v
             for entry in metrics[task].values()
             for v in (entry.values() if isinstance(entry, dict) else [entry])
         ]
-        assert all(isinstance(v, int | float) for v in leaves)
+        assert all(v is None or isinstance(v, int | float) for v in leaves)
 
 
 def test_html_report_is_self_contained_with_a_plain_summary(compared):
     out_dir, _ = compared
     page = (out_dir / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 10
+    assert page.count("data:image/png;base64,") == 2 * (2 * 4 + 1)  # per task: 4 per set, 2 sets, folds
     assert 'src="figures' not in page and "http" not in page
-    assert "USF-MAE separated anomalous from normal kidneys better than DenseNet-169" in page
-    assert "confidence interval" in page
+    assert "USF-MAE separated anomalous (utd, mcdk) from normal images better than DenseNet-169" in page
+    assert "bootstrap interval of the AUC difference" in page
     assert "| AUC |" in (out_dir / "comparison.md").read_text()
 
 
 def test_ensemble_predictions_are_the_mean_of_the_fold_models(compared):
     out_dir, run_dirs = compared
     ensemble = pd.read_parquet(out_dir / "ensemble_predictions.parquet")
-    assert set(ensemble["fold"]) == {-1}
+    assert set(ensemble["fold"]) == {-1} and set(ensemble["split"]) == {"test", "external"}
+    ensemble = ensemble[ensemble["split"] == "test"]
     multiclass = ensemble[(ensemble["task"] == "multiclass") & (ensemble["model"] == "densenet169")]
     classes = ["normal", "utd", "mcdk"]
     check_predictions(multiclass, classes, source="ensemble")
@@ -127,7 +157,7 @@ def test_models_on_different_image_ids_are_refused(runs, tmp_path):
         return frame
 
     rewrite_predictions(_runs_of(runs, "densenet169", "binary")[2], rename_one_test_image)
-    _refused(runs, tmp_path, "different holdout image ids")
+    _refused(runs, tmp_path, "different 'test' image ids")
 
 
 def test_models_validated_on_different_folds_are_refused(runs, tmp_path):
@@ -197,14 +227,17 @@ def test_a_holdout_with_one_class_reports_auc_as_undefined(runs, tmp_path):
         rewrite_predictions(run_dir, only_normal_test_images)
     out_dir = run(BINARY_ONLY, runs, tmp_path / "comparison")
     comparison = json.loads((out_dir / "comparison.json").read_text())["binary"]
-    assert comparison["ensemble"]["usfmae"]["auc"] is None
-    assert comparison["p_values"]["delong"] is None
-    assert "0 positive" in comparison["delong"]["undefined"]
-    assert "undefined: DeLong's test needs at least 2 positive" in (out_dir / "comparison.md").read_text()
+    holdout = comparison["sets"]["test"]
+    assert holdout["ensemble"]["usfmae"]["auc"] is None
+    assert comparison["p_values"]["delong:test"] is None
+    assert "0 positive" in holdout["delong"]["anomaly"]["undefined"]
+    markdown = (out_dir / "comparison.md").read_text()
+    assert "the AUC is undefined (the set holds no positive image (40 images))" in markdown
+    assert "undefined (DeLong's test needs at least 2 positive" in markdown
     assert all(f["test"]["auc"] is None for f in comparison["folds"]["usfmae"])
-    assert comparison["ensemble"]["usfmae"]["specificity"] is not None
+    assert holdout["ensemble"]["usfmae"]["specificity"] is not None
     assert json.loads((out_dir / "metrics.json").read_text())["binary"]["usfmae"]["test_auc"] is None
-    assert "| AUC | n/a" in (out_dir / "comparison.md").read_text()
+    assert "| AUC | n/a" in markdown
     assert len(FOLDS) == len(comparison["folds"]["densenet169"])
 
 

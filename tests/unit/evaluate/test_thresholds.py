@@ -3,7 +3,7 @@ import pytest
 from comparekit import FOLDS, rewrite_predictions
 
 from renalmae.errors import DataError
-from renalmae.evaluate import check_runs, choose_threshold, compare_task, fold_metrics, load_run
+from renalmae.evaluate import check_runs, choose_threshold, compare_task, load_run
 from renalmae.params import EvaluateParams
 
 
@@ -45,6 +45,10 @@ def _scramble_test_probabilities(frame):
     return frame
 
 
+def _thresholds(comparison) -> dict:
+    return {model: rule.threshold for model, rule in comparison.decisions.items()}
+
+
 def test_changing_test_probabilities_does_not_move_any_threshold(prediction_runs):
     settings = EvaluateParams(bootstrap_resamples=100)
     before = check_runs([load_run(d) for d in prediction_runs], ["binary"], FOLDS)["binary"]
@@ -52,22 +56,29 @@ def test_changing_test_probabilities_does_not_move_any_threshold(prediction_runs
         if run_dir.parts[-2] == "binary":
             rewrite_predictions(run_dir, _scramble_test_probabilities)
     after = check_runs([load_run(d) for d in prediction_runs], ["binary"], FOLDS)["binary"]
+    compared_before, compared_after = (compare_task("binary", runs, settings) for runs in (before, after))
+    assert _thresholds(compared_after) == _thresholds(compared_before)
     for model in before:
-        for fold in FOLDS:
-            old, new = fold_metrics(before[model][fold], settings), fold_metrics(after[model][fold], settings)
+        old_folds, new_folds = compared_before.summary["folds"][model], compared_after.summary["folds"][model]
+        for old, new in zip(old_folds, new_folds, strict=True):
             assert new["threshold"] == old["threshold"]
             assert new["test"]["auc"] != old["test"]["auc"]
-    assert (
-        compare_task("binary", after, settings).thresholds
-        == compare_task("binary", before, settings).thresholds
-    )
 
 
 def test_each_fold_model_uses_its_own_validation_threshold(prediction_runs):
     runs = check_runs([load_run(d) for d in prediction_runs], ["binary"], FOLDS)["binary"]
-    settings = EvaluateParams()
-    for by_fold in runs.values():
-        for run in by_fold.values():
+    comparison = compare_task("binary", runs, EvaluateParams(bootstrap_resamples=100))
+    for model, by_fold in runs.items():
+        for run, fold in zip(by_fold.values(), comparison.summary["folds"][model], strict=True):
             validation = run.split("val")
             expected = choose_threshold(validation["y_true"], validation["prob_anomaly"], "youden")
-            assert fold_metrics(run, settings)["threshold"] == expected
+            assert fold["threshold"] == expected
+
+
+def test_the_ensemble_threshold_is_the_mean_of_its_fold_models_thresholds(prediction_runs):
+    runs = check_runs([load_run(d) for d in prediction_runs], ["binary"], FOLDS)["binary"]
+    comparison = compare_task("binary", runs, EvaluateParams(bootstrap_resamples=100))
+    for model, rule in comparison.decisions.items():
+        fold_thresholds = [fold["threshold"] for fold in comparison.summary["folds"][model]]
+        assert rule.threshold == pytest.approx(np.mean(fold_thresholds))
+        assert comparison.summary["decision_rules"][model]["threshold"] == rule.threshold

@@ -592,7 +592,7 @@ def test_perfect_separation_is_undefined():
     imperfect = np.array([0.1, 0.6, 0.3, 0.4, 0.2, 0.7, 0.8, 0.9])
     result = delong_test(y_true, perfect, imperfect)
     assert result.auc_a == 1.0 and result.auc_b < 1.0
-    assert result.p_value is None and "separate(s) the classes perfectly" in result.undefined
+    assert result.p_value is None and "separates the classes perfectly" in result.undefined
     assert "model a" in result.undefined and "model b" not in result.undefined
 
 
