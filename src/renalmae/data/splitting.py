@@ -88,6 +88,27 @@ class SplitAssignment:
         }
 
 
+def copies_of_development_images(labelled: pd.DataFrame, assignment: SplitAssignment) -> dict[str, int]:
+    """How many holdout test and external images are copies of development (training) images.
+
+    A copy has the same decoded pixels (sha256) or, where ingest clustered near-duplicates (a `near_group`
+    column), the same near-duplicate cluster. Grouping keeps both at 0 once validation passed; the count
+    is the check a reader sees, measured rather than assumed.
+    """
+    table = labelled.reset_index(drop=True)
+    development = assignment.part >= 0
+    keys = [column for column in ("sha256", "near_group") if column in table.columns]
+    counts = {}
+    for name, part in (("test", TEST), ("external", EXTERNAL)):
+        held_out = assignment.part == part
+        is_copy = np.zeros(len(table), dtype=bool)
+        for key in keys:
+            seen = set(table.loc[development, key].dropna())
+            is_copy |= table[key].isin(seen).to_numpy() & table[key].notna().to_numpy()
+        counts[name] = int((is_copy & held_out).sum())
+    return counts
+
+
 def assign_splits(
     labelled: pd.DataFrame,
     classes: Sequence[str],

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
 
 from renalmae.artifacts import IngestedData, Splits, ValidationReport
 from renalmae.data.cache import load_ingested
-from renalmae.data.splitting import assign_splits
+from renalmae.data.splitting import assign_splits, copies_of_development_images
 from renalmae.errors import DataValidationError
 from renalmae.io import write_json
 from renalmae.params import Params
@@ -19,6 +21,8 @@ STEP = Step(
     output=Output("out_path", Splits),
     params=("data", "split"),
 )
+
+log = logging.getLogger(__name__)
 
 
 def run(
@@ -43,9 +47,28 @@ def run(
         use_given=params.split.use_given,
         external_folds=params.split.external_folds,
     )
+    data = data_summary(ingested, assignment)
+    copies = data["copies_of_development_images"]
+    log.info(
+        "split: ingest dropped %s duplicate images; %d test and %d external images are copies of "
+        "development images", data["duplicates_dropped_at_ingest"], copies["test"], copies["external"],
+    )  # fmt: skip
     out_path = Path(out_path)
-    write_json(out_path, assignment.to_json(seed=params.split.seed, classes=params.data.classes))
+    payload = assignment.to_json(seed=params.split.seed, classes=params.data.classes) | {"data": data}
+    write_json(out_path, payload)
     return out_path
+
+
+def data_summary(ingested, assignment) -> dict:
+    """What the report says about the data: duplicates ingest dropped, copies across the split line."""
+    summary_path = Path(ingested.directory) / IngestedData.SUMMARY
+    ingest = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    dropped = ingest.get("dropped_duplicates")
+    return {
+        "duplicates_dropped_at_ingest": None if dropped is None else len(dropped),
+        "near_duplicates": ingest.get("near_duplicates"),
+        "copies_of_development_images": copies_of_development_images(ingested.labelled, assignment),
+    }
 
 
 def require_validation_passed(validation_dir: Path) -> None:

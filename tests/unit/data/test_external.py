@@ -136,3 +136,28 @@ def test_external_images_never_reach_the_pretraining_pool():
     assert pretraining_ids(table, ["dev-1"], ["test-1", "ext-1"]) == ["pool-1", "dev-1"]
     with pytest.raises(DataError, match="holdout test / external images"):
         pretraining_ids(table, ["dev-1", "ext-1"], ["test-1", "ext-1"])
+
+
+def test_splits_json_counts_copies_of_development_images_and_the_duplicates_ingest_dropped(
+    tmp_path, make_ingest_dir
+):
+    def hook(table: pd.DataFrame) -> pd.DataFrame:
+        groups = _groups(table)
+        labelled = table["origin"] == "labelled"
+        table.loc[labelled, "split"] = "train"
+        table.loc[table["group"].isin(groups[::5]), "split"] = "external"
+        table.loc[table["group"].isin(groups[1::5]), "split"] = "test"
+        development_pixels = table.loc[table["group"] == groups[2], "sha256"].iloc[0]
+        # one external and one test image hold the pixels of a development image (validate would refuse)
+        for part in ("external", "test"):
+            table.loc[table.index[table["split"] == part][0], "sha256"] = development_pixels
+        return table
+
+    ingest_dir = make_ingest_dir(tmp_path, n=120, table_hook=hook)
+    summary = json.loads((ingest_dir / "ingest.json").read_text())
+    dropped = [{"source": "a.png", "reason": "copy of b.png"}] * 3
+    (ingest_dir / "ingest.json").write_text(json.dumps(summary | {"dropped_duplicates": dropped}))
+    out_path = split.run(make_params(), ingest_dir, passed_validation(tmp_path), tmp_path / "s.json")
+    data = json.loads(out_path.read_text())["data"]
+    assert data["duplicates_dropped_at_ingest"] == 3
+    assert data["copies_of_development_images"] == {"test": 1, "external": 1}
