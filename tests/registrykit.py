@@ -1,8 +1,10 @@
 """Test kit for the registry: tiny trained-model directories in the project's run-dir contract.
 
 Each fold directory holds a tiny timm model (`weights.safetensors` + `run.json` with its spec) and a
-`predictions.parquet` whose holdout rows are drawn with a chosen separability (`quality`), so a test
-can register a strong and a weak model and know which one the gate must refuse.
+`predictions.parquet` whose validation and holdout rows are drawn with a chosen separability
+(`quality`), so a test can register a strong and a weak model and know which one the gate must refuse.
+`compared_runs` also writes what `register` reads from `compare`: comparison.json with the operating
+point (the real computation, `compare_task`, without the figures).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import pandas as pd
 import torch
 
 from renalmae.data.predictions import probability_columns, task_classes, write_predictions
+from renalmae.evaluate import check_runs, compare_task, load_run
+from renalmae.io import write_json
 from renalmae.models.factory import build_from_spec
 from renalmae.models.trained import save_trained_model
+from renalmae.params import EvaluateParams
 
 IMAGE_SIZE = 32
 CLASSES = ["normal", "utd", "mcdk"]
@@ -54,6 +59,7 @@ def make_run_dirs(
     """Fold directories `root/<model>/<task>/fold<k>`; higher `quality` = better-separated holdout scores."""
     classes = task_classes(CLASSES, "normal", task)
     y_test = holdout_labels(task, n_test)
+    n_val = n_test // 2
     run_dirs = []
     for fold in range(folds):
         torch.manual_seed(seed * 100 + fold)
@@ -65,18 +71,41 @@ def make_run_dirs(
                 "image_size": IMAGE_SIZE}  # fmt: skip
         save_trained_model(run_dir, build_from_spec(spec), spec, info)
         rng = np.random.default_rng(seed * 1000 + fold)
-        logits = quality * np.eye(len(classes))[y_test] + rng.normal(size=(n_test, len(classes)))
-        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        frame = pd.DataFrame(probabilities, columns=probability_columns(classes))
-        frame.insert(0, "y_true", y_test)
-        frame.insert(0, "split", "test")
-        frame.insert(0, "fold", fold)
-        frame.insert(0, "task", task)
-        frame.insert(0, "model", model)
-        frame.insert(0, "id", [f"{ids_prefix}-{index:03d}" for index in range(n_test)])
-        write_predictions(run_dir / "predictions.parquet", frame, classes)
+        y_val = holdout_labels(task, n_val, seed=100 + fold)
+        frames = []
+        for split, labels, ids in (
+            # the holdout first: its scores are what they were before validation rows existed
+            ("test", y_test, [f"{ids_prefix}-{index:03d}" for index in range(n_test)]),
+            ("val", y_val, [f"{ids_prefix}-val{fold}-{index:03d}" for index in range(n_val)]),
+        ):
+            logits = quality * np.eye(len(classes))[labels] + rng.normal(size=(len(labels), len(classes)))
+            frame = pd.DataFrame(
+                np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True),
+                columns=probability_columns(classes),
+            )
+            frame.insert(0, "y_true", labels)
+            frame.insert(0, "split", split)
+            frame.insert(0, "fold", fold)
+            frame.insert(0, "task", task)
+            frame.insert(0, "model", model)
+            frame.insert(0, "id", ids)
+            frames.append(frame)
+        write_predictions(run_dir / "predictions.parquet", pd.concat(frames, ignore_index=True), classes)
         run_dirs.append(run_dir)
     return run_dirs
+
+
+def compared_runs(
+    root: Path, task: str = "binary", folds: int = 2, quality: float = 3.0, seed: int = 0
+) -> tuple[list[Path], Path]:
+    """USF-MAE run dirs (what a test registers) and a comparison folder whose comparison.json compares them
+    with a DenseNet-169 of the same quality: the operating point register tags the version with."""
+    candidate = make_run_dirs(root, "usfmae", task, folds=folds, quality=quality, seed=seed)
+    baseline = make_run_dirs(root, "densenet169", task, folds=folds, quality=quality, seed=seed + 50)
+    runs = check_runs([load_run(path) for path in candidate + baseline], [task], list(range(folds)))
+    summary = compare_task(task, runs[task], EvaluateParams(bootstrap_resamples=100)).summary
+    write_json(root / "comparison" / "comparison.json", {task: summary})
+    return candidate, root / "comparison"
 
 
 def write_validation(directory: Path, success: bool = True) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from registrykit import make_run_dirs, sample_images, write_validation
+from registrykit import compared_runs, make_run_dirs, sample_images, write_validation
 
 from renalmae.cli import main
 from renalmae.errors import ParamsError
@@ -29,9 +29,9 @@ def test_register_promote_copy_and_predict_with_the_embedded_store(monkeypatch, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = params_from_dict({})
-    run_dirs = make_run_dirs(tmp_path / "models", "usfmae", "binary", folds=2)
+    run_dirs, comparison = compared_runs(tmp_path / "models", "binary", folds=2)
     registered = register.run(
-        params, run_dirs, tmp_path / "none", write_validation(tmp_path / "val"), tmp_path / "r.json"
+        params, run_dirs, comparison, write_validation(tmp_path / "val"), tmp_path / "r.json"
     )
     report = json.loads(registered.read_text())
     assert report["tracking_uri"] == "sqlite:///mlflow.db" and (tmp_path / "mlflow.db").is_file()

@@ -6,7 +6,7 @@ import json
 from urllib.parse import urlparse
 
 import pytest
-from registrykit import make_run_dirs, sample_images, write_validation
+from registrykit import compared_runs, sample_images, write_validation
 from s3proxy import S3Proxy
 from servicekit import ARTIFACT_BUCKET, DUMMY_AWS, Services, s3_client, start_mlflow, start_s3
 
@@ -51,16 +51,16 @@ def test_s3_down_during_register_keeps_aliases_on_whole_versions(pair_behind_pro
     name = "fault-usfmae-binary"
     validation = write_validation(tmp_path / "validation")
 
-    first_dirs = make_run_dirs(tmp_path / "first", "usfmae", "binary", folds=2, seed=0)
-    register.run(params, first_dirs, tmp_path / "comparison", validation, tmp_path / "registered.json")
+    first_dirs, first_comparison = compared_runs(tmp_path / "first", "binary", folds=2, seed=0)
+    register.run(params, first_dirs, first_comparison, validation, tmp_path / "registered.json")
     promote(services.mlflow_url, name, None, params.registry)
     registered_before = json.loads((tmp_path / "registered.json").read_text())
 
     # S3 goes away at the first upload of model weights of the next registration
     proxy.trip_on = b"weights.safetensors"
-    second_dirs = make_run_dirs(tmp_path / "second", "usfmae", "binary", folds=2, seed=1)
+    second_dirs, second_comparison = compared_runs(tmp_path / "second", "binary", folds=2, seed=1)
     with pytest.raises(ServiceError):
-        register.run(params, second_dirs, tmp_path / "comparison", validation, tmp_path / "registered.json")
+        register.run(params, second_dirs, second_comparison, validation, tmp_path / "registered.json")
     assert proxy.tripped.is_set()
 
     client = mlflow_client(services.mlflow_url)

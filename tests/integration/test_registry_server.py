@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from registrykit import make_run_dirs, sample_images, write_validation
+from registrykit import compared_runs, sample_images, write_validation
 from servicekit import ARTIFACT_BUCKET, free_port, s3_client
 
 from renalmae.cli import main
@@ -33,9 +33,9 @@ def _params(prefix: str, **registry):
 
 
 def _register(params, root: Path, quality: float, seed: int, validation_ok: bool = True) -> dict:
-    run_dirs = make_run_dirs(root, "usfmae", "binary", folds=2, quality=quality, seed=seed)
+    run_dirs, comparison = compared_runs(root, "binary", folds=2, quality=quality, seed=seed)
     validation = write_validation(root / "validation", success=validation_ok)
-    out = register.run(params, run_dirs, root / "comparison", validation, root / "registered.json")
+    out = register.run(params, run_dirs, comparison, validation, root / "registered.json")
     return json.loads(out.read_text())["models"][0] | {"run_dirs": [str(path) for path in run_dirs]}
 
 

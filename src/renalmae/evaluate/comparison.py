@@ -237,12 +237,17 @@ def _provenance(runs: dict[str, dict[int, ModelRun]], decisions: dict[str, Decis
 
 
 def compare_task(
-    task: str, runs: dict[str, dict[int, ModelRun]], settings: EvaluateParams, data: DataParams | None = None
+    task: str,
+    runs: dict[str, dict[int, ModelRun]],
+    settings: EvaluateParams,
+    data: DataParams | None = None,
+    data_summary: dict | None = None,
 ) -> TaskComparison:
     """Compare the candidate and baseline fold models and ensembles of one task.
 
     `runs` is model name -> fold -> run, the candidate first (as `check_runs` returns it). `data` gives
-    the report's wording (class names, `data.description`).
+    the report's wording (class names, `data.description`); `data_summary` is splits.json's `data`
+    (duplicates dropped at ingest, copies across the split line), None when not given.
     """
     candidate, baseline = runs
     first = next(iter(runs[candidate].values()))
@@ -281,6 +286,7 @@ def compare_task(
         "decision_rules": {model: rule.to_dict() for model, rule in decisions.items()},
         "provenance": _provenance(runs, decisions, sets),
         "pretraining": first.info.get("pretraining"),
+        "data": data_summary,
         "sets": {name: comparison.summary for name, comparison in sets.items()},
         "folds": folds,
         "tests": [outcome.to_dict() for outcome in tests],

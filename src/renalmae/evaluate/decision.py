@@ -54,6 +54,14 @@ class DecisionRule:
     def to_dict(self) -> dict:
         return asdict(self) | {"name": self.name}
 
+    @classmethod
+    def from_dict(cls, values: dict) -> DecisionRule:
+        """The rule `to_dict` wrote (comparison.json's `decision_rules`)."""
+        weights = values.get("class_weights")
+        return cls(
+            values.get("threshold"), None if weights is None else tuple(weights), values.get("chosen_on", "")
+        )
+
 
 def fold_threshold(
     validation_labels, validation_probabilities, method: str, target: float, source: str

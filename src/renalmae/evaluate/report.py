@@ -206,6 +206,30 @@ def plain_summary(summary: dict, name: str) -> str:
     return f"{headline}{interval_sentence} {evidence}" + _operating_point(summary, name)
 
 
+def data_sentence(summary: dict) -> str:
+    """What the data held: duplicates ingest dropped and copies of development images among the sets."""
+    data = summary.get("data")
+    if not data:
+        return (
+            "The data summary (splits.json) was not given to compare: duplicates and copies are not stated."
+        )
+    dropped = data.get("duplicates_dropped_at_ingest")
+    dropped_text = (
+        "ingest dropped no duplicate images (data.drop_duplicates is off, so validation refused any)"
+        if dropped is None
+        else f"ingest dropped {dropped} duplicate image{'s' if dropped != 1 else ''} (data.drop_duplicates)"
+    )
+    copies = data["copies_of_development_images"]
+    parts = [
+        f"{copies.get(name, 0)} of the {summary['sets'][name]['n']} {SET_NAMES[name]} images"
+        for name in summary["evaluation_sets"]
+    ]
+    near = (
+        " (same pixels or same near-duplicate cluster)" if data.get("near_duplicates") else " (same pixels)"
+    )
+    return f"Data: {dropped_text}; {' and '.join(parts)} are copies of development images{near}."
+
+
 def provenance(summary: dict) -> str:
     """Which data chose what and which data measured it; the pretraining pool when it matters."""
     a, b = summary["candidate"], summary["baseline"]
@@ -419,7 +443,7 @@ def render_markdown(
         summary = comparison.summary
         parts += [f"## {_task_name(comparison)}", ""]
         parts += [plain_summary(summary, name) + "\n" for name in summary["evaluation_sets"]]
-        parts += [f"*What chose what.* {provenance(summary)}", ""]
+        parts += [f"*What chose what.* {provenance(summary)} {data_sentence(summary)}", ""]
         parts += [_markdown_table(*table) for table in tables(summary)]
         parts += [f"![{name}]({path.relative_to(root).as_posix()})" for name, path in figures[task].items()]
         parts.append("")
@@ -459,7 +483,8 @@ def render_html(comparisons: dict[str, TaskComparison], figures: dict[str, dict[
         for name in summary["evaluation_sets"]:
             css = "summary external" if name == "external" else "summary"
             sections.append(f'<p class="{css}">{html.escape(plain_summary(summary, name))}</p>')
-        sections.append(f"<p class='note'><b>What chose what.</b> {html.escape(provenance(summary))}</p>")
+        chose = f"{provenance(summary)} {data_sentence(summary)}"
+        sections.append(f"<p class='note'><b>What chose what.</b> {html.escape(chose)}</p>")
         sections += [_html_table(*table) for table in tables(summary)]
         sections += [_embedded_png(path, f"{name} {task}") for name, path in figures[task].items()]
     return (

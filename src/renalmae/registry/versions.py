@@ -14,6 +14,7 @@ content hash (`renalmae.evaluation_set_sha256`: the image ids and labels, not th
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from renalmae.data.predictions import probability_columns
-from renalmae.errors import ServiceError
+from renalmae.errors import DataError, ServiceError
+from renalmae.evaluate.decision import DecisionRule
 from renalmae.registry.connection import service_errors
 from renalmae.registry.pyfunc import ENSEMBLE_ARTIFACT, FoldEnsemble, FoldEnsembleModel, pinned_requirements
 
@@ -47,12 +49,40 @@ class RegisteredVersion:
 
 
 def evaluation_frame(
-    ids: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
+    ids: np.ndarray,
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    classes: list[str],
+    rule: DecisionRule | None = None,
 ) -> pd.DataFrame:
+    """The evaluation set stored with a version: id, y_true, prob_<class>, y_pred at `rule` (compare's)."""
     frame = pd.DataFrame(probabilities, columns=probability_columns(classes))
     frame.insert(0, "y_true", np.asarray(y_true, dtype=np.int64))
     frame.insert(0, "id", np.asarray(ids).astype(str))
+    if rule is not None:
+        frame.insert(2, "y_pred", rule.predict(np.asarray(probabilities)))
     return frame
+
+
+def operating_point(report: dict[str, Any], task: str, model: str) -> dict[str, Any]:
+    """compare's decision rule for `model` on `task` and the fold ensemble's metrics at it on each set.
+
+    {"rule": DecisionRule, "sets": {"test": metrics, "external": metrics}}. Raises DataError when the
+    compare report lacks them: a version is tagged at the one operating point compare chose, never
+    re-measured at another threshold.
+    """
+    section = report.get(task) or {}
+    rules = section.get("decision_rules") or {}
+    if model not in rules:
+        raise DataError(
+            f"the compare report has no operating point for {model} on task {task}; register tags each "
+            "version with the metrics at the threshold compare chose: run `renalmae compare` on the same "
+            "runs first"
+        )
+    return {
+        "rule": DecisionRule.from_dict(rules[model]),
+        "sets": {name: section["sets"][name]["ensemble"][model] for name in section["evaluation_sets"]},
+    }
 
 
 def evaluation_set_sha256(evaluation: pd.DataFrame) -> str:
@@ -167,20 +197,33 @@ def register_version(
     )
 
 
+TAGGED_METRICS = ("auc", "f1", "sensitivity", "specificity", "n", "accuracy", "balanced_accuracy")
+SET_TAG_PREFIX = {"test": "holdout", "external": "external"}
+
+
 def version_tags(
     lineage: dict[str, str],
     validation_status: str,
-    metrics: dict[str, Any],
+    point: dict[str, Any],
     comparison: dict[str, Any],
     negative_class: str,
 ) -> dict[str, str]:
-    """Tags of a new version: lineage, validation status, holdout metrics and comparison p-values."""
+    """Tags of a new version: lineage, validation status, compare's decision rule, the metrics at it on
+    the holdout (`holdout.*`) and the external set (`external.*`), and the comparison's p-values."""
     tags = {key: value for key, value in lineage.items()}
     tags["renalmae.validation_status"] = validation_status
     tags["renalmae.negative_class"] = negative_class
-    for key in ("auc", "f1", "n", "accuracy", "balanced_accuracy"):
-        if metrics.get(key) is not None:
-            tags[f"holdout.{key}"] = str(metrics[key])
+    rule: DecisionRule = point["rule"]
+    tags["decision.rule"] = rule.name
+    tags["decision.chosen_on"] = rule.chosen_on[:4000]
+    if rule.threshold is not None:
+        tags["decision.threshold"] = str(rule.threshold)
+    if rule.class_weights is not None:
+        tags["decision.class_weights"] = json.dumps(list(rule.class_weights))
+    for name, metrics in point["sets"].items():
+        for key in TAGGED_METRICS:
+            if metrics.get(key) is not None:
+                tags[f"{SET_TAG_PREFIX.get(name, name)}.{key}"] = str(metrics[key])
     for key, value in comparison.items():
         tags[f"comparison.{key}"] = str(value)
     tags["renalmae.evaluation_artifact"] = EVALUATION_ARTIFACT
@@ -191,25 +234,14 @@ def as_dict(version: RegisteredVersion) -> dict[str, str]:
     return asdict(version)
 
 
-def flatten_numbers(values: Any, prefix: str = "") -> dict[str, float]:
-    """Every number in a nested JSON value, keyed by its dotted path (for comparison p-values)."""
-    if isinstance(values, dict):
-        flat: dict[str, float] = {}
-        for key, value in values.items():
-            flat.update(flatten_numbers(value, f"{prefix}{key}."))
-        return flat
-    if isinstance(values, (int, float)) and not isinstance(values, bool):
-        return {prefix.rstrip("."): float(values)}
-    return {}
-
-
 def p_values(report: dict[str, Any], task: str) -> dict[str, float]:
-    """The p-values of one task in the compare report: `*_p`, `*_p_holm` and every `p_values*.<test>`."""
-    numbers = flatten_numbers(report.get(task, {}))
-    return {
-        key: value
-        for key, value in numbers.items()
-        if key.split(".")[0].startswith("p_values")
-        or (leaf := key.split(".")[-1]).endswith("_p")
-        or "_p_" in leaf
-    }
+    """The p-values of one task in the compare report, as tag keys: `<test>.<data>[.<class>].p` and, for
+    the declared hypotheses, `.p_holm` (MLflow tag keys allow no colon)."""
+    found: dict[str, float] = {}
+    for test in (report.get(task) or {}).get("tests", []):
+        key = test["key"].replace(":", ".")
+        if test["p_value"] is not None:
+            found[f"{key}.p"] = test["p_value"]
+        if test["p_holm"] is not None:
+            found[f"{key}.p_holm"] = test["p_holm"]
+    return found

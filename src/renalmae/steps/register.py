@@ -16,7 +16,6 @@ from typing import Any
 
 from renalmae.artifacts import Comparison, Registered, TrainedRun, ValidationReport
 from renalmae.errors import DataError, ParamsError
-from renalmae.evaluate.metrics import classification_metrics
 from renalmae.evaluate.runs import ModelRun, holdout_ensemble, load_runs
 from renalmae.io import write_json
 from renalmae.params import Params
@@ -24,7 +23,14 @@ from renalmae.registry.connection import mlflow_client, redacted, tracking_uri
 from renalmae.registry.lineage import lineage_tags
 from renalmae.registry.pyfunc import bundle_ensemble
 from renalmae.registry.tracking import track_step
-from renalmae.registry.versions import as_dict, evaluation_frame, p_values, register_version, version_tags
+from renalmae.registry.versions import (
+    as_dict,
+    evaluation_frame,
+    operating_point,
+    p_values,
+    register_version,
+    version_tags,
+)
 from renalmae.steps import Input, Output, Step
 
 STEP = Step(
@@ -66,15 +72,11 @@ def trained_data_version(runs: list[ModelRun]) -> str:
 
 
 def holdout_metrics(runs: list[ModelRun], report: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """Holdout metrics of the fold ensemble (compare's numbers when present) and its evaluation set."""
+    """compare's operating point for the fold ensemble (rule + metrics per set) and its evaluation set."""
     first = runs[0]
+    point = operating_point(report, first.task, first.model)
     ids, y_true, probabilities = holdout_ensemble({run.fold: run for run in runs})
-    metrics = classification_metrics(y_true, probabilities, first.classes)
-    reported = report.get(first.task, {}).get(first.model, {})
-    for name in ("auc", "f1"):
-        if reported.get(f"test_{name}") is not None:
-            metrics[name] = reported[f"test_{name}"]
-    return metrics, evaluation_frame(ids, y_true, probabilities, first.classes)
+    return point, evaluation_frame(ids, y_true, probabilities, first.classes, point["rule"])
 
 
 def run(
@@ -95,16 +97,17 @@ def run(
     client = mlflow_client(uri)
     registered = []
     for (model, task), runs in sorted(groups.items()):
-        metrics, evaluation = holdout_metrics(runs, report)
+        point, evaluation = holdout_metrics(runs, report)
         name = f"{params.registry.model_prefix}-{model}-{task}"
         data_version = trained_data_version(runs)
         tags = version_tags(
-            lineage_tags(params, data_version=data_version), status, metrics, p_values(report, task),
+            lineage_tags(params, data_version=data_version), status, point, p_values(report, task),
             params.data.negative_class,
         )  # fmt: skip
         with track_step(params, "register", data_version, model=model, task=task) as tracker:
+            holdout = point["sets"]["test"]
             tracker.log_metrics(
-                {f"holdout_{key}": metrics[key] for key in ("auc", "f1") if metrics.get(key) is not None}
+                {f"holdout_{key}": holdout[key] for key in ("auc", "f1") if holdout.get(key) is not None}
             )
             with tempfile.TemporaryDirectory(prefix="renalmae-bundle-") as staging:
                 bundle_dir = Path(staging) / "ensemble"

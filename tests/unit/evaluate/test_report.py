@@ -8,7 +8,7 @@ import pytest
 from comparekit import FOLDS, write_prediction_runs
 
 from renalmae.evaluate import check_runs, compare_task, load_run
-from renalmae.evaluate.report import p_text, plain_summary, provenance, render_markdown, tables
+from renalmae.evaluate.report import data_sentence, p_text, plain_summary, provenance, render_markdown, tables
 from renalmae.params import DataParams, EvaluateParams
 
 SETTINGS = EvaluateParams(bootstrap_resamples=100)
@@ -153,3 +153,17 @@ def test_transductive_pretraining_is_flagged(binary_summary):
     assert "Transductive pretraining" in provenance(summary)
     summary["pretraining"] = {"epochs": 0, "init_checkpoint": "usfmae.pth", "transductive": False}
     assert "the published encoder (usfmae.pth) was fine-tuned as it is" in provenance(summary)
+
+
+def test_the_report_says_how_many_duplicates_were_dropped_and_how_many_copies_crossed(binary_summary):
+    summary = copy.deepcopy(binary_summary)
+    summary["data"] = {
+        "duplicates_dropped_at_ingest": 566,
+        "near_duplicates": None,
+        "copies_of_development_images": {"test": 0, "external": 2},
+    }
+    text = data_sentence(summary)
+    assert "ingest dropped 566 duplicate images (data.drop_duplicates)" in text
+    assert "2 of the 60 external set images and 0 of the 40 internal holdout images are copies" in text
+    summary["data"] = None
+    assert "not stated" in data_sentence(summary)
