@@ -285,7 +285,10 @@ def compare_task(
         "evaluation_sets": set_names,
         "decision_rules": {model: rule.to_dict() for model, rule in decisions.items()},
         "provenance": _provenance(runs, decisions, sets),
-        "pretraining": first.info.get("pretraining"),
+        "initialisation": {
+            model: next(iter(by_fold.values())).info.get("initialisation") for model, by_fold in runs.items()
+        },
+        "pretraining": (first.info.get("initialisation") or {}).get("mae_pretraining"),
         "data": data_summary,
         "sets": {name: comparison.summary for name, comparison in sets.items()},
         "folds": folds,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from renalmae.evaluate.comparison import INTERVAL_METRICS, SET_NAMES, SUMMARY_METRICS, TaskComparison
 from renalmae.evaluate.runs import ByName
+from renalmae.models.initialisation import describe_initialisation
 
 LABELS = ByName({"usfmae": "USF-MAE", "densenet169": "DenseNet-169"})
 METRIC_NAMES = {
@@ -239,11 +240,16 @@ def provenance(summary: dict) -> str:
         f"Decisions: {label(a)} {chosen['decision'][a]}; {label(b)} {chosen['decision'][b]}.",
         f"Measured on the {' and the '.join(chosen['measured_on'])}; {chosen['never_chose']}.",
     ]
+    initialisation = summary.get("initialisation") or {}
+    for model in (a, b):
+        if initialisation.get(model):
+            sentences.append(f"{label(model)} started from {describe_initialisation(initialisation[model])}.")
     pretraining = summary.get("pretraining") or {}
     if pretraining.get("epochs") == 0:
+        published = (initialisation.get(a) or {}).get("encoder_initialisation") or {}
         sentences.append(
             f"{label(a)}'s encoder was not pretrained here: the published encoder "
-            f"({pretraining.get('init_checkpoint')}) was fine-tuned as it is."
+            f"({published.get('checkpoint')}) was fine-tuned as it is."
         )
     elif pretraining.get("transductive"):
         sentences.append(

@@ -151,8 +151,19 @@ def test_transductive_pretraining_is_flagged(binary_summary):
     summary = copy.deepcopy(binary_summary)
     summary["pretraining"] = {"epochs": 4, "include_development": True, "transductive": True}
     assert "Transductive pretraining" in provenance(summary)
-    summary["pretraining"] = {"epochs": 0, "init_checkpoint": "usfmae.pth", "transductive": False}
-    assert "the published encoder (usfmae.pth) was fine-tuned as it is" in provenance(summary)
+    summary["pretraining"] = {"epochs": 0, "transductive": False}
+    published = {"method": "checkpoint", "checkpoint": "usfmae.pth", "pretraining_data": "ultrasound"}
+    summary["initialisation"] = {
+        "usfmae": {
+            "method": "mae-pretraining",
+            "pretraining_data": "0 images",
+            "encoder_initialisation": published,
+        },
+        "densenet169": {"method": "random"},
+    }
+    text = provenance(summary)
+    assert "the published encoder (usfmae.pth) was fine-tuned as it is" in text
+    assert "DenseNet-169 started from random weights (no pretraining)" in text
 
 
 def test_the_report_says_how_many_duplicates_were_dropped_and_how_many_copies_crossed(binary_summary):
