@@ -226,7 +226,9 @@ def data_sentence(summary: dict) -> str:
         for name in summary["evaluation_sets"]
     ]
     near = (
-        " (same pixels or same near-duplicate cluster)" if data.get("near_duplicates") else " (same pixels)"
+        " (same pixels or same near-duplicate cluster)"
+        if data.get("near_duplicates")
+        else " (same pixels; near-copies were not searched: data.near_duplicate_bits is null)"
     )
     return f"Data: {dropped_text}; {' and '.join(parts)} are copies of development images{near}."
 
