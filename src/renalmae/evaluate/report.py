@@ -227,7 +227,7 @@ def data_sentence(summary: dict) -> str:
     ]
     near = (
         " (same pixels or same near-duplicate cluster)"
-        if data.get("near_duplicates")
+        if data.get("near_duplicates_searched")
         else " (same pixels; near-copies were not searched: data.near_duplicate_bits is null)"
     )
     return f"Data: {dropped_text}; {' and '.join(parts)} are copies of development images{near}."

@@ -47,7 +47,7 @@ def run(
         use_given=params.split.use_given,
         external_folds=params.split.external_folds,
     )
-    data = data_summary(ingested, assignment)
+    data = data_summary(ingested, assignment, params.data.near_duplicate_bits is not None)
     copies = data["copies_of_development_images"]
     log.info(
         "split: ingest dropped %s duplicate images; %d test and %d external images are copies of "
@@ -59,13 +59,14 @@ def run(
     return out_path
 
 
-def data_summary(ingested, assignment) -> dict:
+def data_summary(ingested, assignment, near_duplicates_searched: bool) -> dict:
     """What the report says about the data: duplicates ingest dropped, copies across the split line."""
     summary_path = Path(ingested.directory) / IngestedData.SUMMARY
     ingest = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     dropped = ingest.get("dropped_duplicates")
     return {
         "duplicates_dropped_at_ingest": None if dropped is None else len(dropped),
+        "near_duplicates_searched": near_duplicates_searched,
         "near_duplicates": ingest.get("near_duplicates"),
         "copies_of_development_images": copies_of_development_images(ingested.labelled, assignment),
     }

@@ -170,11 +170,15 @@ def test_the_report_says_how_many_duplicates_were_dropped_and_how_many_copies_cr
     summary = copy.deepcopy(binary_summary)
     summary["data"] = {
         "duplicates_dropped_at_ingest": 566,
+        "near_duplicates_searched": False,
         "near_duplicates": None,
         "copies_of_development_images": {"test": 0, "external": 2},
     }
     text = data_sentence(summary)
     assert "ingest dropped 566 duplicate images (data.drop_duplicates)" in text
     assert "2 of the 60 external set images and 0 of the 40 internal holdout images are copies" in text
+    assert "near-copies were not searched" in text
+    summary["data"]["near_duplicates_searched"] = True
+    assert "same near-duplicate cluster" in data_sentence(summary)
     summary["data"] = None
     assert "not stated" in data_sentence(summary)
