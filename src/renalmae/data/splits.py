@@ -2,7 +2,8 @@
 
     {"k_folds": 5, "seed": 0, "origin": "drawn" | "given",
      "test": [id, ...], "external": [id, ...],
-     "folds": [{"fold": 0, "val": [id, ...]}, ...]}
+     "folds": [{"fold": 0, "val": [id, ...]}, ...],
+     "data": {"duplicates_dropped_at_ingest": n, "copies_of_development_images": {...}, ...}}
 
 Fold `f` trains on every development id (neither test nor external) that is not in `folds[f].val`.
 External ids (another site, device or period; empty when there are none) are only ever predicted.
@@ -24,6 +25,9 @@ class Splits:
     test_ids: list[str]
     val_ids_by_fold: list[list[str]]
     external_ids: list[str] = field(default_factory=list)
+    data: dict | None = None
+    """What the split saw of the data (duplicates ingest dropped, copies across the split line); None
+    for a splits.json written before it was recorded."""
 
     @property
     def development_ids(self) -> list[str]:
@@ -57,4 +61,5 @@ def load_splits(path: str | os.PathLike) -> Splits:
         test_ids=list(raw["test"]),
         val_ids_by_fold=[list(entry["val"]) for entry in folds],
         external_ids=list(raw.get("external", [])),
+        data=raw.get("data"),
     )

@@ -11,6 +11,9 @@ incomplete or unpaired set, and writes into `out_dir` atomically:
     comparison.md, index.html      tables, figures and plain-language summaries, the external set first
     ensemble_predictions.parquet   each fold ensemble's predictions (fold = -1) on every evaluation set
     figures/*.png, plots/*.csv     ROC / PR with bootstrap bands, confusion, reliability, folds; DVC curves
+
+It also reads splits.json for what the report says about the data (duplicates ingest dropped, holdout
+test / external images that are copies of development images).
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from renalmae.artifacts import Comparison, TrainedRun
+from renalmae.artifacts import Comparison, Splits, TrainedRun
 from renalmae.data.predictions import probability_columns
 from renalmae.evaluate.comparison import TaskComparison, compare_task, dvc_metrics
 from renalmae.evaluate.figures import write_curve_csvs, write_figures
 from renalmae.evaluate.report import render_html, render_markdown
+from renalmae.data.splits import load_splits
 from renalmae.evaluate.runs import check_runs, load_runs
 from renalmae.io import atomic_dir, write_json
 from renalmae.params import Params
@@ -33,7 +37,7 @@ from renalmae.steps import Input, Output, Step
 
 STEP = Step(
     name="compare",
-    inputs=(Input("run_dirs", TrainedRun, producers=("finetune", "baseline")),),
+    inputs=(Input("run_dirs", TrainedRun, producers=("finetune", "baseline")), Input("splits_path", Splits)),
     output=Output("out_dir", Comparison),
     params=("evaluate", "finetune.tasks", "split.folds", "data.description", "data.classes", "data.negative_class"),
 )
@@ -64,18 +68,22 @@ def ensemble_table(comparison: TaskComparison) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def run(params: Params, run_dirs: list[Path], out_dir: Path) -> Path:
+def run(params: Params, run_dirs: list[Path], out_dir: Path, splits_path: Path | None = None) -> Path:
     """Compare the two models on every task in `params.finetune.tasks`; return `out_dir`.
 
     `run_dirs`: run folders, or folders holding them (`models/finetune`, `models/baseline`).
+    `splits_path`: the splits.json the runs were trained from, whose data summary (duplicates dropped at
+    ingest, copies across the split line) the report states; None (a library call without it): the report
+    says it was not given. A path that does not exist is a `DataError`.
     """
     out_dir = Path(out_dir)
     settings = params.evaluate
+    data_summary = load_splits(splits_path).data if splits_path is not None else None
     tasks, folds = list(params.finetune.tasks), list(params.split.folds)
     runs = load_runs(run_dirs, tasks, folds)
     indexed = check_runs(runs, tasks, folds)
     comparisons = {
-        task: compare_task(task, indexed[task], settings, params.data)
+        task: compare_task(task, indexed[task], settings, params.data, data_summary)
         for task in tqdm(indexed, desc="compare: metrics and tests", leave=False)
     }
     with atomic_dir(out_dir) as staging:
