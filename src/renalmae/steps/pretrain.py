@@ -120,8 +120,8 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
         if section.epochs > 0:
             result = fit(
                 model, images, None, objective, config, params.train, params.augment,
-                on_metrics=tracker.log_metrics, checkpoint_dir=ckpt.checkpoint_dir(params, out_dir, "pretrain"),
-                fingerprint=fingerprint, context=context,
+                on_metrics=tracker.log_metrics, fingerprint=fingerprint, context=context,
+                checkpoint_dir=ckpt.checkpoint_dir(params, out_dir, "pretrain"),
             )  # fmt: skip
             step_losses, history, streamed = result.step_losses, result.history, result.streamed
         metrics = {
