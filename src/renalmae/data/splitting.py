@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from renalmae.data.near_duplicates import merge_groups
 from renalmae.errors import DataError, ParamsError
@@ -196,13 +196,21 @@ def draw_holdout(labels: np.ndarray, groups: np.ndarray, test_fraction: float, s
 
 def selection_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of the inner selection split of a fold's training images (epoch selection and early
-    stopping look only at it, never at the validation fold): of the round(1 / fraction) grouped,
-    stratified folds of `labels`, the first that holds every class (the first fold if none does).
+    stopping look only at it, never at the validation fold): about `fraction` of the groups of each class.
 
-    Raises DataError when there are fewer groups than that many folds.
+    Stratified over groups, not images: each group (patient / series) counts once under its most common
+    label, and scikit-learn's `StratifiedKFold` (shuffled, seeded) deals them into round(1 / fraction)
+    folds; the first fold holding every class is the selection split. Stratifying images instead lets one
+    long clip stand for a whole class (on the kidney frames: one hydronephrosis series of 149 frames
+    against 39 normal ones, an AUC that measured one patient). Raises DataError when there are fewer
+    groups than folds.
     """
     n_splits = max(2, round(1.0 / fraction))
-    n_groups = len(set(groups))
+    frame = pd.DataFrame({"label": np.asarray(labels), "group": np.asarray(groups)})
+    group_label = frame.groupby("group", sort=True)["label"].agg(
+        lambda values: values.value_counts().index[0]
+    )
+    n_groups = len(group_label)
     if n_groups < n_splits:
         raise DataError(
             f"a fold's training images hold only {n_groups} groups (patients / series), too few to hold out "
@@ -210,12 +218,20 @@ def selection_split(labels: np.ndarray, groups: np.ndarray, fraction: float, see
             "groups); add data, use fewer folds, or set train.selection_fraction: 0 to pick the epoch on the "
             "validation fold"
         )
-    folds = [rows for _, rows in _grouped_stratified_folds(labels, groups, n_splits, seed)]
-    every_class = set(np.asarray(labels).tolist())
-    chosen = next((rows for rows in folds if set(np.asarray(labels)[rows].tolist()) == every_class), folds[0])
-    is_selection = np.zeros(len(labels), dtype=bool)
-    is_selection[chosen] = True
-    return is_selection
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # a class with fewer groups than folds is absent from some folds: the first fold holding it is taken
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        held_groups = [
+            set(group_label.index[rows])
+            for _, rows in splitter.split(np.zeros(len(group_label)), group_label.to_numpy())
+        ]
+    every_class = set(frame["label"])
+    chosen = next(
+        (held for held in held_groups if set(frame.loc[frame["group"].isin(held), "label"]) == every_class),
+        held_groups[0],
+    )
+    return frame["group"].isin(chosen).to_numpy()
 
 
 def draw_folds(labels: np.ndarray, groups: np.ndarray, k_folds: int, seed: int) -> np.ndarray:
