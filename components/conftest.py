@@ -114,10 +114,11 @@ def predicted_runs(params, work) -> dict[str, list[Path]]:
 
 
 @pytest.fixture(scope="session")
-def comparison(params, work, trained_runs) -> Path:
+def comparison(params, work, splits, trained_runs) -> Path:
     run_dirs = trained_runs["finetune_runs"] + trained_runs["baseline_runs"]
     return _once(
-        work / "comparison", lambda out: step_or_skip("compare").run(params, run_dirs=run_dirs, out_dir=out)
+        work / "comparison",
+        lambda out: step_or_skip("compare").run(params, run_dirs=run_dirs, splits_path=splits, out_dir=out),
     )
 
 

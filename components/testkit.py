@@ -43,7 +43,8 @@ def imported_list(kind, paths: list[Path]):
 def synthetic_runs(root: Path, folds: list[int], n_val: int = 12, n_test: int = 16, seed: int = 0) -> dict:
     """Trained-run folders (run.json + predictions.parquet, the data contract of `compare`) with seeded,
     informative predictions for both models on the binary task, without training anything. Both models
-    predict the same holdout ids, as the fold models of one split do."""
+    predict the same holdout ids, as the fold models of one split do. Key `splits`: the splits.json of
+    those ids (what `compare` also reads)."""
     import json
 
     import numpy as np
@@ -78,4 +79,9 @@ def synthetic_runs(root: Path, folds: list[int], n_val: int = 12, n_test: int = 
             info = {"model": model, "role": role, "task": "binary", "fold": fold, "classes": classes}
             (run_dir / "run.json").write_text(json.dumps(info))
             runs[key].append(run_dir)
-    return runs
+    splits = {
+        "k_folds": len(folds), "seed": seed, "origin": "drawn", "test": [f"t{i}" for i in range(n_test)],
+        "folds": [{"fold": fold, "val": [f"f{fold}-{i}" for i in range(n_val)]} for fold in folds],
+    }  # fmt: skip
+    (root / "splits.json").write_text(json.dumps(splits))
+    return runs | {"splits": root / "splits.json"}

@@ -176,7 +176,9 @@ def build_pipeline(data_pvc: str | None = None, ingest_parts: int = 1):
                 runs_input("baseline"): dsl.Collected(baseline_task.outputs["model"]),
             }
 
-        compare_task = _with_secrets(_on_cpu(compare(**models(), **common), "compare"))
+        compare_task = _with_secrets(
+            _on_cpu(compare(**models(), splits=split_task.outputs["splits"], **common), "compare")
+        )
         explain_task = _with_secrets(
             _on_gpu(explain(**data, **models(), **common), "explain (Score-CAM)", False)
         )

@@ -53,7 +53,8 @@ def write_prediction_runs(
     n_external: int = 0,
     class_balance: str = "loss",
 ) -> list[Path]:
-    """Write run.json + predictions.parquet for every model x task x fold under root; return the run dirs.
+    """Write run.json + predictions.parquet for every model x task x fold under root, and the splits.json
+    they were trained from at `root / "splits.json"` (`splits_of(root)`); return the run dirs.
 
     `baseline_name`: the baseline's model name (what `baseline.arch` names it) in run.json and predictions.
     """
@@ -112,7 +113,26 @@ def write_prediction_runs(
                     info | {"class_balance": class_balance, "epoch_selection": selection},
                 )
                 run_dirs.append(run_dir)
+    folds = [{"fold": fold, "val": dev_ids[fold_of == fold].tolist()} for fold in FOLDS]
+    write_json(
+        splits_of(root),
+        {"k_folds": len(FOLDS), "seed": seed, "origin": "drawn", "test": test_ids.tolist(),
+         "external": external_ids.tolist(), "folds": folds, "data": SPLIT_DATA},
+    )  # fmt: skip
     return sorted(run_dirs)
+
+
+SPLIT_DATA = {
+    "duplicates_dropped_at_ingest": 2,
+    "near_duplicates_searched": False,
+    "copies_of_development_images": {"test": 0, "external": 0},
+}
+"""The data summary the kit's splits.json states (what `renalmae split` records)."""
+
+
+def splits_of(root: Path) -> Path:
+    """The splits.json `write_prediction_runs(root)` wrote."""
+    return Path(root) / "splits.json"
 
 
 def rewrite_predictions(run_dir: Path, edit) -> None:

@@ -199,17 +199,15 @@ def log_confusion_matrix(
     classification_metrics: Any, run_dir: str | os.PathLike, params: Params, split: str = "test"
 ) -> None:
     """Log the holdout confusion matrix of one trained fold model at the operating point `compare` uses
-    for it: binary at the threshold chosen on its own validation fold (`evaluate.threshold`), multiclass
-    at the arg-max."""
+    for it (`renalmae.evaluate.comparison.fold_rule`): binary at the threshold chosen on its own
+    validation fold (`evaluate.threshold`), multiclass at the prior-corrected argmax."""
     from sklearn.metrics import confusion_matrix
 
-    from renalmae.evaluate.comparison import fold_metrics
-    from renalmae.evaluate.metrics import predict
+    from renalmae.evaluate.comparison import fold_rule
     from renalmae.evaluate.runs import load_run
 
     run = load_run(Path(run_dir))
-    threshold = fold_metrics(run, params.evaluate)["threshold"]
-    predicted = predict(run.probabilities(split), threshold)
+    predicted = fold_rule(run, params.evaluate).predict(run.probabilities(split))
     labels = run.split(split)["y_true"].to_numpy()
     matrix = confusion_matrix(labels, predicted, labels=list(range(len(run.classes))))
     classification_metrics.log_confusion_matrix(run.classes, matrix.tolist())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from comparekit import write_prediction_runs
+from comparekit import splits_of, write_prediction_runs
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,8 @@ def compared_project(repo_root, tmp_path_factory):
         else:
             shutil.copy(source, target)
     write_prediction_runs(project / "models")
+    (project / "data").mkdir()
+    shutil.move(splits_of(project / "models"), project / "data" / "splits.json")  # where the stage reads it
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         assert _run(command, project).returncode == 0
     repro = _run([sys.executable, "-m", "dvc", "repro", "--single-item", "compare"], project)
@@ -59,7 +61,8 @@ def test_dvc_repro_compare_then_metrics_and_plots_show(compared_project):
     assert shown.returncode == 0, shown.stderr
     metrics = json.loads(shown.stdout)[""]["data"]["reports/comparison/metrics.json"]["data"]
     assert metrics["binary"]["usfmae"]["test_auc"] > metrics["binary"]["densenet169"]["test_auc"]
-    assert "delong_p" in metrics["multiclass"]
+    assert 0.0 <= metrics["binary"]["test_delong_p_holm"] <= 1.0
+    assert {f"test_delong_p_holm_{name}" for name in ("normal", "utd", "mcdk")} <= set(metrics["multiclass"])
 
     plots = _run([sys.executable, "-m", "dvc", "plots", "show", "-o", "dvc_plots"], project)
     assert plots.returncode == 0, plots.stderr

@@ -179,7 +179,10 @@ def test_comparison_page_of_synthetic_runs_reads_cleanly_in_a_browser(tmp_path, 
     (tmp_path / "params.yaml").write_text("evaluate:\n  bootstrap_resamples: 100\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path)
-        _run("compare", "--runs", "models/finetune", "models/baseline", "--out", PAGES["comparison"])
+        _run(
+            "compare", "--runs", "models/finetune", "models/baseline", "--splits", "models/splits.json",
+            "--out", PAGES["comparison"],
+        )  # fmt: skip
     found = _inspect(
         browser, tmp_path / PAGES["comparison"] / "index.html", screenshots / "comparison-synthetic.png"
     )

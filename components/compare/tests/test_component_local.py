@@ -6,7 +6,7 @@ from kfp import dsl
 from kfp.dsl import Dataset, Model
 
 from components.compare.component import compare
-from components.testkit import imported_list, step_or_skip
+from components.testkit import imported, imported_list, step_or_skip
 
 
 def test_compare_runs_under_kfp_local(kfp_local, params_yaml, predicted_runs):
@@ -18,6 +18,7 @@ def test_compare_runs_under_kfp_local(kfp_local, params_yaml, predicted_runs):
             params_yaml=params_yaml,
             finetune_runs=imported_list(Model, predicted_runs["finetune_runs"]),
             baseline_runs=imported_list(Model, predicted_runs["baseline_runs"]),
+            splits=imported(Dataset, predicted_runs["splits"]),
         )
         return task.outputs["comparison"]
 

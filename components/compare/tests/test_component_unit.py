@@ -14,6 +14,7 @@ def test_compare_reports_on_every_collected_model(params_yaml, predicted_runs, t
         params_yaml=params_yaml,
         finetune_runs=[artifact(Model, path) for path in predicted_runs["finetune_runs"]],
         baseline_runs=[artifact(Model, path) for path in predicted_runs["baseline_runs"]],
+        splits=artifact(Dataset, predicted_runs["splits"]),
         comparison=artifact(Dataset, tmp_path / "comparison"),
         report=report,
         metrics=metrics,

@@ -85,9 +85,17 @@ class TaskComparison:
         return self.summary["candidate"], self.summary["baseline"]
 
 
-def _fold_rule(run: ModelRun, settings: EvaluateParams, development_labels: np.ndarray) -> DecisionRule:
-    """A fold model's own rule: its validation fold's threshold (binary), the ensemble's rule (multiclass)."""
+def fold_rule(
+    run: ModelRun, settings: EvaluateParams, development_labels: np.ndarray | None = None
+) -> DecisionRule:
+    """A fold model's own rule: its validation fold's threshold (binary), the ensemble's rule (multiclass).
+
+    development_labels: class indices whose frequencies are the multiclass priors (compare passes every
+    validation fold pooled); None: the run's own validation fold.
+    """
     if len(run.classes) != 2:
+        if development_labels is None:
+            development_labels = run.split("val")["y_true"].to_numpy()
         return multiclass_rule(run.info.get("class_balance"), development_labels, len(run.classes))
     validation = run.split("val")
     threshold = fold_threshold(
@@ -254,7 +262,7 @@ def compare_task(
     classes = first.classes
     development_labels = pooled_validation(runs[candidate])[0]
     fold_rules = {
-        model: {fold: _fold_rule(run, settings, development_labels) for fold, run in by_fold.items()}
+        model: {fold: fold_rule(run, settings, development_labels) for fold, run in by_fold.items()}
         for model, by_fold in runs.items()
     }
     if len(classes) == 2:

@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 
 from renalmae.artifacts import Comparison, Splits, TrainedRun
 from renalmae.data.predictions import probability_columns
+from renalmae.data.splits import load_splits
 from renalmae.evaluate.comparison import TaskComparison, compare_task, dvc_metrics
 from renalmae.evaluate.figures import write_curve_csvs, write_figures
 from renalmae.evaluate.report import render_html, render_markdown
-from renalmae.data.splits import load_splits
 from renalmae.evaluate.runs import check_runs, load_runs
 from renalmae.io import atomic_dir, write_json
 from renalmae.params import Params
@@ -39,7 +39,14 @@ STEP = Step(
     name="compare",
     inputs=(Input("run_dirs", TrainedRun, producers=("finetune", "baseline")), Input("splits_path", Splits)),
     output=Output("out_dir", Comparison),
-    params=("evaluate", "finetune.tasks", "split.folds", "data.description", "data.classes", "data.negative_class"),
+    params=(
+        "evaluate",
+        "finetune.tasks",
+        "split.folds",
+        "data.description",
+        "data.classes",
+        "data.negative_class",
+    ),
 )
 
 ENSEMBLE_FOLD = -1
@@ -68,17 +75,16 @@ def ensemble_table(comparison: TaskComparison) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def run(params: Params, run_dirs: list[Path], out_dir: Path, splits_path: Path | None = None) -> Path:
+def run(params: Params, run_dirs: list[Path], splits_path: Path, out_dir: Path) -> Path:
     """Compare the two models on every task in `params.finetune.tasks`; return `out_dir`.
 
     `run_dirs`: run folders, or folders holding them (`models/finetune`, `models/baseline`).
     `splits_path`: the splits.json the runs were trained from, whose data summary (duplicates dropped at
-    ingest, copies across the split line) the report states; None (a library call without it): the report
-    says it was not given. A path that does not exist is a `DataError`.
+    ingest, copies across the split line) the report states (`DataError` when it is missing).
     """
     out_dir = Path(out_dir)
     settings = params.evaluate
-    data_summary = load_splits(splits_path).data if splits_path is not None else None
+    data_summary = load_splits(splits_path).data
     tasks, folds = list(params.finetune.tasks), list(params.split.folds)
     runs = load_runs(run_dirs, tasks, folds)
     indexed = check_runs(runs, tasks, folds)

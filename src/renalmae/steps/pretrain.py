@@ -143,7 +143,8 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
             "pretraining_data": pretraining,
         }  # fmt: skip
         save_encoder(staging, model, spec, info)
-        pd.DataFrame(step_losses, columns=["epoch", "step", "loss"]).to_csv(staging / Encoder.LOSS, index=False)
+        losses = pd.DataFrame(step_losses, columns=["epoch", "step", "loss"])
+        losses.to_csv(staging / Encoder.LOSS, index=False)
         plot_loss(step_losses, staging / Encoder.LOSS_FIGURE, "MAE pretraining loss" if step_losses else
                   "no pretraining (pretrain.epochs: 0): the published encoder as it is")  # fmt: skip
         if len(images):

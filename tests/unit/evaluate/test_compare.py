@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from comparekit import FOLDS, rewrite_predictions, write_prediction_runs
+from comparekit import FOLDS, rewrite_predictions, splits_of, write_prediction_runs
 
 from renalmae.data.predictions import check_predictions, probability_columns
 from renalmae.errors import DataError
@@ -24,7 +24,7 @@ def compared(tmp_path_factory) -> tuple[Path, list[Path]]:
     """Both tasks, an internal holdout of 40 images and an external set of 60."""
     root = tmp_path_factory.mktemp("compare")
     run_dirs = write_prediction_runs(root / "models", n_external=60)
-    return run(PARAMS, run_dirs, root / "reports" / "comparison"), run_dirs
+    return run(PARAMS, run_dirs, splits_of(root / "models"), root / "reports" / "comparison"), run_dirs
 
 
 def _runs_of(run_dirs, model, task):
@@ -147,7 +147,7 @@ BINARY_ONLY = params_from_dict({"finetune": {"tasks": ["binary"]}, "evaluate": {
 def _refused(run_dirs, tmp_path, match):
     out_dir = tmp_path / "reports" / "comparison"
     with pytest.raises(DataError, match=match):
-        run(BINARY_ONLY, run_dirs, out_dir)
+        run(BINARY_ONLY, run_dirs, splits_of(tmp_path / "models"), out_dir)
     assert not out_dir.exists()
 
 
@@ -195,7 +195,7 @@ def test_mismatched_class_lists_are_refused(tmp_path):
     run_file.write_text(json.dumps(info | {"classes": ["normal", "mcdk", "utd"]}))
     params = params_from_dict({"finetune": {"tasks": ["multiclass"]}})
     with pytest.raises(DataError, match="mismatched class lists"):
-        run(params, run_dirs, tmp_path / "out")
+        run(params, run_dirs, splits_of(tmp_path / "models"), tmp_path / "out")
 
 
 def test_a_missing_model_is_refused(runs, tmp_path):
@@ -212,9 +212,16 @@ def test_a_missing_fold_is_refused(runs, tmp_path):
     _refused([d for d in runs if d != missing], tmp_path, r"usfmae, task binary: folds \[3\] missing")
 
 
+def test_a_missing_splits_file_is_refused(runs, tmp_path):
+    out_dir = tmp_path / "reports" / "comparison"
+    with pytest.raises(DataError, match=r"absent.json is missing; run `renalmae split` first"):
+        run(BINARY_ONLY, runs, tmp_path / "absent.json", out_dir)
+    assert not out_dir.exists()
+
+
 def test_a_missing_task_is_refused(runs, tmp_path):
     with pytest.raises(DataError, match="task multiclass"):
-        run(PARAMS, runs, tmp_path / "out")
+        run(PARAMS, runs, splits_of(tmp_path / "models"), tmp_path / "out")
 
 
 def test_a_holdout_with_one_class_reports_auc_as_undefined(runs, tmp_path):
@@ -225,7 +232,7 @@ def test_a_holdout_with_one_class_reports_auc_as_undefined(runs, tmp_path):
 
     for run_dir in runs:
         rewrite_predictions(run_dir, only_normal_test_images)
-    out_dir = run(BINARY_ONLY, runs, tmp_path / "comparison")
+    out_dir = run(BINARY_ONLY, runs, splits_of(tmp_path / "models"), tmp_path / "comparison")
     comparison = json.loads((out_dir / "comparison.json").read_text())["binary"]
     holdout = comparison["sets"]["test"]
     assert holdout["ensemble"]["usfmae"]["auc"] is None

@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from comparekit import write_prediction_runs
+from comparekit import splits_of, write_prediction_runs
 
 from renalmae.errors import DataError
 from renalmae.evaluate.runs import check_runs, load_runs, run_dirs_under
@@ -35,7 +35,7 @@ def test_runs_left_from_an_earlier_5_fold_run_are_ignored_with_a_warning(tmp_pat
     roots = [tmp_path / "models" / "finetune", tmp_path / "models" / "baseline"]
 
     with caplog.at_level(logging.WARNING, logger="renalmae.evaluate.runs"):
-        out_dir = compare(params([0, 1, 2]), roots, tmp_path / "comparison")
+        out_dir = compare(params([0, 1, 2]), roots, splits_of(tmp_path / "models"), tmp_path / "comparison")
 
     summary = json.loads((out_dir / "comparison.json").read_text())["binary"]
     assert [entry["fold"] for entry in summary["folds"]["usfmae"]] == [0, 1, 2]
@@ -55,7 +55,9 @@ def test_a_baseline_of_another_architecture_is_compared(tmp_path):
     """The baseline is named after `baseline.arch`: compare takes its name from its run.json."""
     run_dirs = write_prediction_runs(tmp_path / "models", tasks=BINARY, baseline_name="resnet18")
 
-    out_dir = compare(params([0, 1, 2, 3, 4]), run_dirs, tmp_path / "comparison")
+    out_dir = compare(
+        params([0, 1, 2, 3, 4]), run_dirs, splits_of(tmp_path / "models"), tmp_path / "comparison"
+    )
 
     metrics = json.loads((out_dir / "metrics.json").read_text())["binary"]
     summary = json.loads((out_dir / "comparison.json").read_text())["binary"]

@@ -123,7 +123,7 @@ def test_confusion_matrix_is_at_the_threshold_compare_uses_for_that_fold(tmp_pat
     from comparekit import write_prediction_runs
     from sklearn.metrics import confusion_matrix
 
-    from renalmae.evaluate.comparison import fold_metrics
+    from renalmae.evaluate.comparison import fold_rule
     from renalmae.evaluate.runs import load_run
     from renalmae.params import params_from_dict
 
@@ -134,7 +134,7 @@ def test_confusion_matrix_is_at_the_threshold_compare_uses_for_that_fold(tmp_pat
     kfp_io.log_confusion_matrix(recorded, run_dir, params)
 
     run = load_run(run_dir)
-    threshold = fold_metrics(run, params.evaluate)["threshold"]
+    threshold = fold_rule(run, params.evaluate).threshold
     labels, p_anomaly = run.split("test")["y_true"].to_numpy(), run.probabilities("test")[:, 1]
     at_threshold = confusion_matrix(labels, (p_anomaly >= threshold).astype(int), labels=[0, 1]).tolist()
     at_argmax = confusion_matrix(labels, np.round(p_anomaly).astype(int), labels=[0, 1]).tolist()
