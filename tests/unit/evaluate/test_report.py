@@ -2,6 +2,7 @@
 from the params; nothing the numbers beside it contradict."""
 
 import copy
+import dataclasses
 import re
 
 import pytest
@@ -105,9 +106,7 @@ def _renamed(by_model, classes):
         for fold, run in by_fold.items():
             columns = {f"prob_{old}": f"prob_{new}" for old, new in zip(run.classes, classes, strict=True)}
             predictions = run.predictions.rename(columns=columns)
-            renamed[model][fold] = type(run)(
-                run.run_dir, run.model, run.task, run.fold, classes, predictions, run.info
-            )
+            renamed[model][fold] = dataclasses.replace(run, classes=classes, predictions=predictions)
     return renamed
 
 

@@ -62,7 +62,7 @@ def test_a_baseline_of_another_architecture_is_compared(tmp_path):
     metrics = json.loads((out_dir / "metrics.json").read_text())["binary"]
     summary = json.loads((out_dir / "comparison.json").read_text())["binary"]
     assert (summary["candidate"], summary["baseline"]) == ("usfmae", "resnet18")
-    assert set(summary["ensemble"]) == {"usfmae", "resnet18"} and "resnet18" in metrics
+    assert set(summary["sets"]["test"]["ensemble"]) == {"usfmae", "resnet18"} and "resnet18" in metrics
     assert (out_dir / "figures" / "roc_binary.png").is_file()
 
 
