@@ -77,7 +77,7 @@ def test_dvc_repro_compare_then_metrics_and_plots_show(compared_project):
 
 def test_dvc_exp_run_then_exp_show_and_metrics_diff_show_the_headline_metrics(compared_project):
     """`dvc exp run -S key=value`, then `dvc exp show` / `dvc metrics diff` tabulate AUC, F1,
-    sensitivity, specificity and the DeLong p for the commit and the experiment (no `!`)."""
+    sensitivity, specificity and the declared DeLong Holm p for the commit and the experiment (no `!`)."""
     project = compared_project
     for command in (
         ["git", "add", "-A"],
@@ -96,8 +96,9 @@ def test_dvc_exp_run_then_exp_show_and_metrics_diff_show_the_headline_metrics(co
     assert experiment_rev["name"] == "sensitivity-rule"
     for rev in (commit, experiment_rev):
         headline = rev["data"]["metrics"]["reports/comparison/metrics.json"]["data"]
+        assert 0.0 <= headline["binary"]["test_delong_p_holm"] <= 1.0
+        assert 0.0 <= headline["multiclass"]["test_delong_p_holm_utd"] <= 1.0
         for task in ("binary", "multiclass"):
-            assert 0.0 <= headline[task]["delong_p"] <= 1.0
             for model in ("usfmae", "densenet169"):
                 assert set(headline[task][model]) == {
                     "test_auc",
