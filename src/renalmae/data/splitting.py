@@ -218,6 +218,9 @@ def selection_split(labels: np.ndarray, groups: np.ndarray, fraction: float, see
             "groups); add data, use fewer folds, or set train.selection_fraction: 0 to pick the epoch on the "
             "validation fold"
         )
+    # scikit-learn deals into at most as many folds as the largest class has groups: with fewer, a larger
+    # share than `fraction` is held out (run.json's epoch_selection gives the image count)
+    n_splits = max(2, min(n_splits, int(group_label.value_counts().max())))
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         # a class with fewer groups than folds is absent from some folds: the first fold holding it is taken

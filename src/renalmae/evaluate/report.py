@@ -212,7 +212,8 @@ def data_sentence(summary: dict) -> str:
     data = summary.get("data")
     if not data:
         return (
-            "The data summary (splits.json) was not given to compare: duplicates and copies are not stated."
+            "splits.json does not record what the data held (written by an older `renalmae split`; rerun "
+            "it): duplicates and copies are not stated."
         )
     dropped = data.get("duplicates_dropped_at_ingest")
     dropped_text = (

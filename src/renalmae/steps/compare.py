@@ -18,6 +18,7 @@ test / external images that are copies of development images).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from renalmae.data.predictions import probability_columns
 from renalmae.data.splits import load_splits
 from renalmae.evaluate.comparison import TaskComparison, compare_task, dvc_metrics
 from renalmae.evaluate.figures import write_curve_csvs, write_figures
-from renalmae.evaluate.report import render_html, render_markdown
+from renalmae.evaluate.report import data_sentence, render_html, render_markdown
 from renalmae.evaluate.runs import check_runs, load_runs
 from renalmae.io import atomic_dir, write_json
 from renalmae.params import Params
@@ -50,6 +51,8 @@ STEP = Step(
 )
 
 ENSEMBLE_FOLD = -1
+
+log = logging.getLogger(__name__)
 
 
 def ensemble_table(comparison: TaskComparison) -> pd.DataFrame:
@@ -92,6 +95,7 @@ def run(params: Params, run_dirs: list[Path], splits_path: Path, out_dir: Path) 
         task: compare_task(task, indexed[task], settings, params.data, data_summary)
         for task in tqdm(indexed, desc="compare: metrics and tests", leave=False)
     }
+    log.info("compare: %s", data_sentence(next(iter(comparisons.values())).summary))
     with atomic_dir(out_dir) as staging:
         figures = {
             task: write_figures(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -224,7 +225,7 @@ def test_a_missing_task_is_refused(runs, tmp_path):
         run(PARAMS, runs, splits_of(tmp_path / "models"), tmp_path / "out")
 
 
-def test_a_holdout_with_one_class_reports_auc_as_undefined(runs, tmp_path):
+def test_a_holdout_with_one_class_reports_auc_as_undefined(runs, tmp_path, caplog):
     def only_normal_test_images(frame):
         test = frame["split"] == "test"
         frame.loc[test, "y_true"] = 0
@@ -232,7 +233,11 @@ def test_a_holdout_with_one_class_reports_auc_as_undefined(runs, tmp_path):
 
     for run_dir in runs:
         rewrite_predictions(run_dir, only_normal_test_images)
-    out_dir = run(BINARY_ONLY, runs, splits_of(tmp_path / "models"), tmp_path / "comparison")
+    with caplog.at_level(logging.INFO, logger="renalmae.steps.compare"):
+        out_dir = run(BINARY_ONLY, runs, splits_of(tmp_path / "models"), tmp_path / "comparison")
+    # the console says what the data held, as the report does (splits.json of the kit: 2 dropped)
+    assert "ingest dropped 2 duplicate images" in caplog.text
+    assert "0 of the 40 internal holdout images are copies of development images" in caplog.text
     comparison = json.loads((out_dir / "comparison.json").read_text())["binary"]
     holdout = comparison["sets"]["test"]
     assert holdout["ensemble"]["usfmae"]["auc"] is None

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from trainkit import TinyClassifier, tiny_params, write_ingest, write_splits
 
 from renalmae.data.cache import TABLE_FILE
+from renalmae.data.splitting import selection_split
 from renalmae.errors import DataError
 from renalmae.train.classifier import epoch_selection, load_fold, train_classifier
 
@@ -85,6 +87,17 @@ def test_a_selection_split_of_one_class_is_refused(tmp_path):
     write_splits(tmp_path / "splits.json", table, test_fraction=0.25)
     with pytest.raises(DataError, match=r"selection split of fold 0 .* single class.*selection_fraction"):
         load_fold(SELECT_10, tmp_path / "ingested", tmp_path / "splits.json", "binary", 0)
+
+
+def test_fewer_groups_per_class_than_selection_folds_still_give_a_selection_split_of_every_class():
+    """12 groups, 6 per class, fraction 0.1: no class has the 10 groups scikit-learn would deal into 10
+    folds, so it deals into 6 and one group of each class picks the epoch."""
+    labels = np.array([0] * 12 + [1] * 12)
+    groups = np.repeat(np.arange(12), 2)  # two frames a series; series 0-5 normal, 6-11 anomalous
+
+    held = selection_split(labels, groups, 0.1, seed=0)
+
+    assert set(labels[held]) == {0, 1} and len(set(groups[held])) == 2
 
 
 def test_too_few_groups_for_the_selection_split_are_refused(tmp_path):
