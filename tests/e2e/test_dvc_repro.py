@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,6 @@ import pytest
 
 from renalmae.data.predictions import read_predictions
 
-REPO = Path(__file__).resolve().parents[2]
-PARAMS = Path(__file__).with_name("params-e2e.yaml")
 DVC = str(Path(sys.executable).with_name("dvc"))
 
 
@@ -32,21 +29,9 @@ def _run(command: list[str], cwd: Path, timeout: int = 600) -> subprocess.Comple
     return result
 
 
-@pytest.fixture(scope="module")
-def pipeline_repo(tmp_path_factory) -> Path:
-    """A git + DVC repository with the project's dvc.yaml, the e2e params and the sources stages hash."""
-    repo = tmp_path_factory.mktemp("pipeline")
-    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copy(REPO / ".dvcignore", repo / ".dvcignore")
-    shutil.copy(PARAMS, repo / "params.yaml")
-    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    _run(["git", "init", "-q"], repo)
-    _run([DVC, "init", "-q"], repo)
-    return repo
-
-
 @pytest.mark.e2e
-def test_dvc_repro_trains_every_fold_task_and_model(pipeline_repo):
+def test_dvc_repro_trains_every_fold_task_and_model(pipeline_runs):
+    pipeline_repo = pipeline_runs.dvc_repo  # after `dvc repro compare` (tests/e2e/conftest.py)
     _run([DVC, "repro", "baseline", "finetune"], pipeline_repo)
     for model, root in (("usfmae", "finetune"), ("densenet169", "baseline")):
         for fold in (0, 1):

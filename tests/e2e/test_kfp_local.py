@@ -7,78 +7,27 @@ wrappers add nothing to the computation. MLflow tracking goes to a throw-away sq
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from renalmae.kfp_io import numeric_leaves
 
-REPO = Path(__file__).resolve().parents[2]
-PARAMS = Path(__file__).with_name("params-e2e.yaml")
-BIN = Path(sys.executable).parent
-
-# Minutes on 2 shared cores (the whole DAG plus a `dvc repro` to compare with): kept out of the default run.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def _run(command: list[str], cwd: Path, timeout: int = 2400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "HOME": str(cwd)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-    assert result.returncode == 0, (
-        f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    )
-    return result
+# In the default run (issue 18): the DAG runs once per session, beside the `dvc repro` it is compared with
+# (tests/e2e/conftest.py).
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("kfp-e2e")
+def kfp_run(pipeline_runs) -> Path:
+    """The `renalmae pipeline run --local` run's directory under the pipeline root."""
+    return pipeline_runs.kfp_run
 
 
 @pytest.fixture(scope="module")
-def params_file(work) -> Path:
-    """The e2e params with tracking on, into a sqlite store of this test (register needs MLflow)."""
-    raw = yaml.safe_load(PARAMS.read_text())
-    raw["tracking"] = {
-        **raw.get("tracking", {}),
-        "enabled": True,
-        "tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
-    }
-    path = work / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-@pytest.fixture(scope="module")
-def kfp_run(work, params_file) -> Path:
-    """`renalmae pipeline run --local`; returns the run's directory under the pipeline root."""
-    root = work / "kfp-root"
-    result = _run([str(BIN / "renalmae"), "pipeline", "run", "--local", "--params", str(params_file),
-                   "--root", str(root)], cwd=REPO)  # fmt: skip
-    comparison = Path(result.stdout.strip().splitlines()[-1].strip())  # kfp.local indents what is printed
-    assert comparison.is_dir(), result.stdout[-2000:]
-    return comparison.parents[1]
-
-
-@pytest.fixture(scope="module")
-def dvc_comparison(work, params_file) -> Path:
-    """`dvc repro compare` in a fresh git + DVC repository with the same params; returns its comparison."""
-    repo = work / "dvc-repo"
-    repo.mkdir()
-    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copy(REPO / ".dvcignore", repo / ".dvcignore")
-    shutil.copy(params_file, repo / "params.yaml")
-    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    _run(["git", "init", "-q"], repo)
-    _run([str(BIN / "dvc"), "init", "-q"], repo)
-    _run([str(BIN / "dvc"), "repro", "compare"], repo)
-    return repo / "reports" / "comparison"
+def dvc_comparison(pipeline_runs) -> Path:
+    """`reports/comparison` of `dvc repro compare` in a fresh git + DVC repository with the same params."""
+    return pipeline_runs.dvc_repo / "reports" / "comparison"
 
 
 def test_every_step_of_the_dag_ran_under_kfp_local(kfp_run):
