@@ -64,6 +64,7 @@ def group_rank(path: str) -> int:
     return LONGEST_GROUPS_FIRST.index(group) if group in LONGEST_GROUPS_FIRST else last
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown where xdist is not installed
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """`--dist loadgroup`: whole groups (suite_group) to a worker, in the order the workers collected them."""
     if config.getvalue("dist") != "loadgroup":
