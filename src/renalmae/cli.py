@@ -219,8 +219,9 @@ def cmd_predict(args, params):
         from renalmae.explain.images import explain_images
 
         explain_images(
-            ensemble, args.images, args.explain, params.explain, cpu_threads=params.train.cpu_threads
-        )
+            ensemble, args.images, args.explain, params.explain, cpu_threads=params.train.cpu_threads,
+            model_name=args.model,
+        )  # fmt: skip
         print(f"Score-CAM overlays: {args.explain}", file=sys.stderr)
     if args.json:
         return table.to_json(orient="records", indent=2)

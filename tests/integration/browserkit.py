@@ -41,7 +41,9 @@ PAGE_CHECKS = r"""
   const text = document.body.innerText;
   // a missing value printed as text: anywhere NaN / None / empty containers, in a table cell also null & co.
   const missingWord = /(^|[^\w.-])(NaN|nan|None|\[\]|\{\})(?![\w.-])/g;
-  const missing = [...text.matchAll(missingWord)]
+  // ... and a Python object's default repr (`<module.Class object at 0x7f...>`) where a name was meant
+  const objectRepr = /<[\w.]+ object at 0x[0-9a-f]+>/g;
+  const missing = [...text.matchAll(missingWord), ...text.matchAll(objectRepr)]
     .map((m) => text.slice(Math.max(0, m.index - 40), m.index + 40).replace(/\s+/g, ' '));
   const tables = [...document.querySelectorAll('table')].filter(visible);
   const missingCell = /(^|[\s(])(null|undefined|-?inf|-?Infinity)([\s),]|$)/;

@@ -135,13 +135,15 @@ def explain_images(
     classes: list[str] | None = None,
     tracking_uri: str | None = None,
     cpu_threads: int = 0,
+    model_name: str | None = None,
 ) -> Path:
     """Explain the predicted class of each image file; write labelled overlays, explanations.json, index.html.
 
     A `models:/` URI (or a loaded `FoldEnsemble`) is explained as the fold ensemble that serves its
     predictions: mean probability, every member's channels.
     `cpu_threads` is `train.cpu_threads`: torch's thread count, 0 = the cores available to this process
-    (`renalmae.train.threads`).
+    (`renalmae.train.threads`). `model_name` names a loaded model on the page (e.g. its `models:/` URI);
+    a path or URI names itself.
     """
     if not image_paths:
         raise DataError("no images given; pass one or more image files to explain")
@@ -154,6 +156,9 @@ def explain_images(
     layer, _ = cam_layer(model, settings)
     grid_warning = check_grid(result.grid, layer.path, settings.min_grid)
     members = len(model.members) if isinstance(model, MeanProbabilityEnsemble) else 1
+    if model_name is None:
+        loaded = not isinstance(model_or_run_dir, str | os.PathLike)
+        model_name = type(model_or_run_dir).__name__ if loaded else str(model_or_run_dir)
     out_dir = Path(out_dir)
     records, rows, sections = [], [], {}
     with atomic_dir(out_dir) as staging_dir:
@@ -172,13 +177,13 @@ def explain_images(
                             "overlay": overlay.name})  # fmt: skip
             rows.append([Path(path).name, name, f"{item.probability:.3f}", overlay.name])
         explained = {
-            "model": str(model_or_run_dir), "fold_models": members, "layer": layer.path,
+            "model": model_name, "fold_models": members, "layer": layer.path,
             "grid": list(result.grid), "channels": result.channels, "layer_channels": result.layer_channels,
             "weighting": settings.weighting, "grid_warning": grid_warning,
         }  # fmt: skip
         write_json(staging_dir / "explanations.json", {**explained, "images": records})
         note = (
-            f"model: {model_or_run_dir} ({members} fold model{'s' if members > 1 else ''}; probabilities are "
+            f"model: {model_name} ({members} fold model{'s' if members > 1 else ''}; probabilities are "
             f"{'their mean, as served' if members > 1 else 'its own'}); Score-CAM of the predicted class, "
             f"{settings.weighting} weighting, layer {layer.path} ({result.grid[0]} × {result.grid[1]} grid, "
             f"{result.channels} of {result.layer_channels} channels)"
