@@ -28,7 +28,16 @@ class PipelineRuns:
     """Where the two runs of the same params left their outputs."""
 
     dvc_repo: Path  # a git + DVC repository after `dvc repro compare`
-    kfp_run: Path  # the kfp.local run's directory under its pipeline root (one folder per task)
+    kfp_output: str  # what `renalmae pipeline run --local` printed, ending with its comparison folder
+    kfp_error: str  # why the kfp.local run failed ("" when it did not): only the kfp tests fail then
+
+    @property
+    def kfp_run(self) -> Path:
+        """The kfp.local run's directory under its pipeline root (one folder per task)."""
+        assert not self.kfp_error, self.kfp_error
+        comparison = Path(self.kfp_output.strip().splitlines()[-1].strip())  # kfp.local indents its prints
+        assert comparison.is_dir(), self.kfp_output[-2000:]
+        return comparison.parents[1]
 
 
 def tracked_params(directory: Path) -> Path:
@@ -95,7 +104,7 @@ def pipeline_runs(tmp_path_factory) -> PipelineRuns:
         kfp.kill()
         kfp.wait()
         raise
-    kfp_output = finish(kfp, kfp_dir / "pipeline-run.log")
-    comparison = Path(kfp_output.strip().splitlines()[-1].strip())  # kfp.local indents what is printed
-    assert comparison.is_dir(), kfp_output[-2000:]
-    return PipelineRuns(dvc_repo=dvc_repo, kfp_run=comparison.parents[1])
+    try:
+        return PipelineRuns(dvc_repo, finish(kfp, kfp_dir / "pipeline-run.log"), kfp_error="")
+    except AssertionError as error:
+        return PipelineRuns(dvc_repo, kfp_output="", kfp_error=str(error))
