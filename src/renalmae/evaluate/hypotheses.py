@@ -79,7 +79,7 @@ def declared_family(
         if outcome.hypothesis not in declared:
             reason = "descriptive: not declared in evaluate.hypotheses"
         elif outcome.undefined or outcome.p_value is None:
-            reason = f"descriptive: undefined ({outcome.undefined or 'no p-value'})"
+            reason = f"descriptive: not defined on these data ({outcome.undefined or 'no p-value'})"
         elif outcome.smallest_attainable_p is not None and outcome.smallest_attainable_p >= alpha:
             reason = (
                 f"descriptive: cannot reach alpha {alpha:g} with these data (smallest attainable p "

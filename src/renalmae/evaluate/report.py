@@ -289,7 +289,7 @@ def _headline_table(summary: dict) -> Table:
             test = _set_tests(summary, name, "delong")[test_index]
             what = f"{test['class_name']} vs rest: " if test["class_name"] else ""
             p_cell = (
-                "undefined"
+                "n/a (why: descriptive tests)"
                 if test["undefined"]
                 else f"{p_text(test['p_value'])}, Holm {_p_cell(test['p_holm'])}"
                 if test["in_family"]

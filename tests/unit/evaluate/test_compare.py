@@ -245,7 +245,7 @@ def test_a_holdout_with_one_class_reports_auc_as_undefined(runs, tmp_path, caplo
     assert "0 positive" in holdout["delong"]["anomaly"]["undefined"]
     markdown = (out_dir / "comparison.md").read_text()
     assert "the AUC is undefined (the set holds no positive image (40 images))" in markdown
-    assert "undefined (DeLong's test needs at least 2 positive" in markdown
+    assert "not defined on these data (DeLong's test needs at least 2 positive" in markdown
     assert all(f["test"]["auc"] is None for f in comparison["folds"]["usfmae"])
     assert holdout["ensemble"]["usfmae"]["specificity"] is not None
     assert json.loads((out_dir / "metrics.json").read_text())["binary"]["usfmae"]["test_auc"] is None
