@@ -14,7 +14,7 @@ from pathlib import Path
 
 from renalmae.evaluate.comparison import INTERVAL_METRICS, SET_NAMES, SUMMARY_METRICS, TaskComparison
 from renalmae.evaluate.runs import ByName
-from renalmae.models.initialisation import describe_initialisation
+from renalmae.initialisation import describe_initialisation
 
 LABELS = ByName({"usfmae": "USF-MAE", "densenet169": "DenseNet-169"})
 METRIC_NAMES = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from renalmae.artifacts import BASELINE, IngestedData, Splits, TrainedRun
 from renalmae.models import create_model, load_init_checkpoint, model_spec
-from renalmae.models.initialisation import checkpoint_initialisation
+from renalmae.initialisation import checkpoint_initialisation
 from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
 from renalmae.steps import Input, ModelIdentity, Output, Step

@@ -24,7 +24,7 @@ from renalmae.data.splits import load_splits
 from renalmae.errors import DataError
 from renalmae.io import write_json
 from renalmae.models import create_model, load_init_checkpoint, model_spec, save_encoder
-from renalmae.models.initialisation import checkpoint_initialisation, mae_pretraining_data
+from renalmae.initialisation import checkpoint_initialisation, mae_pretraining_data
 from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
 from renalmae.steps import Input, Output, Step

@@ -1,5 +1,6 @@
 """Where a model's starting weights came from: the `initialisation` record of run.json / encoder.json and
 its one-line description, so every report can state each model's initialisation and pretraining data.
+Torch-free: `compare` describes the records without loading the models package.
 
     {"method": "random" | "checkpoint" | "mae-pretraining",
      "checkpoint": path | null, "checkpoint_sha256": hex | null,
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from renalmae.models.checkpoints import LoadReport
+if TYPE_CHECKING:  # reports read these records without importing torch
+    from renalmae.models.checkpoints import LoadReport
 
 
 def checkpoint_initialisation(
