@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from renalmae.artifacts import BASELINE, IngestedData, Splits, TrainedRun
-from renalmae.models import create_model, load_init_checkpoint, model_spec
 from renalmae.initialisation import checkpoint_initialisation
+from renalmae.models import create_model, load_init_checkpoint, model_spec
 from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
 from renalmae.steps import Input, ModelIdentity, Output, Step

@@ -22,9 +22,9 @@ from renalmae.artifacts import Encoder, IngestedData, Splits
 from renalmae.data.cache import load_ingested
 from renalmae.data.splits import load_splits
 from renalmae.errors import DataError
+from renalmae.initialisation import checkpoint_initialisation, mae_pretraining_data
 from renalmae.io import write_json
 from renalmae.models import create_model, load_init_checkpoint, model_spec, save_encoder
-from renalmae.initialisation import checkpoint_initialisation, mae_pretraining_data
 from renalmae.params import Params
 from renalmae.registry.tracking import StepTracker, track_step
 from renalmae.steps import Input, Output, Step

@@ -8,8 +8,8 @@ from trainkit import tiny_params, write_ingest, write_splits
 
 from renalmae.data.predictions import read_predictions
 from renalmae.errors import DataError, ModelError, ParamsError
-from renalmae.models import create_model, load_trained_model
 from renalmae.initialisation import describe_initialisation
+from renalmae.models import create_model, load_trained_model
 from renalmae.steps import baseline, finetune, pretrain
 from renalmae.steps.pretrain import pretraining_ids
 
