@@ -38,8 +38,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from renalmae.models import create_model, model_spec, save_encoder
 from renalmae.initialisation import checkpoint_initialisation, mae_pretraining_data
+from renalmae.models import create_model, model_spec, save_encoder
 from renalmae.params import Params, load_params, params_from_dict
 from renalmae.stats import delong_test, paired_bootstrap
 from renalmae.stats.auc import roc_auc
