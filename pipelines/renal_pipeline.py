@@ -153,6 +153,9 @@ def build_pipeline(data_pvc: str | None = None, ingest_parts: int = 1):
             ),
             data_pvc,
         )
+        # An accelerator count read from a task output is no data input: kfp.local orders tasks by their data
+        # inputs only and would start pretrain before pod-gpus ("task 'pod-gpus' not found"). Say it.
+        pretrain_task.after(gpus_task)
         targets_task = _on_cpu(targets(params_yaml=params_yaml), "targets (task × fold)")
 
         with dsl.ParallelFor(targets_task.output, parallelism=MAX_PARALLEL_TRAINING) as target:
