@@ -12,6 +12,7 @@ submits with `run_as_trainjob`: the inputs and params are staged on a shared vol
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,12 @@ def cli_argv(step: Step, params_file: str | Path, arguments: dict[str, Any], tar
     return [*argv, "--out", str(out)]
 
 
+def launched_by_torchrun() -> bool:
+    """True in a process that `torchrun` started as one rank of a job (read from its environment, so a
+    step that never trains does not import torch to ask)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or "WORLD_SIZE" in os.environ
+
+
 def run_step(module: ModuleType, params: Params, arguments: dict[str, Any], target: dict[str, Any],
              out: str | Path) -> Path:  # fmt: skip
     """Run the step `module` (its `STEP` and `run`) on these arguments; returns its output path.
@@ -46,12 +53,12 @@ def run_step(module: ModuleType, params: Params, arguments: dict[str, Any], targ
     Under torchrun with `step.processes_for(params)` ranks when that is above one and this process is not
     a rank already; raises `RenalMAEError` when a rank fails (its message is printed above by the CLI).
     """
-    from renalmae.train.distributed import launched_by_torchrun, run_under_torchrun  # torch: only now
-
     step: Step = module.STEP
     processes = step.processes_for(params)
     if processes <= 1 or launched_by_torchrun():
         return module.run(params, **arguments, **target, **{step.output.argument: out})
+    from renalmae.train.distributed import run_under_torchrun  # torch: only for a torchrun launch
+
     with tempfile.TemporaryDirectory(prefix=f"renalmae-{step.name}-") as scratch:
         params_file = Path(scratch) / "params.yaml"
         params_file.write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))

@@ -54,11 +54,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def launched_by_torchrun() -> bool:
-    """True in a process that `torchrun` started as one rank of a job."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or "WORLD_SIZE" in os.environ
-
-
 def setup(device_name: str, cpu_threads: int = 0) -> DistContext:
     """Join the `torchrun` process group when launched by it; otherwise a single-process context.
 
