@@ -1,6 +1,6 @@
 """KFP component `explain`: Score-CAM maps of holdout images and their localisation (steps.explain)."""
 
 from components import CUDA_IMAGE, step_component
-from renalmae.steps import explain as step
+from renalmae.steps import declaration
 
-explain = step_component(step.STEP, CUDA_IMAGE)
+explain = step_component(declaration("explain"), CUDA_IMAGE)

@@ -1,6 +1,6 @@
 """KFP component `validate`: the data validation suite; a failed rule fails the pipeline (steps.validate)."""
 
 from components import CPU_IMAGE, step_component
-from renalmae.steps import validate as step
+from renalmae.steps import declaration
 
-validate = step_component(step.STEP, CPU_IMAGE)
+validate = step_component(declaration("validate"), CPU_IMAGE)

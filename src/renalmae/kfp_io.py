@@ -117,7 +117,7 @@ def pod_gpus(params: Params, step_name: str) -> int:
     """GPUs the pod of `step_name` asks for: its processes per node, or 0 when it submits a TrainJob."""
     from renalmae import steps
 
-    step = steps.load(step_name).STEP
+    step = steps.declaration(step_name)  # the step module's imports (torch) are not needed to read it
     return 0 if step.nodes_for(params) > 1 else step.processes_for(params)
 
 

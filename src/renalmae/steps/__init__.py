@@ -7,14 +7,21 @@ Beside its `run()`, each step module declares its contract once, as `STEP = Step
 it reads and writes (`renalmae.artifacts`), the params that shape its outputs, and its model identity.
 The CLI subcommand, the KFP component and the checkpoint fingerprint are derived from it, and a test
 holds `dvc.yaml` to it. `PIPELINE` lists the step modules in the order the DAG runs them.
+
+`declaration(name)` reads a step's `STEP` from its source without importing the module (which pulls in
+torch, MLflow or great-expectations): compiling the KFP pipeline needs the declarations only.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
+from renalmae import artifacts
 from renalmae.artifacts import Artifact
 from renalmae.params import Params
 
@@ -115,3 +122,23 @@ def load(name: str) -> ModuleType:
     if name not in PIPELINE:
         raise KeyError(f"unknown step {name!r}; steps: {', '.join(PIPELINE)}")
     return importlib.import_module(f"{__name__}.{name}")
+
+
+def declaration(name: str) -> Step:
+    """The `STEP` of step `name`, evaluated from the module's source without importing the module.
+
+    The `STEP = Step(...)` expression may use this module's classes and the names of `renalmae.artifacts`
+    only; raises `KeyError` for an unknown step and `NameError` for a declaration that uses anything else.
+    `tests/unit/steps/test_dvc_stages.py` holds it equal to the imported module's `STEP`.
+    """
+    if name not in PIPELINE:
+        raise KeyError(f"unknown step {name!r}; steps: {', '.join(PIPELINE)}")
+    origin = importlib.util.find_spec(f"{__name__}.{name}").origin
+    tree = ast.parse(Path(origin).read_text(), origin)
+    (expression,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and [getattr(target, "id", "") for target in node.targets] == ["STEP"]
+    ]
+    names = {**vars(artifacts), **{cls.__name__: cls for cls in (Step, Input, Output, ModelIdentity)}}
+    return eval(compile(ast.Expression(expression), origin, "eval"), {"__builtins__": {}}, names)

@@ -54,3 +54,27 @@ def test_model_identity_is_the_candidate_name_or_the_baseline_arch():
     assert steps.load("finetune").STEP.model.name_for(params) == "usfmae"
     assert steps.load("baseline").STEP.model.name_for(params) == "resnet18"
     assert {steps.load(n).STEP.model.role for n in ("finetune", "baseline")} == {"candidate", "baseline"}
+
+
+@pytest.mark.parametrize("name", steps.PIPELINE)
+def test_the_declaration_read_from_source_is_the_modules_step(name):
+    assert steps.declaration(name) == steps.load(name).STEP
+
+
+def test_a_declaration_is_read_without_importing_the_step_modules():
+    import subprocess
+    import sys
+
+    heavy = ("torch", "mlflow", "great_expectations", "sklearn", "renalmae.steps.pretrain")
+    code = (
+        "import sys\nfrom renalmae import steps\n"
+        "[steps.declaration(name) for name in steps.PIPELINE]\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_an_unknown_step_is_refused_with_the_list_of_steps():
+    with pytest.raises(KeyError, match="unknown step 'train'; steps: ingest, validate"):
+        steps.declaration("train")
