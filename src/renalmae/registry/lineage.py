@@ -82,8 +82,8 @@ def _dvc_lock(lock_path: str | os.PathLike | None) -> dict[str, Any]:
     lock_path = Path(lock_path)
     if not lock_path.is_file():
         return {}
-    try:
-        return yaml.safe_load(lock_path.read_text()) or {}
+    try:  # libyaml where PyYAML has it: dvc.lock lists every code dep of every stage (~1 s in Python)
+        return yaml.load(lock_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except yaml.YAMLError:
         return {}
 
