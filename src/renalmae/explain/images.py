@@ -22,7 +22,7 @@ from renalmae.errors import DataError, ModelError
 from renalmae.explain.ensemble import MeanProbabilityEnsemble, ensemble_layer
 from renalmae.explain.figures import ExplainedImage, save_overlay, write_html
 from renalmae.explain.layers import CamLayer, check_grid, cnn_layer, is_vit, vit_layer
-from renalmae.explain.scorecam import CamResult, ChannelScores, Precision, cam_maps, channel_scores
+from renalmae.explain.scorecam import CamResult, ChannelScores, Precision, cam_result, channel_scores
 from renalmae.io import atomic_dir, write_json
 from renalmae.models.preprocess import to_model_input
 from renalmae.params import ExplainParams
@@ -76,17 +76,7 @@ def explain_uint8(
 ) -> CamResult:
     """Score-CAM maps (`settings.weighting`) of uint8 images [N, H, W] for `targets` (None: predicted)."""
     scores = image_channel_scores(model, images, settings, precision, progress)
-    if targets is None:
-        targets = scores.logits.argmax(dim=-1)
-    targets = torch.as_tensor(np.asarray(targets, dtype=np.int64)).to(scores.logits.device)
-    return CamResult(
-        maps=cam_maps(scores, targets, settings.weighting),
-        targets=targets,
-        probabilities=scores.probabilities,
-        grid=scores.grid,
-        channels=int(scores.activations.shape[1]),
-        layer_channels=scores.layer_channels,
-    )
+    return cam_result(scores, targets, settings.weighting)
 
 
 def _load(

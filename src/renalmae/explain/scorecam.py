@@ -235,9 +235,20 @@ def explain(
         model, images, layer=layer, channels=channels, batch_size=batch_size, precision=precision,
         channels_last=channels_last, progress=progress,
     )  # fmt: skip
+    return cam_result(scores, targets, weighting, class_score)
+
+
+def cam_result(
+    scores: ChannelScores,
+    targets: torch.Tensor | list[int] | None,
+    weighting: Weighting = "score",
+    class_score: ClassScore = "softmax",
+) -> CamResult:
+    """The maps of `scores` (B images' masked passes) for `targets` [B] (array-like; None: predicted)."""
     if targets is None:
         targets = scores.logits.argmax(dim=-1)
-    targets = torch.as_tensor(targets, device=scores.logits.device, dtype=torch.long).reshape(len(images))
+    logits = scores.logits
+    targets = torch.as_tensor(targets, device=logits.device, dtype=torch.long).reshape(len(logits))
     return CamResult(
         maps=cam_maps(scores, targets, weighting, class_score),
         targets=targets,
