@@ -20,9 +20,9 @@ from components.baseline.component import baseline
 from components.compare.component import compare
 from components.explain.component import explain
 from components.finetune.component import finetune
-from components.gpus.component import pod_gpus
 from components.ingest.component import ingest
 from components.ingest_parts.component import ingest_merge, ingest_part, ingest_plan
+from components.pod_resources.component import pod_resources
 from components.pretrain.component import pretrain
 from components.register.component import register
 from components.split.component import split
@@ -47,29 +47,33 @@ DATA_MOUNT_PATH = "/mnt/renalmae"
 `*.init_checkpoint` and `train.checkpoint_dir` there (the last so a retried pod resumes its checkpoint)."""
 MAX_PARALLEL_TRAINING = 4
 """At most this many finetune (and baseline) pods at once: one GPU each."""
-CPU_RESOURCES = {"cpu": "2", "memory": "8Gi"}
-GPU_RESOURCES = {"cpu": "8", "memory": "48Gi"}
 RETRY = {"num_retries": 3, "backoff_duration": "60s", "backoff_factor": 2.0, "backoff_max_duration": "1800s"}
 
 
 def _on_cpu(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
     return (
         task.set_display_name(name)
-        .set_cpu_request(CPU_RESOURCES["cpu"])
-        .set_cpu_limit(CPU_RESOURCES["cpu"])
-        .set_memory_request(CPU_RESOURCES["memory"])
-        .set_memory_limit(CPU_RESOURCES["memory"])
+        .set_cpu_request(kfp_io.CPU_POD["cpu"])
+        .set_cpu_limit(kfp_io.CPU_POD["cpu"])
+        .set_memory_request(kfp_io.CPU_POD["memory"])
+        .set_memory_limit(kfp_io.CPU_POD["memory"])
     )
 
 
-def _on_gpu(task: dsl.PipelineTask, name: str, resumable: bool = True, gpus=1) -> dsl.PipelineTask:
-    """`gpus`: a number, or a task output (the pretrain pod's count is read from the params at run time)."""
+def _on_gpu(task: dsl.PipelineTask, name: str, resumable: bool = True, resources=None) -> dsl.PipelineTask:
+    """One GPU and a training pod's CPU and memory; or what `resources` (a `pod_resources` task) read from
+    the params at run time (the pretrain pod's)."""
+    gpus, cpu, memory = (
+        (1, kfp_io.GPU_POD["cpu"], kfp_io.GPU_POD["memory"])
+        if resources is None
+        else (resources.outputs["gpus"], resources.outputs["cpu"], resources.outputs["memory"])
+    )
     task = (
         task.set_display_name(name)
-        .set_cpu_request(GPU_RESOURCES["cpu"])
-        .set_cpu_limit(GPU_RESOURCES["cpu"])
-        .set_memory_request(GPU_RESOURCES["memory"])
-        .set_memory_limit(GPU_RESOURCES["memory"])
+        .set_cpu_request(cpu)
+        .set_cpu_limit(cpu)
+        .set_memory_request(memory)
+        .set_memory_limit(memory)
         .set_accelerator_type("nvidia.com/gpu")
         .set_accelerator_limit(gpus)
     )
@@ -145,17 +149,14 @@ def build_pipeline(data_pvc: str | None = None, ingest_parts: int = 1):
             )
         )
         data = {"ingested": ingested, "splits": split_task.outputs["splits"]}
-        # pretrain.gpus GPUs in this pod (torchrun), or none when it submits a TrainJob (pretrain.nodes > 1)
-        gpus_task = _on_cpu(pod_gpus(params_yaml=params_yaml, step="pretrain"), "GPUs of the pretrain pod")
-        pretrain_task = _may_submit_trainjob(
-            _with_data(
-                _with_secrets(_on_gpu(pretrain(**data, **common), "pretrain (MAE)", gpus=gpus_task.output))
-            ),
-            data_pvc,
-        )
-        # An accelerator count read from a task output is no data input: kfp.local orders tasks by their data
-        # inputs only and would start pretrain before pod-gpus ("task 'pod-gpus' not found"). Say it.
-        pretrain_task.after(gpus_task)
+        # pretrain.gpus GPUs in this pod (torchrun), or a light pod without GPU when it submits a TrainJob
+        # (pretrain.nodes > 1)
+        resources = _on_cpu(pod_resources(params_yaml=params_yaml, step="pretrain"), "pretrain resources")
+        pretrain_task = _on_gpu(pretrain(**data, **common), "pretrain (MAE)", resources=resources)
+        pretrain_task = _may_submit_trainjob(_with_data(_with_secrets(pretrain_task)), data_pvc)
+        # Resources read from a task output are no data input: kfp.local orders tasks by their data inputs
+        # only and would start pretrain before pod-resources ("task 'pod-resources' not found"). Say it.
+        pretrain_task.after(resources)
         targets_task = _on_cpu(targets(params_yaml=params_yaml), "targets (task × fold)")
 
         with dsl.ParallelFor(targets_task.output, parallelism=MAX_PARALLEL_TRAINING) as target:

@@ -113,12 +113,21 @@ def run_component(step_name: str, arguments: dict[str, Any]) -> None:
         log_confusion_matrix(arguments[CONFUSION_OUTPUT], output.path, params)
 
 
-def pod_gpus(params: Params, step_name: str) -> int:
-    """GPUs the pod of `step_name` asks for: its processes per node, or 0 when it submits a TrainJob."""
+CPU_POD = {"cpu": "2", "memory": "8Gi"}
+"""Requests (= limits) of a pod that runs a light step, or only waits on a TrainJob."""
+GPU_POD = {"cpu": "8", "memory": "48Gi"}
+"""Requests (= limits) of a pod that trains or runs models, besides its GPUs."""
+
+
+def pod_resources(params: Params, step_name: str) -> tuple[int, str, str]:
+    """(GPUs, CPU, memory) the pod of `step_name` asks for: its processes per node with a training pod's
+    CPU and memory, or no GPU and a light pod's when it submits a TrainJob (its nodes do the work)."""
     from renalmae import steps
 
     step = steps.declaration(step_name)  # the step module's imports (torch) are not needed to read it
-    return 0 if step.nodes_for(params) > 1 else step.processes_for(params)
+    if step.nodes_for(params) > 1:
+        return 0, CPU_POD["cpu"], CPU_POD["memory"]
+    return step.processes_for(params), GPU_POD["cpu"], GPU_POD["memory"]
 
 
 def trainjob_settings(pipeline_run_id: str = "") -> launch.TrainJobSettings:

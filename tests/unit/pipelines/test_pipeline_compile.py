@@ -76,12 +76,14 @@ def test_model_steps_request_gpus_and_others_none(compiled):
     executors = compiled[0]["deploymentSpec"]["executors"]
     for step in STEPS:
         resources = executors[f"exec-{step}"]["container"]["resources"]
-        assert resources["memoryLimit"] and resources["cpuLimit"], step
+        assert resources["resourceMemoryLimit"] and resources["resourceCpuLimit"], step
         if step in GPU_STEPS:
             accelerator = resources["accelerator"]
-            # pretrain asks for what pod_gpus reads from the params (pretrain.gpus, 0 with a TrainJob)
+            # pretrain asks for what pod_resources reads from the params (pretrain.gpus, 0 with a TrainJob)
             count = (
-                "{{$.inputs.parameters['pipelinechannel--pod-gpus-Output']}}" if step == "pretrain" else "1"
+                "{{$.inputs.parameters['pipelinechannel--pod-resources-gpus']}}"
+                if step == "pretrain"
+                else "1"
             )
             assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", count), (
                 step
@@ -110,11 +112,18 @@ def test_tracking_steps_get_mlflow_and_s3_secrets_as_env(compiled):
     assert "exec-targets" not in platform
 
 
-def test_the_pretrain_pod_gets_its_gpu_count_from_the_params_and_the_trainjob_settings(tmp_path, compiled):
+def test_the_pretrain_pod_gets_its_resources_from_the_params_and_the_trainjob_settings(tmp_path, compiled):
     tasks = compiled[0]["root"]["dag"]["tasks"]
-    count = tasks["pretrain"]["inputs"]["parameters"]["pipelinechannel--pod-gpus-Output"]
-    assert count["taskOutputParameter"]["producerTask"] == "pod-gpus"
-    assert tasks["pod-gpus"]["inputs"]["parameters"]["step"]["runtimeValue"]["constant"] == "pretrain"
+    for output in ("gpus", "cpu", "memory"):
+        read = tasks["pretrain"]["inputs"]["parameters"][f"pipelinechannel--pod-resources-{output}"]
+        assert read["taskOutputParameter"] == {"producerTask": "pod-resources", "outputParameterKey": output}
+    assert tasks["pod-resources"]["inputs"]["parameters"]["step"]["runtimeValue"]["constant"] == "pretrain"
+    resources = compiled[0]["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["resources"]
+    read = "{{$.inputs.parameters['pipelinechannel--pod-resources-%s']}}"
+    assert (resources["resourceCpuRequest"], resources["resourceMemoryLimit"]) == (
+        read % "cpu",
+        read % "memory",
+    )
 
     def settings(documents: list[dict]) -> dict[str, str]:
         container = documents[0]["deploymentSpec"]["executors"]["exec-pretrain"]["container"]
