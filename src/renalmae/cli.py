@@ -70,7 +70,8 @@ def run_step(args: argparse.Namespace, params):
 
 
 def _add_step_commands(commands, invoked: str | None) -> None:
-    """One subcommand per step; only the invoked step's module is imported to build its options."""
+    """One subcommand per step; the invoked step's options come from its declaration, read without importing
+    the step module (so `--help` and a refused option answer at once; the module is imported to run)."""
     for name in steps.PIPELINE:
         summary, description = step_docstring(name)
         parser = commands.add_parser(
@@ -79,7 +80,7 @@ def _add_step_commands(commands, invoked: str | None) -> None:
         )  # fmt: skip
         parser.set_defaults(handler=run_step)
         if name == invoked:
-            add_step_arguments(parser, steps.load(name).STEP)
+            add_step_arguments(parser, steps.declaration(name))
             if name == "explain":
                 _add_explain_files(parser)
 
