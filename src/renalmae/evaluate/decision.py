@@ -21,46 +21,13 @@ balancing (`class_balance: none`) already estimate those posteriors: their class
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from renalmae.evaluate.metrics import predict
 from renalmae.evaluate.thresholds import choose_threshold
+from renalmae.operating_point import DecisionRule as DecisionRule  # re-exported
 
 BALANCED_TRAINING = ("loss", "sampler")
-
-
-@dataclass(frozen=True)
-class DecisionRule:
-    """A threshold on P(class 1) (binary) or weights applied before the argmax (multiclass)."""
-
-    threshold: float | None = None
-    class_weights: tuple[float, ...] | None = None
-    """Multiclass: probabilities are multiplied by these before the argmax (None = plain argmax)."""
-    chosen_on: str = ""
-    """Which data chose the rule (never the data it is measured on)."""
-
-    def predict(self, probabilities: np.ndarray) -> np.ndarray:
-        """Class index of each row of (n, K) probabilities."""
-        return predict(probabilities, self.threshold, self.class_weights)
-
-    @property
-    def name(self) -> str:
-        if self.threshold is not None:
-            return f"P(anomaly) >= {self.threshold:.3f}"
-        return "prior-corrected argmax" if self.class_weights else "argmax"
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"name": self.name}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> DecisionRule:
-        """The rule `to_dict` wrote (comparison.json's `decision_rules`)."""
-        weights = values.get("class_weights")
-        return cls(
-            values.get("threshold"), None if weights is None else tuple(weights), values.get("chosen_on", "")
-        )
 
 
 def fold_threshold(

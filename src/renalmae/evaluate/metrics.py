@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from renalmae.operating_point import predict as predict  # re-exported: one decision function
 from renalmae.stats.auc import roc_auc
 
 
@@ -26,17 +27,6 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 def _mean_defined(values: list[float | None]) -> float | None:
     defined = [v for v in values if v is not None]
     return float(np.mean(defined)) if defined else None
-
-
-def predict(probs: np.ndarray, threshold: float | None = None, class_weights=None) -> np.ndarray:
-    """Predicted class index: binary `P(class 1) >= threshold` (default 0.5), multiclass argmax of
-    `probs` times `class_weights` (plain argmax when None; see renalmae.evaluate.decision)."""
-    probs = np.asarray(probs, dtype=float)
-    if probs.shape[1] == 2:
-        return (probs[:, 1] >= (0.5 if threshold is None else threshold)).astype(np.int64)
-    if class_weights is not None:
-        probs = probs * np.asarray(class_weights, dtype=float)[None, :]
-    return probs.argmax(axis=1)
 
 
 def expected_calibration_error(y_true, probs, bins: int = 10) -> float:

@@ -120,7 +120,8 @@ def grid_figure(
     path: str | os.PathLike, items: list[ExplainedImage], title: str | None = None, scale: int = 2
 ) -> Path:
     """One row per class, one column per image: overlays with mask outlines (nearest-neighbour upscaled
-    by `scale`), each labelled `true class -> predicted class (probability)`, as a PNG.
+    by `scale`), each labelled `true class | top <class> <probability>`, as a PNG: the class of highest
+    probability, which is not the decision at an operating point (a fold model carries none here).
 
     `title` goes in a band above the grid; leave it out where the page's heading already names the figure.
     Drawn with PIL (a matplotlib grid cost ~2 s of CPU per figure, an eighth of the default explain stage).
@@ -141,7 +142,7 @@ def grid_figure(
         draw.text((2, LABEL_BAND_PX // 2), title, fill=(0, 0, 0), font=ImageFont.load_default(size=12))
     for row, row_items in enumerate(rows):
         top = title_h + row * cell_h
-        labels = [f"{i.label} -> {i.predicted_class} ({i.probability:.2f})" for i in row_items]
+        labels = [f"{i.label} | top {i.predicted_class} {i.probability:.2f}" for i in row_items]
         grid.paste(_label_band(grid_w, panel_w, gap, labels), (0, top))
         for column, item in enumerate(row_items):
             panel = overlay_rgb(item.image, item.cam, item.mask)

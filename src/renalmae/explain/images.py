@@ -25,6 +25,7 @@ from renalmae.explain.layers import CamLayer, check_grid, cnn_layer, is_vit, vit
 from renalmae.explain.scorecam import CamResult, ChannelScores, Precision, cam_result, channel_scores
 from renalmae.io import atomic_dir, write_json
 from renalmae.models.preprocess import to_model_input
+from renalmae.operating_point import DecisionRule
 from renalmae.params import ExplainParams
 from renalmae.train.threads import use_cpu_threads
 
@@ -142,7 +143,11 @@ def explain_images(
     model, info = _load(model_or_run_dir, tracking_uri)
     classes = classes or list(info.get("classes", []))
     images = read_images(image_paths, _image_size(model, info), info.get("crop", "none"))
-    result = explain_uint8(model, images, None, settings)
+    # The class mapped is the one `predict` gives: the ensemble's registered operating point where it has one.
+    scores = image_channel_scores(model, images, settings)
+    rule = DecisionRule.from_dict(info["decision_rule"]) if "decision_rule" in info else None
+    targets = None if rule is None else rule.predict(scores.probabilities.float().cpu().numpy())
+    result = cam_result(scores, targets, settings.weighting)
     layer, _ = cam_layer(model, settings)
     grid_warning = check_grid(result.grid, layer.path, settings.min_grid)
     members = len(model.members) if isinstance(model, MeanProbabilityEnsemble) else 1

@@ -37,14 +37,18 @@ from renalmae.data.decode import (
 from renalmae.data.decode import read_image as read_image  # re-exported: decode one file as ingest does
 from renalmae.errors import DataError, ModelError
 from renalmae.io import read_json, write_json
+from renalmae.operating_point import DecisionRule
 
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_ARTIFACT = "ensemble"
 BUNDLED_FILES = ("weights.safetensors", "run.json")
 
 
-def bundle_ensemble(run_dirs: list[Path], negative_class: str, out_dir: Path) -> dict[str, Any]:
-    """Copy the fold models of one model family and task into `out_dir`; return `ensemble.json`."""
+def bundle_ensemble(
+    run_dirs: list[Path], negative_class: str, out_dir: Path, rule: DecisionRule | None = None
+) -> dict[str, Any]:
+    """Copy the fold models of one model family and task into `out_dir`; return `ensemble.json`, which
+    holds `rule`, the operating point compare chose for the ensemble (what `predict` labels images with)."""
     infos = [read_json(Path(run_dir) / "run.json") for run_dir in run_dirs]
     first = infos[0]
     for run_dir, info in zip(run_dirs, infos, strict=True):
@@ -71,6 +75,7 @@ def bundle_ensemble(run_dirs: list[Path], negative_class: str, out_dir: Path) ->
         "crop": first.get("crop", "none"),
         "negative_class": negative_class,
         "folds": folds,
+        **({"decision_rule": rule.to_dict()} if rule is not None else {}),
     }
     write_json(out_dir / ENSEMBLE_FILE, manifest)
     return manifest
@@ -112,6 +117,11 @@ def _uint8_image(image: Any) -> np.ndarray:
     if image.dtype != np.uint8:
         if image.min() < 0 or image.max() > 255:
             raise DataError(f"pixel values must lie in 0..255 (uint8), got {image.min()}..{image.max()}")
+        if not np.array_equal(image, np.round(image)):  # e.g. floats in 0..1, which would turn black
+            raise DataError(
+                f"pixel values must be whole numbers in 0..255 (uint8), got {image.dtype} values such as "
+                f"{image.flat[np.flatnonzero(image != np.round(image))[0]]}; scale them to 0..255 first"
+            )
         image = image.astype(np.uint8)
     return image
 
@@ -130,6 +140,12 @@ class FoldEnsemble:
     @property
     def classes(self) -> list[str]:
         return list(self.info["classes"])
+
+    @property
+    def rule(self) -> DecisionRule | None:
+        """The operating point registered with the ensemble (None in bundles made before it was)."""
+        values = self.info.get("decision_rule")
+        return None if values is None else DecisionRule.from_dict(values)
 
     def preparation(self, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Preparation:
         """How ingest prepared this model's training images (size, crop), to prepare new ones the same way."""

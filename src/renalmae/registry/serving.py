@@ -10,6 +10,7 @@ import pandas as pd
 
 from renalmae.data.decode import DEFAULT_MAX_IMAGE_PIXELS
 from renalmae.errors import ModelError
+from renalmae.operating_point import DecisionRule
 from renalmae.registry.connection import mlflow_client, redacted, service_errors
 from renalmae.registry.connection import tracking_uri as default_tracking_uri
 from renalmae.registry.pyfunc import FoldEnsemble, FoldEnsembleModel
@@ -90,7 +91,9 @@ def predict_files(
     images: list[str | os.PathLike],
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> pd.DataFrame:
-    """One row per image file: `image`, `prob_<class>` … and the `predicted` class name.
+    """One row per image file: `image`, `prob_<class>` …, the `predicted` class name at the ensemble's
+    registered operating point (compare's rule: a threshold on P(anomaly), or the prior-corrected argmax),
+    and that `decision_rule`; a plain argmax for ensembles registered before versions carried one.
 
     `model`: a `models:/` URI or an ensemble loaded with `load_ensemble` (so that `predict --explain`
     explains the very ensemble that predicted). Files may differ in size, mode and format: each is
@@ -100,7 +103,8 @@ def predict_files(
     ensemble = model if isinstance(model, FoldEnsemble) else load_ensemble(model, tracking_uri)
     table = ensemble.predict_frame([Path(path) for path in images], max_pixels=max_pixels)
     table.insert(0, "image", [str(Path(path)) for path in images])
-    table["predicted"] = [
-        ensemble.classes[index] for index in table.filter(like="prob_").to_numpy().argmax(axis=1)
-    ]
+    probabilities = table.filter(like="prob_").to_numpy()
+    rule = ensemble.rule or DecisionRule(chosen_on="none registered with this version")
+    table["predicted"] = [ensemble.classes[index] for index in rule.predict(probabilities)]
+    table["decision_rule"] = rule.name if ensemble.rule else "argmax (no operating point registered)"
     return table

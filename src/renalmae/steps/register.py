@@ -111,7 +111,8 @@ def run(
             )
             with tempfile.TemporaryDirectory(prefix="renalmae-bundle-") as staging:
                 bundle_dir = Path(staging) / "ensemble"
-                bundle_ensemble([run.run_dir for run in runs], params.data.negative_class, bundle_dir)
+                run_dirs = [run.run_dir for run in runs]
+                bundle_ensemble(run_dirs, params.data.negative_class, bundle_dir, rule=point["rule"])
                 version = register_version(client, uri, name, tracker.run_id, bundle_dir, evaluation, tags)
             tracker.set_tags(
                 {"renalmae.registered_model": name, "renalmae.registered_version": version.version}

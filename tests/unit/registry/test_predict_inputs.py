@@ -11,7 +11,7 @@ from PIL import Image
 from registrykit import make_run_dirs
 
 from renalmae.data.decode import Preparation, prepare_image_file
-from renalmae.errors import ModelError
+from renalmae.errors import DataError, ModelError
 from renalmae.registry.pyfunc import ENSEMBLE_ARTIFACT, FoldEnsemble, FoldEnsembleModel, bundle_ensemble
 from renalmae.registry.serving import predict_files
 
@@ -110,3 +110,33 @@ def test_a_model_trained_on_cropped_images_crops_what_it_is_sent(tmp_path):
     )
     np.testing.assert_allclose(ensemble.predict_proba([tmp_path / "screen.png"]), expected, atol=1e-6)
     np.testing.assert_allclose(ensemble.predict_proba(screen_frame(2)[0]), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.01], ids=["every-image-anomaly", "no-image-anomaly"])
+def test_predict_labels_images_at_the_registered_operating_point(tmp_path, threshold):
+    from renalmae.evaluate.decision import DecisionRule
+
+    rule = DecisionRule(threshold=threshold, chosen_on="a test")
+    bundle = tmp_path / "bundle"
+    bundle_ensemble(
+        make_run_dirs(tmp_path / "runs", "usfmae", "binary", folds=2), "normal", bundle, rule=rule
+    )
+    table = predict_files(FoldEnsemble(bundle), None, user_files(tmp_path / "inbox"))
+
+    assert set(table["predicted"]) == {"anomaly" if threshold == 0.0 else "normal"}
+    assert set(table["decision_rule"]) == {rule.name}
+
+
+def test_predict_without_a_registered_operating_point_says_it_used_the_argmax(tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle_ensemble(make_run_dirs(tmp_path / "runs", "usfmae", "binary", folds=2), "normal", bundle)
+    table = predict_files(FoldEnsemble(bundle), None, user_files(tmp_path / "inbox")[:1])
+    assert table["decision_rule"].tolist() == ["argmax (no operating point registered)"]
+
+
+def test_float_pixels_in_0_to_1_are_refused_not_turned_black(tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle_ensemble(make_run_dirs(tmp_path / "runs", "usfmae", "binary", folds=2), "normal", bundle)
+    scaled = np.random.default_rng(0).random((1, 32, 32))
+    with pytest.raises(DataError, match="whole numbers in 0..255 .* scale them to 0..255 first"):
+        FoldEnsemble(bundle).predict_proba(scaled)
