@@ -17,12 +17,14 @@ GPU_STEPS = ["pretrain", "finetune", "baseline", "explain"]
 
 
 def compile_to(output: Path, data_pvc: str | None = None, ingest_parts: int = 1) -> list[dict]:
-    """Compile in this process, as `renalmae pipeline compile` does; return the YAML documents."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from pipelines.entrypoints import compile_pipeline
+    """`renalmae pipeline compile` in a fresh process, as a user runs it; return the YAML documents.
 
-    compile_pipeline(output, data_pvc=data_pvc, ingest_parts=ingest_parts)
+    (Not in this process: kfp walks the call stack's modules in every resource setter, which takes ~30 s
+    in a test worker that has loaded torch, against ~4 s for the whole command.)
+    """
+    command = [sys.executable, "-m", "renalmae.cli", "pipeline", "compile", "--output", str(output)]
+    command += ["--ingest-parts", str(ingest_parts), *(["--data-pvc", data_pvc] if data_pvc else [])]
+    subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, timeout=300)
     return list(yaml.safe_load_all(output.read_text()))
 
 
