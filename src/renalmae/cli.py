@@ -29,8 +29,7 @@ EXPLAIN_IMAGES_DIR = Path("reports/explain-images")
 
 def step_docstring(name: str) -> tuple[str, str]:
     """(one-line summary, the rest) of a step module's docstring, read without importing the module."""
-    source = Path(importlib.util.find_spec(f"renalmae.steps.{name}").origin).read_text()
-    first, _, rest = (ast.get_docstring(ast.parse(source)) or name).partition("\n")
+    first, _, rest = (ast.get_docstring(steps.source(name)) or name).partition("\n")
     return first.split(": ", 1)[-1].rstrip("."), rest.strip()
 
 

@@ -54,3 +54,10 @@ class DecisionRule:
         return cls(
             values.get("threshold"), None if weights is None else tuple(weights), values.get("chosen_on", "")
         )
+
+
+def registered_rule(info: dict) -> DecisionRule | None:
+    """The rule a registered ensemble carries (`decision_rule` of its ensemble.json); None for a bundle
+    registered before versions carried one, and for a single trained run."""
+    values = info.get("decision_rule")
+    return None if values is None else DecisionRule.from_dict(values)

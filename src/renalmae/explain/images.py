@@ -25,7 +25,7 @@ from renalmae.explain.layers import CamLayer, check_grid, cnn_layer, is_vit, vit
 from renalmae.explain.scorecam import CamResult, ChannelScores, Precision, cam_result, channel_scores
 from renalmae.io import atomic_dir, write_json
 from renalmae.models.preprocess import to_model_input
-from renalmae.operating_point import DecisionRule
+from renalmae.operating_point import registered_rule
 from renalmae.params import ExplainParams
 from renalmae.train.threads import use_cpu_threads
 
@@ -145,7 +145,7 @@ def explain_images(
     images = read_images(image_paths, _image_size(model, info), info.get("crop", "none"))
     # The class mapped is the one `predict` gives: the ensemble's registered operating point where it has one.
     scores = image_channel_scores(model, images, settings)
-    rule = DecisionRule.from_dict(info["decision_rule"]) if "decision_rule" in info else None
+    rule = registered_rule(info)
     targets = None if rule is None else rule.predict(scores.probabilities.float().cpu().numpy())
     result = cam_result(scores, targets, settings.weighting)
     layer, _ = cam_layer(model, settings)

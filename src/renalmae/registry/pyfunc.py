@@ -37,7 +37,7 @@ from renalmae.data.decode import (
 from renalmae.data.decode import read_image as read_image  # re-exported: decode one file as ingest does
 from renalmae.errors import DataError, ModelError
 from renalmae.io import read_json, write_json
-from renalmae.operating_point import DecisionRule
+from renalmae.operating_point import DecisionRule, registered_rule
 
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_ARTIFACT = "ensemble"
@@ -117,10 +117,11 @@ def _uint8_image(image: Any) -> np.ndarray:
     if image.dtype != np.uint8:
         if image.min() < 0 or image.max() > 255:
             raise DataError(f"pixel values must lie in 0..255 (uint8), got {image.min()}..{image.max()}")
-        if not np.array_equal(image, np.round(image)):  # e.g. floats in 0..1, which would turn black
+        fractional = np.flatnonzero(image != np.round(image))  # e.g. floats in 0..1, which would turn black
+        if fractional.size:
             raise DataError(
                 f"pixel values must be whole numbers in 0..255 (uint8), got {image.dtype} values such as "
-                f"{image.flat[np.flatnonzero(image != np.round(image))[0]]}; scale them to 0..255 first"
+                f"{image.flat[fractional[0]]}; scale them to 0..255 first"
             )
         image = image.astype(np.uint8)
     return image
@@ -144,8 +145,7 @@ class FoldEnsemble:
     @property
     def rule(self) -> DecisionRule | None:
         """The operating point registered with the ensemble (None in bundles made before it was)."""
-        values = self.info.get("decision_rule")
-        return None if values is None else DecisionRule.from_dict(values)
+        return registered_rule(self.info)
 
     def preparation(self, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Preparation:
         """How ingest prepared this model's training images (size, crop), to prepare new ones the same way."""

@@ -104,7 +104,9 @@ def predict_files(
     table = ensemble.predict_frame([Path(path) for path in images], max_pixels=max_pixels)
     table.insert(0, "image", [str(Path(path)) for path in images])
     probabilities = table.filter(like="prob_").to_numpy()
-    rule = ensemble.rule or DecisionRule(chosen_on="none registered with this version")
-    table["predicted"] = [ensemble.classes[index] for index in rule.predict(probabilities)]
-    table["decision_rule"] = rule.name if ensemble.rule else "argmax (no operating point registered)"
+    registered = ensemble.rule
+    table["predicted"] = [
+        ensemble.classes[index] for index in (registered or DecisionRule()).predict(probabilities)
+    ]
+    table["decision_rule"] = registered.name if registered else "argmax (no operating point registered)"
     return table

@@ -117,11 +117,21 @@ def _int_param(params: Params, dotted: str) -> int:
     return int(getattr(getattr(params, section), key))
 
 
-def load(name: str) -> ModuleType:
-    """The step module `renalmae.steps.<name>` (its `STEP` and `run`); `name` must be in `PIPELINE`."""
+def _module_name(name: str) -> str:
     if name not in PIPELINE:
         raise KeyError(f"unknown step {name!r}; steps: {', '.join(PIPELINE)}")
-    return importlib.import_module(f"{__name__}.{name}")
+    return f"{__name__}.{name}"
+
+
+def load(name: str) -> ModuleType:
+    """The step module `renalmae.steps.<name>` (its `STEP` and `run`); `name` must be in `PIPELINE`."""
+    return importlib.import_module(_module_name(name))
+
+
+def source(name: str) -> ast.Module:
+    """The parsed source of step `name`'s module, read without importing it (KeyError: unknown step)."""
+    origin = importlib.util.find_spec(_module_name(name)).origin
+    return ast.parse(Path(origin).read_text(), origin)
 
 
 def declaration(name: str) -> Step:
@@ -129,16 +139,14 @@ def declaration(name: str) -> Step:
 
     The `STEP = Step(...)` expression may use this module's classes and the names of `renalmae.artifacts`
     only; raises `KeyError` for an unknown step and `NameError` for a declaration that uses anything else.
-    `tests/unit/steps/test_dvc_stages.py` holds it equal to the imported module's `STEP`.
+    `tests/unit/steps/test_declarations.py` holds it equal to the imported module's `STEP`.
     """
-    if name not in PIPELINE:
-        raise KeyError(f"unknown step {name!r}; steps: {', '.join(PIPELINE)}")
-    origin = importlib.util.find_spec(f"{__name__}.{name}").origin
-    tree = ast.parse(Path(origin).read_text(), origin)
     (expression,) = [
         node.value
-        for node in tree.body
+        for node in source(name).body
         if isinstance(node, ast.Assign) and [getattr(target, "id", "") for target in node.targets] == ["STEP"]
     ]
     names = {**vars(artifacts), **{cls.__name__: cls for cls in (Step, Input, Output, ModelIdentity)}}
-    return eval(compile(ast.Expression(expression), origin, "eval"), {"__builtins__": {}}, names)
+    return eval(
+        compile(ast.Expression(expression), f"renalmae.steps.{name}", "eval"), {"__builtins__": {}}, names
+    )
