@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from renalmae import launch, steps
+from renalmae import launch, steps, warm
 from renalmae.errors import ParamsError, RenalMAEError
 from renalmae.params import load_params
 
@@ -288,6 +288,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     for parser_of_command in commands.choices.values():
         _add_common(parser_of_command)
     _add_pipeline_commands(commands)
+    commands.add_parser(
+        "warm",
+        help="run a command (`dvc repro`) whose renalmae steps fork from one process that has imported torch",
+        description=(warm.__doc__ or "").split("\n\n", 1)[0],
+        usage="renalmae warm -- COMMAND [ARG ...]",
+    )
     return parser
 
 
@@ -315,6 +321,11 @@ def log_to_stderr() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["warm"] and "-h" not in argv[1:2] and "--help" not in argv[1:2]:
+        return warm.run_with_worker(argv[2:] if argv[1:2] == ["--"] else argv[1:])
+    status = warm.forward(argv)  # under `renalmae warm`: the step runs in a child of the warm worker
+    if status is not None:
+        return status
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     log_to_stderr()
