@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ENV = "RENALMAE_WORKER"
@@ -140,6 +142,9 @@ def run_with_worker(command: list[str]) -> int:
     if not command:
         print("renalmae warm: name the command to run, e.g. `renalmae warm -- dvc repro`", file=sys.stderr)
         return 2
+    if shutil.which(command[0]) is None:
+        print(f"renalmae warm: {command[0]}: command not found (is the venv's bin on PATH?)", file=sys.stderr)
+        return 127
     if os.environ.get(ENV):
         return subprocess.call(command)
     with tempfile.TemporaryDirectory(prefix="renalmae-worker-") as folder:  # mode 0700: this user only
@@ -213,11 +218,14 @@ def _accept(listener, selector, running) -> None:
     connection, _ = listener.accept()
     connection.setblocking(True)
     connection.settimeout(10)
+    fds: list[int] = []
     try:
         header, fds, _, _ = socket.recv_fds(connection, _HEADER.size, 3)
         (size,) = _HEADER.unpack(header)
         request = json.loads(_receive(connection, size))
-    except (OSError, ValueError, struct.error):
+    except (OSError, ValueError, struct.error):  # not one of our commands, or it went away: drop it
+        for fd in fds:
+            os.close(fd)
         connection.close()
         return
     connection.settimeout(None)
@@ -239,8 +247,6 @@ def _accept(listener, selector, running) -> None:
                 other.close()
             status = _run_child(request, fds)
         except BaseException:  # noqa: BLE001 - a child reports everything, then ends here
-            import traceback
-
             traceback.print_exc()
         finally:
             with contextlib.suppress(BaseException):
@@ -305,14 +311,24 @@ def _run_child(request: dict, fds: list[int]) -> int:
     _reseed()
     for name in [name for name in sys.modules if name == "renalmae" or name.startswith("renalmae.")]:
         del sys.modules[name]
-    cli = importlib.import_module("renalmae.cli")
+    interrupted = False
     try:
-        status = cli.main(request["argv"])
+        status = importlib.import_module("renalmae.cli").main(request["argv"])
     except SystemExit as exit_:
         status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         if not isinstance(exit_.code, int | None):
             print(exit_.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        status, interrupted = 1, True
+    except BaseException:  # noqa: BLE001 - a bug: its traceback, as a cold process prints it
+        traceback.print_exc()
+        status = 1
     atexit._run_exitfuncs()  # what a cold process runs at exit (MLflow ends its run, logging flushes)
+    if interrupted:  # a cold Python ends by SIGINT after an uncaught KeyboardInterrupt
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     return status
 
 

@@ -60,6 +60,12 @@ def test_register_promote_copy_and_predict_with_the_embedded_store(monkeypatch, 
     assert main([*argv, "--explain", str(tmp_path / "cams")]) == 0
     table = capsys.readouterr().out
     assert "scan.png" in table and "prob_anomaly" in table
+    blank = tmp_path / "blank.png"  # validate's not_blank rule, registered with the version, applies
+    Image.fromarray(np.zeros((40, 40), dtype=np.uint8)).save(blank)
+    assert (
+        main(["predict", "--model", "models:/renal-usfmae-binary@champion", str(image_path), str(blank)]) != 0
+    )
+    assert f"{blank}: blank or constant image (pixel standard deviation 0.00 < 2.0" in capsys.readouterr().err
     assert len(list((tmp_path / "cams").glob("*scan.png"))) == 1
     explained = json.loads((tmp_path / "cams" / "explanations.json").read_text())
     assert explained["fold_models"] == 2  # the served ensemble is explained, not its first fold model

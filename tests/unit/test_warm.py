@@ -97,19 +97,20 @@ def test_the_command_runs_in_a_child_of_the_worker_with_the_callers_environment(
     assert warm.ENV not in stdout + stderr
 
 
-@pytest.mark.parametrize("how", ["SIGTERM to the command", "the command killed"])
-def test_the_step_stops_with_its_command(worker, tmp_path, how):
-    """SIGTERM reaches the step and the command ends by it, as DVC sees of a cold process; a command killed
-    outright (SIGKILL: nothing to pass on) still stops its step in the worker: no orphan keeps working."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_the_step_stops_with_its_command(worker, tmp_path, signum):
+    """SIGTERM and SIGINT reach the step and the command ends by the same signal, as DVC sees a cold process
+    end (a cold Python ends by SIGINT after an uncaught KeyboardInterrupt); a command killed outright
+    (SIGKILL: nothing to pass on) still stops its step in the worker: no orphan keeps working."""
     caller = subprocess.Popen(
         [*RENALMAE, "pipeline", "compile", "--output", str(tmp_path / "p.yaml")], cwd=REPO_ROOT,
         env={**os.environ, warm.ENV: worker[1]}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert wait_for(lambda: children_of(worker[0]))
-    caller.send_signal(signal.SIGTERM if how == "SIGTERM to the command" else signal.SIGKILL)
+    caller.send_signal(signum)
     caller.wait(timeout=60)
 
-    assert caller.returncode == (-signal.SIGTERM if how == "SIGTERM to the command" else -signal.SIGKILL)
+    assert caller.returncode == -signum
     assert wait_for(lambda: not children_of(worker[0])), "the step kept running after its command ended"
     assert not (tmp_path / "p.yaml").exists()
 
@@ -147,6 +148,13 @@ def test_renalmae_warm_without_a_command_says_what_to_run(tmp_path):
     result = run([*RENALMAE, "warm"], None, cwd=tmp_path)
     assert result.returncode == 2
     assert "renalmae warm -- dvc repro" in result.stderr
+
+
+def test_renalmae_warm_with_an_unknown_command_names_it(tmp_path):
+    result = run([*RENALMAE, "warm", "--", "dvcc", "repro"], None, cwd=tmp_path)
+    assert result.returncode == 127
+    assert "renalmae warm: dvcc: command not found" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def _cmdline(entry: Path) -> bytes:

@@ -45,10 +45,13 @@ BUNDLED_FILES = ("weights.safetensors", "run.json")
 
 
 def bundle_ensemble(
-    run_dirs: list[Path], negative_class: str, out_dir: Path, rule: DecisionRule | None = None
-) -> dict[str, Any]:
+    run_dirs: list[Path], negative_class: str, out_dir: Path, rule: DecisionRule | None = None,
+    min_pixel_std: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Copy the fold models of one model family and task into `out_dir`; return `ensemble.json`, which
-    holds `rule`, the operating point compare chose for the ensemble (what `predict` labels images with)."""
+    holds `rule`, the operating point compare chose for the ensemble (what `predict` labels images with),
+    and `min_pixel_std`, validate's `not_blank` rule for the training images, which `predict` applies to
+    the images it is sent."""
     infos = [read_json(Path(run_dir) / "run.json") for run_dir in run_dirs]
     first = infos[0]
     for run_dir, info in zip(run_dirs, infos, strict=True):
@@ -76,17 +79,20 @@ def bundle_ensemble(
         "negative_class": negative_class,
         "folds": folds,
         **({"decision_rule": rule.to_dict()} if rule is not None else {}),
+        **({"min_pixel_std": float(min_pixel_std)} if min_pixel_std is not None else {}),
     }
     write_json(out_dir / ENSEMBLE_FILE, manifest)
     return manifest
 
 
-def as_image_batch(model_input: Any, preparation: Preparation) -> np.ndarray:
+def as_image_batch(model_input: Any, preparation: Preparation, min_pixel_std: float = 0.0) -> np.ndarray:
     """uint8 model input `[N, size, size]`, each image prepared exactly as ingest prepares it.
 
     Takes an array `[N, H, W]`, one `[H, W]` image, a list of images of any sizes, image paths (PNG,
-    JPEG, DICOM), or a one-column DataFrame of either. Raises `DataError` for a bad file or values
-    outside 0..255.
+    JPEG, DICOM), or a one-column DataFrame of either. Raises `DataError` for a bad file, values outside
+    0..255, or a prepared image whose pixel standard deviation is below `min_pixel_std` (grey levels; the
+    `not_blank` rule validate applied to the training images: a blank or constant frame has nothing to
+    classify, yet a model would give it confident probabilities).
     """
     if isinstance(model_input, pd.DataFrame):
         model_input = model_input.iloc[:, 0].tolist() if model_input.shape[1] == 1 else model_input.to_numpy()
@@ -107,7 +113,19 @@ def as_image_batch(model_input: Any, preparation: Preparation) -> np.ndarray:
     ]
     if not images:
         raise DataError("no images given; pass one or more images")
-    return np.stack(images)
+    batch = np.stack(images)
+    stds = batch.reshape(len(batch), -1).astype(np.float32).std(axis=1)  # as validate computes it
+    blank = np.flatnonzero(stds < min_pixel_std)
+    if blank.size:
+        index = int(blank[0])
+        item = model_input[index]
+        name = str(item) if isinstance(item, (str, os.PathLike)) else f"image {index}"
+        raise DataError(
+            f"{name}: blank or constant image (pixel standard deviation {stds[index]:.2f} < "
+            f"{min_pixel_std}, validate.min_pixel_std of the model's training data): send a frame that "
+            f"shows the kidney{f' ({blank.size} such images in this request)' if blank.size > 1 else ''}"
+        )
+    return batch
 
 
 def _uint8_image(image: Any) -> np.ndarray:
@@ -159,7 +177,7 @@ class FoldEnsemble:
         prepared as ingest prepared the training images (never pass images prepared already)."""
         from renalmae.train.predict import predict_probabilities
 
-        batch = as_image_batch(images, self.preparation(max_pixels))
+        batch = as_image_batch(images, self.preparation(max_pixels), self.info.get("min_pixel_std", 0.0))
         probabilities = [
             predict_probabilities(model, batch, batch_size, self.device) for model in self.models
         ]

@@ -41,7 +41,14 @@ STEP = Step(
         Input("validation_dir", ValidationReport),
     ),
     output=Output("out_path", Registered),
-    params=("registry", "tracking", "data.negative_class", "finetune.tasks", "split.folds"),
+    params=(
+        "registry",
+        "tracking",
+        "data.negative_class",
+        "finetune.tasks",
+        "split.folds",
+        "validate.min_pixel_std",
+    ),
 )
 
 
@@ -112,7 +119,10 @@ def run(
             with tempfile.TemporaryDirectory(prefix="renalmae-bundle-") as staging:
                 bundle_dir = Path(staging) / "ensemble"
                 run_dirs = [run.run_dir for run in runs]
-                bundle_ensemble(run_dirs, params.data.negative_class, bundle_dir, rule=point["rule"])
+                bundle_ensemble(
+                    run_dirs, params.data.negative_class, bundle_dir, rule=point["rule"],
+                    min_pixel_std=params.validate_.min_pixel_std,
+                )  # fmt: skip
                 version = register_version(client, uri, name, tracker.run_id, bundle_dir, evaluation, tags)
             tracker.set_tags(
                 {"renalmae.registered_model": name, "renalmae.registered_version": version.version}

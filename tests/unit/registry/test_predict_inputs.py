@@ -140,3 +140,32 @@ def test_float_pixels_in_0_to_1_are_refused_not_turned_black(tmp_path):
     scaled = np.random.default_rng(0).random((1, 32, 32))
     with pytest.raises(DataError, match="whole numbers in 0..255 .* scale them to 0..255 first"):
         FoldEnsemble(bundle).predict_proba(scaled)
+
+
+@pytest.mark.parametrize("form", ["file", "array"])
+def test_a_blank_image_is_refused_with_the_training_datas_not_blank_rule(tmp_path, form):
+    """validate refused blank or constant training frames (`validate.min_pixel_std`); register bundles that
+    rule and predict applies it: such a frame would otherwise get confident probabilities."""
+    bundle = tmp_path / "bundle"
+    runs = make_run_dirs(tmp_path / "runs", "usfmae", "binary", folds=2)
+    assert bundle_ensemble(runs, "normal", bundle, min_pixel_std=2.0)["min_pixel_std"] == 2.0
+    good = user_files(tmp_path / "inbox")
+    constant = np.full((40, 40), 128, dtype=np.uint8)
+    if form == "file":
+        Image.fromarray(constant).save(tmp_path / "inbox" / "grey.png")
+        sent, name = [*good, tmp_path / "inbox" / "grey.png"], str(tmp_path / "inbox" / "grey.png")
+    else:
+        sent, name = (
+            np.stack([np.random.default_rng(0).integers(0, 256, (40, 40), np.uint8), constant]),
+            "image 1",
+        )
+
+    with pytest.raises(DataError) as error:
+        predict_files(FoldEnsemble(bundle), None, sent) if form == "file" else FoldEnsemble(
+            bundle
+        ).predict_proba(sent)
+    assert str(error.value).startswith(
+        f"{name}: blank or constant image (pixel standard deviation 0.00 < 2.0"
+    )
+    assert "validate.min_pixel_std" in str(error.value)
+    assert len(FoldEnsemble(bundle).predict_proba(good)) == len(good)  # the others are scored
