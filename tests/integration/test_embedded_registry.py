@@ -87,6 +87,12 @@ def test_register_promote_copy_and_predict_with_the_embedded_store(monkeypatch, 
     )
     assert list(served.columns) == ["prob_normal", "prob_anomaly"]
     np.testing.assert_allclose(served.to_numpy(), expected, atol=1e-6)
+    with pytest.raises(
+        Exception, match="image 0: blank or constant image"
+    ):  # what `mlflow models serve` runs
+        mlflow.pyfunc.load_model("models:/renal-usfmae-binary@champion").predict(
+            np.zeros((1, 40, 40), np.uint8)
+        )
 
 
 def test_register_refuses_to_run_with_tracking_disabled(tmp_path):
