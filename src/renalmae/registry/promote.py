@@ -27,6 +27,7 @@ decision (tags `promotion.*`, with the previous champion and the evidence) on th
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import random
 import tempfile
@@ -39,9 +40,9 @@ from typing import Any
 
 import pandas as pd
 
-from renalmae.errors import GateError, ServiceError
+from renalmae.errors import GateError, ModelError, ServiceError
 from renalmae.params import RegistryParams
-from renalmae.registry.connection import artifact_location, mlflow_client, service_errors
+from renalmae.registry.connection import artifact_location, mlflow_client, redacted, service_errors
 from renalmae.registry.versions import (
     CHALLENGER,
     CHAMPION,
@@ -75,12 +76,35 @@ def _float_tag(tags: dict[str, str], key: str) -> float | None:
 
 
 def resolve_version(client: Any, uri: str, name: str, version: str | None) -> Any:
-    """The model version `version` of `name`, or the one aliased `challenger` when not given."""
+    """The model version `version` of `name`, or the one aliased `challenger` when not given. Raises
+    `ModelError` listing the registered names (closest first) when no model is called `name`."""
+    registered_model(client, uri, name)
     with service_errors(uri):
-        client.get_registered_model(name)
         if version is None:
             return client.get_model_version_by_alias(name, CHALLENGER)
         return client.get_model_version(name, str(version))
+
+
+def registered_model(client: Any, uri: str, name: str) -> Any:
+    """The registered model `name`; a `ModelError` that lists the registered names when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    with service_errors(uri):
+        try:
+            return client.get_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+        names = sorted(
+            model.name for model in client.search_registered_models() if not model.name.endswith(LOCK_SUFFIX)
+        )
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    raise ModelError(
+        f"no registered model is called {name!r} in {redacted(uri)}; "
+        + (f"did you mean {' or '.join(close)}? " if close else "")
+        + (f"registered: {', '.join(names)}" if names else "none is registered yet: run `make run` (its "
+           "`register` stage) or `renalmae register` first")
+    )  # fmt: skip
 
 
 def current_champion(client: Any, uri: str, name: str) -> Any | None:

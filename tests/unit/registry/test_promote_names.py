@@ -1,0 +1,27 @@
+"""`renalmae promote --model NAME` with a name no model has: the registered names, closest first."""
+
+from __future__ import annotations
+
+import pytest
+
+from renalmae.errors import ModelError
+from renalmae.params import RegistryParams
+from renalmae.registry.connection import mlflow_client
+from renalmae.registry.promote import promote
+
+
+def test_a_misspelled_model_name_is_refused_with_the_registered_names(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow_client(uri)
+    with pytest.raises(ModelError, match="none is registered yet: run `make run`"):
+        promote(uri, "renal-usfmae-binary", None, RegistryParams())
+
+    for name in ("renal-usfmae-binary", "renal-densenet169-binary", "renal-usfmae-binary--promotion-lock"):
+        client.create_registered_model(name)
+    with pytest.raises(ModelError) as error:
+        promote(uri, "renal-usfmae-binnary", None, RegistryParams())
+
+    message = str(error.value)
+    assert message.startswith("no registered model is called 'renal-usfmae-binnary' in sqlite:///")
+    assert "did you mean renal-usfmae-binary" in message
+    assert message.endswith("registered: renal-densenet169-binary, renal-usfmae-binary")  # no lock models
