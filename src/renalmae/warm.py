@@ -5,21 +5,28 @@ again (13–16 s of every training stage's ~30 s on 2 cores; docs/performance.md
     renalmae warm -- dvc repro          # what `make run` runs
 
 `renalmae warm -- COMMAND` starts the worker, runs COMMAND with `RENALMAE_WORKER` naming the worker's socket,
-stops the worker when COMMAND ends and exits with COMMAND's status. A `renalmae` command that finds
-`RENALMAE_WORKER` set hands the worker its arguments, environment, working directory, umask, `sys.path` and
-its standard input, output and error (the descriptors themselves, `SCM_RIGHTS`), passes on the SIGINT,
-SIGTERM and SIGHUP it receives, and ends as the step ended: with its exit status, or by its signal.
+stops the worker when COMMAND ends and ends as COMMAND ended (its status, or its signal). A `renalmae`
+command that finds `RENALMAE_WORKER` set hands the worker what a process of its own would have had: its
+arguments, environment, working directory, umask, `sys.path`, standard streams (the descriptors themselves,
+`SCM_RIGHTS`, and their encoding, error handler and buffering), the signals it ignores, and its nice value,
+CPU affinity, resource limits and OOM score. It passes on the SIGINT, SIGTERM, SIGHUP and SIGQUIT it
+receives (Ctrl-Z stops and resumes the step with it), and ends as the step ended.
 
-The worker forks one child per command. The child takes on the caller's descriptors, directory and
-environment, re-imports `renalmae` from source (an edit between two stages is seen, as by a fresh process),
-reseeds what a fresh process seeds from the OS (`random`, NumPy's global generator, torch's default
-generator), and runs `renalmae.cli.main`: the code path of a cold start. Only third-party libraries are
-preloaded and nothing runs in the worker before a fork (no tensor, no thread pool), so a child is a fresh
-process after those imports; PyTorch's DataLoader forks its workers the same way. The worker is in its own
-session: a terminal's Ctrl-C reaches the steps only through their `renalmae` command.
+The worker forks one child per command. The child takes all of the above on, re-imports `renalmae` from
+source (an edit between two stages is seen, as by a fresh process), reseeds what a fresh process seeds from
+the OS (`random`, NumPy's global generator, torch's default generator), re-reads `TZ`, runs
+`renalmae.cli.main` (the code path of a cold start), runs the exit handlers a cold process runs and reports
+a failed final flush as Python does (status 120). Only third-party libraries are preloaded and nothing runs
+in the worker before a fork (no tensor, no thread pool), so a child is a fresh process after those imports;
+PyTorch's DataLoader forks its workers the same way. The worker is in its own session: a terminal's Ctrl-C
+reaches the steps only through their `renalmae` command. A step whose worker dies is stopped with it.
 
-Where the worker cannot serve (still importing, gone, another Python), the command runs in its own process,
-as without it: no result depends on the worker. Linux and macOS (Unix sockets with descriptor passing).
+What a fork cannot change is compared instead: the command runs in its own process, as without the worker,
+when the worker is not listening (still importing, gone), does not answer within `ANSWER_TIMEOUT_S`, runs
+another interpreter or venv, was started with other interpreter options (`sys.flags`, `-W` /
+`PYTHONWARNINGS`, `PYTHONHASHSEED`), sits in another cgroup, or could not take the caller's nice value,
+limits or OOM score (raising them needs privileges). No result depends on the worker. Linux (macOS: the
+same, without affinity, OOM score and cgroups).
 """
 
 from __future__ import annotations
@@ -29,8 +36,8 @@ import contextlib
 import importlib
 import io
 import json
-import logging
 import os
+import resource
 import selectors
 import shutil
 import signal
@@ -50,24 +57,101 @@ PRELOAD = (
     "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
 )  # fmt: skip
 """What the stages after `split` import, in import order: torch._dynamo (the first optimiser step imports
-it), MLflow's SQL stores (a `sqlite:` or PostgreSQL tracking URI: 1.8 s of SQLAlchemy and alembic)."""
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+it), MLflow's SQL stores (a `sqlite:` or PostgreSQL tracking URI: 1.8 s of SQLAlchemy and alembic). A module
+missing here costs only its import time in the child."""
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+LIMITS = tuple(
+    getattr(resource, name)
+    for name in ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_MEMLOCK",
+                 "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_RSS", "RLIMIT_STACK")
+    if hasattr(resource, name)
+)  # fmt: skip
+ANSWER_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 5.0
 READY_TIMEOUT_S = 120.0
+STEP_EXIT_WAIT_S = 30.0
 
-log = logging.getLogger(__name__)
 _HEADER = struct.Struct("!I")
 _kept_streams: list = []  # the worker's own stdio objects, kept alive in a child (they own fds 0-2)
+
+
+# ---------------------------------------------------------------- what a process of its own would have
+
+
+def _startup() -> dict:
+    """What is fixed when an interpreter starts and a fork cannot change: must equal the worker's."""
+    return {
+        "python": f"{os.path.realpath(sys.executable)} in {sys.prefix}",
+        "flags": list(sys.flags),
+        "warnoptions": list(sys.warnoptions),
+        "hashseed": os.environ.get("PYTHONHASHSEED"),
+        "cgroup": _read("/proc/self/cgroup"),
+    }
+
+
+def _attributes() -> dict:
+    """What the child sets from the caller's: umask, nice, CPU affinity, resource limits, OOM score."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return {
+        "umask": mask,
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "limits": {str(limit): list(resource.getrlimit(limit)) for limit in LIMITS},
+        "oom_score_adj": _read("/proc/self/oom_score_adj"),
+    }
+
+
+def _streams() -> list[dict]:
+    """Encoding, error handler and buffering of this process's stdin / stdout / stderr, as Python set them
+    from the locale, `PYTHONIOENCODING`, `PYTHONUNBUFFERED` and whether each is a terminal."""
+    return [
+        {
+            "encoding": stream.encoding, "errors": stream.errors,
+            "line_buffering": stream.line_buffering, "write_through": getattr(stream, "write_through", False),
+            "raw": isinstance(getattr(stream, "buffer", None), io.FileIO),  # `python -u` / PYTHONUNBUFFERED
+        }
+        for stream in (sys.stdin, sys.stdout, sys.stderr)
+    ]  # fmt: skip
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def _cannot_take(attributes: dict) -> str | None:
+    """Why a child of this worker could not take on the caller's attributes (raising a nice value, a hard
+    limit or the OOM score needs privileges), or None."""
+    if os.geteuid() == 0:
+        return None
+    if attributes["nice"] < os.getpriority(os.PRIO_PROCESS, 0):
+        return f"the command runs at nice {attributes['nice']}, below the worker's"
+    for limit, (_, hard) in attributes["limits"].items():
+        own = resource.getrlimit(int(limit))[1]
+        if own != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > own):
+            return f"the command's hard limit {limit} ({hard}) is above the worker's ({own})"
+    theirs, mine = attributes["oom_score_adj"], _read("/proc/self/oom_score_adj")
+    if theirs is not None and mine is not None and int(theirs) < int(mine):
+        return "the command's OOM score adjustment is below the worker's"
+    return None
 
 
 # ---------------------------------------------------------------- the caller: `renalmae ...` with ENV set
 
 
 def forward(argv: list[str]) -> int | None:
-    """Run `renalmae <argv>` in the worker named by `$RENALMAE_WORKER`; its exit status, or None when there
-    is no worker to run it (the caller then runs the command itself). Ends this process by the step's
-    signal when a signal ended the step."""
+    """Run `renalmae <argv>` in the worker named by `$RENALMAE_WORKER`; its exit status, or None when the
+    worker cannot run it (the caller then runs the command itself). Ends this process by the step's signal
+    when a signal ended the step."""
     path = os.environ.get(ENV)
-    if not path or not all(_is_open(fd) for fd in (0, 1, 2)):
+    if not path or not all(_is_open(fd) for fd in (0, 1, 2)) or None in (sys.stdin, sys.stdout, sys.stderr):
+        return None
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the working directory was removed: a cold start says what it says
         return None
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -75,38 +159,80 @@ def forward(argv: list[str]) -> int | None:
     except OSError:  # not ready yet, or gone: a cold start gives the same result
         client.close()
         return None
+    ignored = [
+        int(sig) for sig in (*FORWARDED_SIGNALS, signal.SIGTSTP) if signal.getsignal(sig) == signal.SIG_IGN
+    ]
+    request = {
+        "argv": argv, "argv0": sys.argv[0], "cwd": cwd, "env": dict(os.environ), "path": sys.path,
+        "startup": _startup(), "attributes": _attributes(), "streams": _streams(), "ignored": ignored,
+    }  # fmt: skip
     with client:
-        request = json.dumps(
-            {
-                "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path,
-                "python": _python(), "umask": _umask(),
-            }
-        ).encode()  # fmt: skip
-        socket.send_fds(client, [_HEADER.pack(len(request))], [0, 1, 2])
-        client.sendall(request)
-        reader = client.makefile("rb")
-        answer = json.loads(reader.readline() or b"{}")
-        if "pid" not in answer:
-            print(f"renalmae: the warm worker did not run the command: {answer.get('refused', 'no answer')}; "
-                  "running it in this process", file=sys.stderr)  # fmt: skip
-            return None
-        pid = answer["pid"]
-        previous = {
-            sig: signal.signal(sig, lambda signum, _frame: _pass_on(pid, signum)) for sig in FORWARDED_SIGNALS
-        }
+        payload = json.dumps(request).encode()
         try:
-            line = reader.readline()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            socket.send_fds(client, [_HEADER.pack(len(payload))], [0, 1, 2])
+            client.sendall(payload)
+            client.settimeout(ANSWER_TIMEOUT_S)
+            reader = client.makefile("rb")
+            answer = json.loads(reader.readline() or b"{}")
+        except (OSError, ValueError) as error:  # socket.timeout is an OSError
+            answer = {"refused": f"no answer ({type(error).__name__})"}
+        if "pid" not in answer:
+            reason = answer.get("refused", "no answer")
+            print(
+                f"renalmae: not run by the warm worker ({reason}); running it in this process",
+                file=sys.stderr,
+            )
+            return None
+        client.settimeout(None)
+        line = _wait_for_step(answer["pid"], reader, ignored)
     if not line:
-        print(f"renalmae: the warm worker ended before the step (pid {pid}) did", file=sys.stderr)
+        print(f"renalmae: the warm worker ended before the step did; stopping it (pid {answer['pid']})",
+              file=sys.stderr)  # fmt: skip
+        _stop_step(answer["pid"])
         return 1
     status = os.waitstatus_to_exitcode(json.loads(line)["status"])
     if status < 0:  # ended by a signal: end the same way, so that DVC reads what a cold start gives it
-        signal.signal(-status, signal.SIG_DFL)
-        os.kill(os.getpid(), -status)
+        _end_by(-status)
     return status
+
+
+def _wait_for_step(pid: int, reader, ignored: list[int]) -> bytes:
+    """The worker's status line for `pid`, passing on the signals this process receives meanwhile (those it
+    ignores stay ignored); Ctrl-Z stops the step with this process and `fg` resumes both."""
+
+    def pass_on(signum, _frame):
+        _signal(pid, signum)
+
+    def stop(_signum, _frame):
+        _signal(pid, signal.SIGSTOP)  # SIGTSTP would be discarded: the worker's process group is orphaned
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT
+        signal.signal(signal.SIGTSTP, stop)
+        _signal(pid, signal.SIGCONT)
+
+    handlers = {sig: pass_on for sig in FORWARDED_SIGNALS if sig not in ignored}
+    if signal.SIGTSTP not in ignored:
+        handlers[signal.SIGTSTP] = stop
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        return reader.readline()
+    except OSError:
+        return b""
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_step(pid: int) -> None:
+    _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STEP_EXIT_WAIT_S
+    while time.monotonic() < deadline and _signal(pid, 0):
+        time.sleep(0.1)
+
+
+def _end_by(signum: int) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _is_open(fd: int) -> bool:
@@ -117,28 +243,22 @@ def _is_open(fd: int) -> bool:
     return True
 
 
-def _pass_on(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+def _signal(pid: int, signum: int) -> bool:
+    """Send `signum` to `pid`; False when there is no such process."""
+    try:
         os.kill(pid, signum)
-
-
-def _python() -> str:
-    """The interpreter and environment (venv) whose libraries a process imports."""
-    return f"{os.path.realpath(sys.executable)} in {sys.prefix}"
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- `renalmae warm -- COMMAND`
 
 
 def run_with_worker(command: list[str]) -> int:
-    """Run COMMAND (argv) with a warm worker; COMMAND's exit status. The worker is stopped when COMMAND
-    ends, however it ends. Inside another `renalmae warm` the command uses that worker."""
+    """Run COMMAND (argv) with a warm worker; COMMAND's exit status (or this process ends by COMMAND's
+    signal). The worker is stopped when COMMAND ends, however it ends; SIGTERM and SIGHUP sent to this
+    process are passed on to COMMAND. Inside another `renalmae warm` the command uses that worker."""
     if not command:
         print("renalmae warm: name the command to run, e.g. `renalmae warm -- dvc repro`", file=sys.stderr)
         return 2
@@ -147,30 +267,45 @@ def run_with_worker(command: list[str]) -> int:
         return 127
     if os.environ.get(ENV):
         return subprocess.call(command)
-    with tempfile.TemporaryDirectory(prefix="renalmae-worker-") as folder:  # mode 0700: this user only
-        path = str(Path(folder) / "socket")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "renalmae.warm", path], stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            with _ignoring(signal.SIGINT):  # Ctrl-C reaches COMMAND (the foreground group); we wait for it
-                return subprocess.call(command, env={**os.environ, ENV: path})
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+    received: list[int] = []
+    running: list[subprocess.Popen] = []
 
+    def pass_on(signum, _frame):  # to COMMAND, or to it once it has started
+        received.append(signum)
+        for process in running:
+            process.send_signal(signum)
 
-@contextlib.contextmanager
-def _ignoring(signum: int):
-    previous = signal.signal(signum, signal.SIG_IGN)
+    previous = {
+        # Ctrl-C reaches COMMAND in the foreground process group; this process waits for it
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        **{sig: signal.signal(sig, pass_on) for sig in (signal.SIGTERM, signal.SIGHUP)},
+    }
     try:
-        yield
+        with tempfile.TemporaryDirectory(prefix="renalmae-worker-") as folder:  # mode 0700: this user only
+            path = str(Path(folder) / "socket")
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "renalmae.warm", path],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            try:
+                running.append(subprocess.Popen(command, env={**os.environ, ENV: path}))
+                for signum in received:  # arrived while COMMAND was starting
+                    running[0].send_signal(signum)
+                status = running[0].wait()
+            finally:
+                worker.terminate()
+                try:
+                    worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait()
     finally:
-        signal.signal(signum, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if status < 0:
+        _end_by(-status)
+    return status
 
 
 # ---------------------------------------------------------------- the worker
@@ -180,6 +315,7 @@ def serve(path: str, preload: tuple[str, ...] = PRELOAD) -> None:
     """Import `preload`, listen on `path` (it appears once the imports are done), fork a child per request
     until SIGTERM or until the process that started the worker is gone."""
     parent = os.getppid()
+    startup = _startup()
     for name in preload:
         importlib.import_module(name)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -195,13 +331,13 @@ def serve(path: str, preload: tuple[str, ...] = PRELOAD) -> None:
         while not stopping and os.getppid() == parent:
             for key, _ in selector.select(timeout=0.5):
                 if key.fileobj is listener:
-                    _accept(listener, selector, running)
+                    _accept(listener, selector, running, startup)
                 elif not _still_there(key.fileobj):  # the caller is gone: stop its step as DVC would
                     selector.unregister(key.fileobj)
-                    _pass_on(key.data, signal.SIGTERM)
+                    _signal(key.data, signal.SIGTERM)
             _reap(selector, running)
         for pid in running:
-            _pass_on(pid, signal.SIGTERM)
+            _signal(pid, signal.SIGTERM)
     listener.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -209,38 +345,40 @@ def serve(path: str, preload: tuple[str, ...] = PRELOAD) -> None:
 
 def _still_there(connection: socket.socket) -> bool:
     try:
-        return bool(connection.recv(1, socket.MSG_PEEK))
+        return bool(connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return True
     except OSError:
         return False
 
 
-def _accept(listener, selector, running) -> None:
+def _accept(listener, selector, running, startup: dict) -> None:
     connection, _ = listener.accept()
-    connection.setblocking(True)
-    connection.settimeout(10)
+    connection.settimeout(REQUEST_TIMEOUT_S)  # a caller sends its request at once
     fds: list[int] = []
     try:
         header, fds, _, _ = socket.recv_fds(connection, _HEADER.size, 3)
         (size,) = _HEADER.unpack(header)
         request = json.loads(_receive(connection, size))
-    except (OSError, ValueError, struct.error):  # not one of our commands, or it went away: drop it
+        refused = _refusal(request, startup, fds)
+    except (OSError, ValueError, KeyError, TypeError, struct.error):  # not one of ours, or it went away
+        refused = "?"
+    connection.settimeout(None)  # blocking again: the checks below must not wait
+    if refused is not None or not _still_there(connection):
+        if refused != "?":
+            _answer(connection, {"refused": refused})
         for fd in fds:
             os.close(fd)
         connection.close()
         return
-    connection.settimeout(None)
-    if request["python"] != _python():
-        _answer(connection, {"refused": f"it runs {_python()}, the command {request['python']}"})
-        for fd in fds:
-            os.close(fd)
-        connection.close()
-        return
+    worker = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the child never returns into the worker's loop
         status = 1
         try:
+            _die_with(worker)
             selector.close()
             listener.close()
             for other in [connection, *running.values()]:
@@ -249,15 +387,34 @@ def _accept(listener, selector, running) -> None:
         except BaseException:  # noqa: BLE001 - a child reports everything, then ends here
             traceback.print_exc()
         finally:
-            with contextlib.suppress(BaseException):
-                sys.stdout.flush()
-                sys.stderr.flush()
             os._exit(status)
     for fd in fds:
         os.close(fd)
     _answer(connection, {"pid": pid})
     running[pid] = connection
     selector.register(connection, selectors.EVENT_READ, pid)
+
+
+def _refusal(request: dict, startup: dict, fds: list[int]) -> str | None:
+    if len(fds) != 3:
+        return "its standard streams did not arrive"
+    theirs = request["startup"]
+    for key, what in (("python", "another interpreter or venv"), ("flags", "other interpreter options"),
+                      ("warnoptions", "other warning options"), ("hashseed", "another PYTHONHASHSEED"),
+                      ("cgroup", "another cgroup")):  # fmt: skip
+        if theirs.get(key) != startup[key]:
+            return f"{what} than the worker's"
+    return _cannot_take(request["attributes"])
+
+
+def _die_with(worker: int) -> None:
+    """Linux: the child gets SIGTERM when the worker dies (no orphan goes on writing outputs)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() != worker:  # the worker died before the call
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _receive(connection: socket.socket, size: int) -> bytes:
@@ -293,21 +450,27 @@ def _reap(selector, running) -> None:
         connection.close()
 
 
+# ---------------------------------------------------------------- the child
+
+
 def _run_child(request: dict, fds: list[int]) -> int:
-    """In the forked child: become the caller's process, run `renalmae <argv>`, run the exit handlers."""
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+    """In the forked child: become the caller's process, run `renalmae <argv>`, end as Python ends."""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTSTP):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in request["ignored"]:
+        signal.signal(signum, signal.SIG_IGN)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(request["cwd"])
-    os.umask(request["umask"])
     os.environ.clear()
     os.environ.update({key: value for key, value in request["env"].items() if key != ENV})
+    time.tzset()
+    _take_attributes(request["attributes"])
     sys.path[:] = request["path"]
-    sys.argv = ["renalmae", *request["argv"]]
-    _reopen_stdio()
+    sys.argv = [request["argv0"], *request["argv"]]
+    _reopen_stdio(request["streams"])
     _reseed()
     for name in [name for name in sys.modules if name == "renalmae" or name.startswith("renalmae.")]:
         del sys.modules[name]
@@ -325,29 +488,59 @@ def _run_child(request: dict, fds: list[int]) -> int:
         traceback.print_exc()
         status = 1
     atexit._run_exitfuncs()  # what a cold process runs at exit (MLflow ends its run, logging flushes)
+    status = _flush_at_exit(status)
     if interrupted:  # a cold Python ends by SIGINT after an uncaught KeyboardInterrupt
-        sys.stderr.flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+        _end_by(signal.SIGINT)
     return status
 
 
-def _reopen_stdio() -> None:
-    """Text streams over fds 0-2 buffered as Python buffers a fresh process's (stdout line-buffered on a
-    terminal, stderr always; `PYTHONUNBUFFERED` honoured). The worker's own objects are kept alive: they own
-    the descriptors."""
+def _take_attributes(attributes: dict) -> None:
+    os.umask(attributes["umask"])
+    os.setpriority(os.PRIO_PROCESS, 0, attributes["nice"])
+    if attributes["affinity"] is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, attributes["affinity"])
+    for limit, (soft, hard) in attributes["limits"].items():
+        resource.setrlimit(int(limit), (soft, hard))
+    if attributes["oom_score_adj"] is not None:
+        with contextlib.suppress(OSError):
+            Path("/proc/self/oom_score_adj").write_text(attributes["oom_score_adj"])
+
+
+def _reopen_stdio(streams: list[dict]) -> None:
+    """Text streams over fds 0-2 configured as the caller's were. The worker's own objects are kept alive:
+    they own the descriptors."""
     _kept_streams.extend([sys.stdin, sys.stdout, sys.stderr])
-    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
-    encoding = os.environ.get("PYTHONIOENCODING", "").split(":")[0] or "utf-8"
-    sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding=encoding)
-    for fd, name in ((1, "stdout"), (2, "stderr")):
-        raw = io.FileIO(fd, "w", closefd=False)
-        stream = io.TextIOWrapper(
-            io.BufferedWriter(raw), encoding=encoding, errors="backslashreplace" if fd == 2 else "strict",
-            line_buffering=fd == 2 or raw.isatty(), write_through=unbuffered,
-        )  # fmt: skip
-        setattr(sys, name, stream)
-    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+    opened = []
+    for fd, settings in enumerate(streams):
+        raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)
+        raw.name = ("<stdin>", "<stdout>", "<stderr>")[fd]
+        # an unbuffered caller's (`python -u`, PYTHONUNBUFFERED) binary layer is the raw file itself
+        buffered = raw if settings["raw"] else io.BufferedReader(raw) if fd == 0 else io.BufferedWriter(raw)
+        text = io.TextIOWrapper(
+            buffered,
+            encoding=settings["encoding"],
+            errors=settings["errors"],
+            line_buffering=settings["line_buffering"],
+            write_through=settings["write_through"],
+        )
+        text.mode = "r" if fd == 0 else "w"  # as the interpreter names its own streams
+        opened.append(text)
+    sys.stdin, sys.stdout, sys.stderr = opened
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = opened
+
+
+def _flush_at_exit(status: int) -> int:
+    """Flush stdout and stderr as Python does at exit: a failed flush (a closed pipe) is reported on stderr
+    and turns a success into status 120."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            stream.flush()
+        except Exception as error:  # noqa: BLE001 - what the interpreter reports, whatever it is
+            with contextlib.suppress(Exception):
+                print(f"Exception ignored in: {stream!r}\n{type(error).__name__}: {error}", file=sys.stderr)
+            status = status or 120
+    return status
 
 
 def _reseed() -> None:

@@ -19,6 +19,30 @@ from renalmae import warm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RENALMAE = [sys.executable, "-m", "renalmae.cli"]
+FACTS_CLI = """
+import json, os, resource, signal, sys, time
+from renalmae import warm
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    status = warm.forward(argv)
+    if status is not None:
+        return status
+    print(json.dumps({
+        "pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "affinity": sorted(os.sched_getaffinity(0)), "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+        "tzname": list(time.tzname), "argv0": sys.argv[0],
+        "stdout": [sys.stdout.encoding, sys.stdout.errors], "umask": os.umask(0o22),
+        "sighup_ignored": signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, "cwd": os.getcwd(),
+        "env": os.environ.get("RENALMAE_TEST_VALUE"), "worker_env": os.environ.get("RENALMAE_WORKER"),
+    }), flush=True)
+    if argv[:1] == ["sleep"]:
+        time.sleep(float(argv[1]))
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())
+"""
 
 
 def children_of(pid: int) -> list[int]:
@@ -53,6 +77,22 @@ def worker(tmp_path_factory):
     process.terminate()
     process.wait(timeout=30)
     assert not Path(path).exists(), "the worker left its socket behind"
+
+
+@pytest.fixture(scope="module")
+def facts_cli(tmp_path_factory) -> dict[str, str]:
+    """The environment of a `renalmae.cli` that prints what its process has (nice, affinity, limits, time
+    zone, stream settings, ...) instead of running a step: run cold and in the worker, the two must agree.
+    It shadows the real `renalmae.cli` on PYTHONPATH; the child of the worker imports it the same way."""
+    import renalmae
+
+    root = tmp_path_factory.mktemp("facts") / "renalmae"
+    root.mkdir()
+    (root / "__init__.py").write_text(
+        f"__path__ = [{str(root)!r}, {str(Path(renalmae.__file__).parent)!r}]\n"
+    )
+    (root / "cli.py").write_text(FACTS_CLI)
+    return {**os.environ, "PYTHONPATH": str(root.parent)}
 
 
 def run(command, env_worker: str | None, **kwargs) -> subprocess.CompletedProcess:
@@ -120,7 +160,8 @@ def test_a_worker_of_another_python_is_not_used(worker, monkeypatch, capsys):
     monkeypatch.setattr(sys, "prefix", "/elsewhere/venv")
 
     assert warm.forward(["split", "--help"]) is None
-    assert "the warm worker did not run the command: it runs" in capsys.readouterr().err
+    expected = "not run by the warm worker (another interpreter or venv than the worker's)"
+    assert expected in capsys.readouterr().err
 
 
 def test_without_a_listening_worker_the_command_runs_itself(tmp_path, monkeypatch):
@@ -162,3 +203,130 @@ def _cmdline(entry: Path) -> bytes:
         return (entry / "cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def _as_a_user_would(nice: int = 3):
+    """A caller with its own nice value, one CPU, a lower open-files limit and SIGHUP ignored (nohup)."""
+    import resource
+
+    os.nice(nice)
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, soft), hard))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.umask(0o027)
+
+
+def test_the_step_gets_what_a_process_of_its_own_would_have(worker, facts_cli, tmp_path):
+    import json
+
+    env = {**facts_cli, "TZ": "JST-9", "PYTHONIOENCODING": "utf-8:replace", "RENALMAE_TEST_VALUE": "caller"}
+    results = {}
+    for where, worker_path in (("cold", None), ("warm", worker[1])):
+        caller_env = {**env, **({warm.ENV: worker_path} if worker_path else {})}
+        process = subprocess.Popen(
+            [*RENALMAE, "facts"], cwd=tmp_path, env=caller_env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_a_user_would,
+        )  # fmt: skip
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        results[where] = {**json.loads(stdout), "caller": process.pid}
+
+    cold, warmed = results["cold"], results["warm"]
+    assert cold.pop("pid") == cold.pop("caller")
+    assert warmed.pop("pid") != warmed.pop("caller"), "the command was not run by the worker"
+    assert warmed == cold
+    assert cold["nice"] >= 3 and len(cold["affinity"]) == 1 and cold["nofile"][0] <= 256
+    assert (
+        cold["tzname"] == ["JST", "JST"] and cold["stdout"] == ["utf-8", "replace"] and cold["umask"] == 0o027
+    )
+    assert cold["sighup_ignored"] and cold["env"] == "caller" and cold["worker_env"] is None
+
+
+def test_other_interpreter_options_run_the_command_in_its_own_process(worker, facts_cli, tmp_path):
+    import json
+
+    env = {**facts_cli, warm.ENV: worker[1], "PYTHONOPTIMIZE": "1"}
+    process = subprocess.run([*RENALMAE, "facts"], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    assert process.returncode == 0, process.stderr
+    assert "not run by the warm worker (other interpreter options than the worker's)" in process.stderr
+    assert json.loads(process.stdout)["worker_env"] == worker[1]  # it ran here, where ENV is still set
+
+
+def test_a_command_ignoring_sighup_outlives_it_as_a_cold_one_does(worker, tmp_path):
+    """`nohup renalmae ...` (or `nohup make run`) must survive a closed terminal in the worker too."""
+    caller = subprocess.Popen(
+        [*RENALMAE, "pipeline", "compile", "--output", str(tmp_path / "p.yaml")], cwd=REPO_ROOT,
+        env={**os.environ, warm.ENV: worker[1]}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )  # fmt: skip
+    assert wait_for(lambda: children_of(worker[0]))
+    caller.send_signal(signal.SIGHUP)
+    _, stderr = caller.communicate(timeout=300)
+
+    assert caller.returncode == 0, stderr
+    assert (tmp_path / "p.yaml").is_file()
+
+
+def test_a_step_whose_worker_dies_is_stopped_and_its_command_fails(facts_cli, tmp_path):
+    import json
+
+    path = str(tmp_path / "socket")
+    lone = subprocess.Popen([sys.executable, "-m", "renalmae.warm", path, "json"], start_new_session=True)
+    assert warm.wait_until_ready(path)
+    caller = subprocess.Popen(
+        [*RENALMAE, "sleep", "60"], cwd=tmp_path, env={**facts_cli, warm.ENV: path},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    step = json.loads(caller.stdout.readline())["pid"]
+    lone.kill()
+    lone.wait()
+    _, stderr = caller.communicate(timeout=60)
+
+    assert caller.returncode == 1
+    assert f"the warm worker ended before the step did; stopping it (pid {step})" in stderr
+    assert wait_for(lambda: not Path(f"/proc/{step}").exists()), "the step went on without its worker"
+
+
+def test_a_removed_working_directory_runs_the_command_in_its_own_process(worker, tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m renalmae.cli split --help'
+    result = run(["sh", "-c", script], worker[1])
+    assert result.returncode == 0 and "usage: renalmae split" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["PYTHONUNBUFFERED", "buffered"])
+@pytest.mark.parametrize("command", [["split", "--help"], ["no-such-step"]], ids=["help", "error"])
+def test_a_closed_pipe_ends_the_command_as_it_ends_a_cold_one(worker, command, unbuffered):
+    outcomes = []
+    for worker_path in (None, worker[1]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        env = {key: value for key, value in os.environ.items() if key not in (warm.ENV, "PYTHONUNBUFFERED")}
+        env |= {"PYTHONUNBUFFERED": unbuffered} if unbuffered else {}
+        env |= {warm.ENV: worker_path} if worker_path else {}
+        process = subprocess.run(
+            [*RENALMAE, *command], env=env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+        os.close(write_end)
+        outcomes.append((process.returncode, "BrokenPipeError" in process.stderr))
+    assert outcomes[1] == outcomes[0]
+
+
+def test_sigterm_to_renalmae_warm_reaches_the_command_and_stops_the_worker(tmp_path):
+    caller = subprocess.Popen(
+        [*RENALMAE, "warm", "--", "sh", "-c", f'echo "${warm.ENV}"; exec sleep 60'], cwd=tmp_path,
+        env={key: value for key, value in os.environ.items() if key != warm.ENV},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    socket_path = Path(caller.stdout.readline().strip())
+    caller.send_signal(signal.SIGTERM)
+    caller.wait(timeout=60)
+
+    assert caller.returncode == -signal.SIGTERM  # as `dvc repro` itself ended
+    assert not socket_path.parent.exists()
+    assert not [
+        e for e in Path("/proc").iterdir() if e.name.isdigit() and str(socket_path).encode() in _cmdline(e)
+    ]
