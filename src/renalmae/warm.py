@@ -16,17 +16,22 @@ The worker forks one child per command. The child takes all of the above on, re-
 source (an edit between two stages is seen, as by a fresh process), reseeds what a fresh process seeds from
 the OS (`random`, NumPy's global generator, torch's default generator), re-reads `TZ`, runs
 `renalmae.cli.main` (the code path of a cold start), runs the exit handlers a cold process runs and reports
-a failed final flush as Python does (status 120). Only third-party libraries are preloaded and nothing runs
-in the worker before a fork (no tensor, no thread pool), so a child is a fresh process after those imports;
-PyTorch's DataLoader forks its workers the same way. The worker is in its own session: a terminal's Ctrl-C
-reaches the steps only through their `renalmae` command. A step whose worker dies is stopped with it.
+a failed final flush as Python does (status 120). Only third-party libraries are preloaded, and no code of
+theirs runs in the worker before a fork (no tensor, no torch thread pool; the native threads that BLAS and
+pyarrow's jemalloc start when loaded have their own fork handlers), so a child is a fresh process after those
+imports; PyTorch's DataLoader forks its workers the same way. The worker is in its own session: a terminal's
+Ctrl-C reaches the steps only through their `renalmae` command. A step whose command is killed, or whose
+worker dies, gets SIGTERM, then SIGKILL after `STOP_GRACE_S`.
 
-What a fork cannot change is compared instead: the command runs in its own process, as without the worker,
-when the worker is not listening (still importing, gone), does not answer within `ANSWER_TIMEOUT_S`, runs
-another interpreter or venv, was started with other interpreter options (`sys.flags`, `-W` /
-`PYTHONWARNINGS`, `PYTHONHASHSEED`), sits in another cgroup, or could not take the caller's nice value,
-limits or OOM score (raising them needs privileges). No result depends on the worker. Linux (macOS: the
-same, without affinity, OOM score and cgroups).
+What a fork cannot change is compared instead, and the command runs in its own process, as without the
+worker, when it differs: another interpreter or venv, other interpreter options (`sys.flags`, `-W` /
+`PYTHONWARNINGS`, `PYTHONHASHSEED`), another environment (libraries read some variables when imported:
+TQDM_DISABLE, OMP_NUM_THREADS; only `PER_PROCESS` ones may differ: DVC's DVC_ROOT / DVC_STAGE, a shell's
+PWD), a `sys.path` that imports a preloaded module from another file (a PYTHONPATH shadowing a library),
+another cgroup, or a nice value, limit or OOM score the child could not take without privileges. So does a
+command whose worker is not listening (still importing, gone) or does not answer within `ANSWER_TIMEOUT_S`.
+Under `renalmae warm -- dvc repro` none of these differ. No result depends on the worker. Linux (macOS: the
+same, without affinity, OOM score, cgroups and the parent-death signal).
 """
 
 from __future__ import annotations
@@ -66,10 +71,14 @@ LIMITS = tuple(
                  "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_RSS", "RLIMIT_STACK")
     if hasattr(resource, name)
 )  # fmt: skip
+PER_PROCESS = frozenset({ENV, "_", "PWD", "OLDPWD", "SHLVL"})
+"""Variables that describe the calling process (set by shells; DVC sets DVC_ROOT, DVC_STAGE, DVC_EXP_* per
+stage): they may differ from the worker's; the child gets the caller's."""
+SHADOW_CHECK_CACHE: dict[tuple[str, ...], str | None] = {}
+STOP_GRACE_S = 10.0
 ANSWER_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 5.0
 READY_TIMEOUT_S = 120.0
-STEP_EXIT_WAIT_S = 30.0
 
 _HEADER = struct.Struct("!I")
 _kept_streams: list = []  # the worker's own stdio objects, kept alive in a child (they own fds 0-2)
@@ -79,14 +88,21 @@ _kept_streams: list = []  # the worker's own stdio objects, kept alive in a chil
 
 
 def _startup() -> dict:
-    """What is fixed when an interpreter starts and a fork cannot change: must equal the worker's."""
+    """What is fixed when an interpreter starts, or read by libraries when they are imported, and a fork
+    cannot change: must equal the worker's. The environment counts whole (TQDM_DISABLE, OMP_NUM_THREADS and
+    the like are read at import), but for `PER_PROCESS` variables."""
     return {
         "python": f"{os.path.realpath(sys.executable)} in {sys.prefix}",
         "flags": list(sys.flags),
         "warnoptions": list(sys.warnoptions),
         "hashseed": os.environ.get("PYTHONHASHSEED"),
         "cgroup": _read("/proc/self/cgroup"),
+        "env": {key: value for key, value in os.environ.items() if not _per_process(key)},
     }
+
+
+def _per_process(variable: str) -> bool:
+    return variable in PER_PROCESS or variable.startswith("DVC_")
 
 
 def _attributes() -> dict:
@@ -224,10 +240,27 @@ def _wait_for_step(pid: int, reader, ignored: list[int]) -> bytes:
 
 
 def _stop_step(pid: int) -> None:
+    """SIGTERM (a step removes its temporary outputs), SIGKILL after `STOP_GRACE_S`; returns when gone."""
     _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STEP_EXIT_WAIT_S
-    while time.monotonic() < deadline and _signal(pid, 0):
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
+    if _alive(pid):
+        _signal(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie child of this process is reaped, and counts as gone)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return _signal(pid, 0)
+    return state not in ("Z", "X")
 
 
 def _end_by(signum: int) -> None:
@@ -265,47 +298,70 @@ def run_with_worker(command: list[str]) -> int:
     if shutil.which(command[0]) is None:
         print(f"renalmae warm: {command[0]}: command not found (is the venv's bin on PATH?)", file=sys.stderr)
         return 127
-    if os.environ.get(ENV):
-        return subprocess.call(command)
-    received: list[int] = []
-    running: list[subprocess.Popen] = []
-
-    def pass_on(signum, _frame):  # to COMMAND, or to it once it has started
-        received.append(signum)
-        for process in running:
-            process.send_signal(signum)
-
-    previous = {
-        # Ctrl-C reaches COMMAND in the foreground process group; this process waits for it
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
-        **{sig: signal.signal(sig, pass_on) for sig in (signal.SIGTERM, signal.SIGHUP)},
-    }
-    try:
-        with tempfile.TemporaryDirectory(prefix="renalmae-worker-") as folder:  # mode 0700: this user only
-            path = str(Path(folder) / "socket")
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "renalmae.warm", path],
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            try:
-                running.append(subprocess.Popen(command, env={**os.environ, ENV: path}))
-                for signum in received:  # arrived while COMMAND was starting
-                    running[0].send_signal(signum)
-                status = running[0].wait()
-            finally:
-                worker.terminate()
+    with _SignalsToCommand() as command_runner:
+        if os.environ.get(ENV):  # inside another `renalmae warm`: its worker serves
+            status = command_runner.call(command, dict(os.environ))
+        else:
+            with tempfile.TemporaryDirectory(
+                prefix="renalmae-worker-"
+            ) as folder:  # mode 0700: this user only
+                path = str(Path(folder) / "socket")
+                worker_command = [sys.executable, "-m", "renalmae.warm", path]
+                worker = subprocess.Popen(worker_command, stdin=subprocess.DEVNULL, start_new_session=True)
                 try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+                    status = command_runner.call(command, {**os.environ, ENV: path})
+                finally:
+                    worker.terminate()
+                    try:
+                        worker.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        worker.kill()
+                        worker.wait()
     if status < 0:
         _end_by(-status)
     return status
+
+
+class _SignalsToCommand:
+    """While COMMAND runs: SIGTERM and SIGHUP to this process go on to it (one that arrives before it has
+    started goes to it when it starts). Ctrl-C reaches COMMAND in the terminal's foreground process group, so
+    this process only waits for it, with a do-nothing handler that exec resets to the default in COMMAND
+    (SIG_IGN would be inherited: Ctrl-C would no longer stop `dvc repro`); a SIGINT ignored when we started
+    (nohup, a background job) stays ignored, for COMMAND too."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+        self.received: list[int] = []
+        self.previous: dict = {}
+
+    def __enter__(self) -> _SignalsToCommand:
+        interrupt = signal.getsignal(signal.SIGINT)
+        self.previous[signal.SIGINT] = signal.signal(
+            signal.SIGINT, interrupt if interrupt == signal.SIG_IGN else _wait_for_command
+        )
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            self.previous[sig] = signal.signal(sig, self._pass_on)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _pass_on(self, signum: int, _frame) -> None:
+        self.received.append(signum)
+        for process in self.processes:
+            process.send_signal(signum)
+
+    def call(self, command: list[str], env: dict[str, str]) -> int:
+        process = subprocess.Popen(command, env=env)
+        self.processes.append(process)
+        for signum in self.received:
+            process.send_signal(signum)
+        return process.wait()
+
+
+def _wait_for_command(_signum, _frame) -> None:
+    """SIGINT while COMMAND runs: COMMAND has it too and decides; this process waits for COMMAND's end."""
 
 
 # ---------------------------------------------------------------- the worker
@@ -326,18 +382,27 @@ def serve(path: str, preload: tuple[str, ...] = PRELOAD) -> None:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     running: dict[int, socket.socket] = {}
+    # steps whose caller is gone get SIGTERM, and SIGKILL after STOP_GRACE_S (they may ignore SIGTERM)
+    stopping_by: dict[int, float] = {}
     with selectors.DefaultSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
         while not stopping and os.getppid() == parent:
             for key, _ in selector.select(timeout=0.5):
                 if key.fileobj is listener:
                     _accept(listener, selector, running, startup)
-                elif not _still_there(key.fileobj):  # the caller is gone: stop its step as DVC would
+                elif not _still_there(key.fileobj):  # the caller is gone (SIGKILL): its step goes too
                     selector.unregister(key.fileobj)
                     _signal(key.data, signal.SIGTERM)
+                    stopping_by[key.data] = time.monotonic() + STOP_GRACE_S
             _reap(selector, running)
+            for pid, deadline in list(stopping_by.items()):
+                if pid in running and time.monotonic() < deadline:
+                    continue
+                if pid in running:
+                    _signal(pid, signal.SIGKILL)
+                del stopping_by[pid]
         for pid in running:
-            _signal(pid, signal.SIGTERM)
+            _stop_step(pid)
     listener.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -374,6 +439,9 @@ def _accept(listener, selector, running, startup: dict) -> None:
     worker = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
+    # A signal the command passes on as soon as it knows the pid waits until the child has the handlers a
+    # cold process has (otherwise the worker's own SIGTERM handler would swallow it)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED_SIGNALS, signal.SIGTSTP))
     pid = os.fork()
     if pid == 0:  # the child never returns into the worker's loop
         status = 1
@@ -383,11 +451,12 @@ def _accept(listener, selector, running, startup: dict) -> None:
             listener.close()
             for other in [connection, *running.values()]:
                 other.close()
-            status = _run_child(request, fds)
+            status = _run_child(request, fds, blocked)
         except BaseException:  # noqa: BLE001 - a child reports everything, then ends here
             traceback.print_exc()
         finally:
             os._exit(status)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     for fd in fds:
         os.close(fd)
     _answer(connection, {"pid": pid})
@@ -404,7 +473,30 @@ def _refusal(request: dict, startup: dict, fds: list[int]) -> str | None:
                       ("cgroup", "another cgroup")):  # fmt: skip
         if theirs.get(key) != startup[key]:
             return f"{what} than the worker's"
-    return _cannot_take(request["attributes"])
+    if theirs["env"] != startup["env"]:  # names only: values may be secrets
+        differing = sorted(set(theirs["env"].items()) ^ set(startup["env"].items()))
+        return f"its environment differs from the worker's in {', '.join(sorted({k for k, _ in differing}))}"
+    return _shadowed(tuple(request["path"])) or _cannot_take(request["attributes"])
+
+
+def _shadowed(path: tuple[str, ...]) -> str | None:
+    """Whether the caller's `sys.path` would import a module the worker has loaded from another file (a
+    PYTHONPATH that shadows an installed library). Cached per path."""
+    if path not in SHADOW_CHECK_CACHE:
+        from importlib.machinery import PathFinder
+
+        SHADOW_CHECK_CACHE[path] = None
+        for name, module in sorted(sys.modules.items()):
+            loaded = getattr(module, "__spec__", None)
+            if "." in name or name == "renalmae" or getattr(loaded, "name", None) != name:
+                continue  # a submodule (its package is checked), an alias (__mp_main__), re-imported anyway
+            if not loaded.has_location:
+                continue  # built in, frozen, or a namespace package
+            spec = PathFinder.find_spec(name, list(path))
+            if spec is None or spec.origin != loaded.origin:
+                SHADOW_CHECK_CACHE[path] = f"its sys.path imports {name} from elsewhere than the worker's"
+                break
+    return SHADOW_CHECK_CACHE[path]
 
 
 def _die_with(worker: int) -> None:
@@ -453,7 +545,7 @@ def _reap(selector, running) -> None:
 # ---------------------------------------------------------------- the child
 
 
-def _run_child(request: dict, fds: list[int]) -> int:
+def _run_child(request: dict, fds: list[int], mask: set) -> int:
     """In the forked child: become the caller's process, run `renalmae <argv>`, end as Python ends."""
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTSTP):
         signal.signal(signum, signal.SIG_DFL)
@@ -476,6 +568,7 @@ def _run_child(request: dict, fds: list[int]) -> int:
         del sys.modules[name]
     interrupted = False
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # signals sent since the fork are delivered here
         status = importlib.import_module("renalmae.cli").main(request["argv"])
     except SystemExit as exit_:
         status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)

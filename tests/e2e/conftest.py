@@ -104,6 +104,9 @@ def pipeline_runs(tmp_path_factory) -> PipelineRuns:
         # as `make run` runs it: the stages fork from the warm worker; the DAG's tasks are cold processes
         dvc_command = [str(BIN / "renalmae"), "warm", "--", str(BIN / "dvc"), "repro", "compare"]
         finish(start(dvc_command, dvc_repo, work / "dvc-repro.log"), work / "dvc-repro.log")
+        errors = (work / "dvc-repro.err").read_text().splitlines()
+        refused = [line for line in errors if "warm worker" in line]
+        assert not refused, f"stages the warm worker refused (they ran cold): {refused}"
     except BaseException:
         kfp.kill()
         kfp.wait()
