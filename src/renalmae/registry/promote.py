@@ -54,6 +54,7 @@ from renalmae.registry.versions import (
 from renalmae.stats.noninferiority import noninferiority_test
 
 LOCK_SUFFIX = "--promotion-lock"
+LISTED_NAMES = 20
 LOCK_LEASE_S = 120.0
 LOCK_WAIT_S = 60.0
 DECISIONS_TAG = "renalmae.evaluation_set_decisions."
@@ -95,16 +96,27 @@ def registered_model(client: Any, uri: str, name: str) -> Any:
         except MlflowException as error:
             if error.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-        names = sorted(
-            model.name for model in client.search_registered_models() if not model.name.endswith(LOCK_SUFFIX)
-        )
+        names = sorted(name for name in _registered_names(client) if not name.endswith(LOCK_SUFFIX))
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    shown = ", ".join(names[:LISTED_NAMES])
+    shown += f", … ({len(names)} in all)" if len(names) > LISTED_NAMES else ""
     raise ModelError(
         f"no registered model is called {name!r} in {redacted(uri)}; "
         + (f"did you mean {' or '.join(close)}? " if close else "")
-        + (f"registered: {', '.join(names)}" if names else "none is registered yet: run `make run` (its "
+        + (f"registered: {shown}" if names else "none is registered yet: run `make run` (its "
            "`register` stage) or `renalmae register` first")
     )  # fmt: skip
+
+
+def _registered_names(client: Any) -> list[str]:
+    """Every registered model's name, page by page."""
+    names, token = [], None
+    while True:
+        page = client.search_registered_models(max_results=1000, page_token=token)
+        names += [model.name for model in page]
+        token = page.token
+        if not token:
+            return names
 
 
 def current_champion(client: Any, uri: str, name: str) -> Any | None:
