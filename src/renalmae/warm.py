@@ -26,11 +26,13 @@ worker dies, gets SIGTERM, then SIGKILL after `STOP_GRACE_S`.
 What a fork cannot change is compared instead, and the command runs in its own process, as without the
 worker, when it differs: another interpreter or venv, other interpreter options (`sys.flags`, `-W` /
 `PYTHONWARNINGS`, `PYTHONHASHSEED`), another environment (libraries read some variables when imported:
-TQDM_DISABLE, OMP_NUM_THREADS; only `PER_PROCESS` ones may differ: DVC's DVC_ROOT / DVC_STAGE, a shell's
-PWD), a `sys.path` that imports a preloaded module from another file (a PYTHONPATH shadowing a library),
-another cgroup, or a nice value, limit or OOM score the child could not take without privileges. So does a
-command whose worker is not listening (still importing, gone) or does not answer within `ANSWER_TIMEOUT_S`.
-Under `renalmae warm -- dvc repro` none of these differ. No result depends on the worker. Linux (macOS: the
+TQDM_DISABLE, OMP_NUM_THREADS; only `PER_PROCESS` ones may differ: DVC's DVC_*, PATH, a shell's PWD), a
+`sys.path` that imports a preloaded module from another file (a PYTHONPATH shadowing a library), another
+cgroup, or a nice value, limit or OOM score the child could not take without privileges. So does a command
+whose worker is not listening (still importing, gone), does not answer within `ANSWER_TIMEOUT_S` or cannot
+fork. Under `make run` (and `dvc exp run`) none of these differ, and the e2e test fails if one did; other
+set-ups (`dvc queue`'s workers set PYTHONPATH, a PyInstaller `dvc` its LD_LIBRARY_PATH) run cold, saying
+why. No result depends on the worker. Linux (macOS: the
 same, without affinity, OOM score, cgroups and the parent-death signal).
 """
 
@@ -43,6 +45,7 @@ import io
 import json
 import os
 import resource
+import select
 import selectors
 import shutil
 import signal
@@ -71,9 +74,10 @@ LIMITS = tuple(
                  "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_RSS", "RLIMIT_STACK")
     if hasattr(resource, name)
 )  # fmt: skip
-PER_PROCESS = frozenset({ENV, "_", "PWD", "OLDPWD", "SHLVL"})
-"""Variables that describe the calling process (set by shells; DVC sets DVC_ROOT, DVC_STAGE, DVC_EXP_* per
-stage): they may differ from the worker's; the child gets the caller's."""
+PER_PROCESS = frozenset({ENV, "_", "PWD", "OLDPWD", "SHLVL", "PATH"})
+"""Variables that describe the calling process and that no preloaded library reads when imported: shells set
+`_`, PWD, OLDPWD, SHLVL; DVC sets DVC_ROOT, DVC_STAGE, DVC_EXP_* per stage (every `DVC_*` counts) and takes
+pyenv's shims off PATH. They may differ from the worker's; the child gets the caller's."""
 SHADOW_CHECK_CACHE: dict[tuple[str, ...], str | None] = {}
 STOP_GRACE_S = 10.0
 ANSWER_TIMEOUT_S = 60.0
@@ -180,6 +184,7 @@ def forward(argv: list[str]) -> int | None:
     ]
     request = {
         "argv": argv, "argv0": sys.argv[0], "cwd": cwd, "env": dict(os.environ), "path": sys.path,
+        "resolved_path": [os.path.join(cwd, entry) for entry in sys.path],
         "startup": _startup(), "attributes": _attributes(), "streams": _streams(), "ignored": ignored,
     }  # fmt: skip
     with client:
@@ -200,11 +205,12 @@ def forward(argv: list[str]) -> int | None:
             )
             return None
         client.settimeout(None)
-        line = _wait_for_step(answer["pid"], reader, ignored)
+        step = _Step(answer["pid"])
+        line = _wait_for_step(step, reader, ignored)
     if not line:
-        print(f"renalmae: the warm worker ended before the step did; stopping it (pid {answer['pid']})",
+        print(f"renalmae: the warm worker ended before the step did; stopping it (pid {step.pid})",
               file=sys.stderr)  # fmt: skip
-        _stop_step(answer["pid"])
+        step.stop()
         return 1
     status = os.waitstatus_to_exitcode(json.loads(line)["status"])
     if status < 0:  # ended by a signal: end the same way, so that DVC reads what a cold start gives it
@@ -212,19 +218,58 @@ def forward(argv: list[str]) -> int | None:
     return status
 
 
-def _wait_for_step(pid: int, reader, ignored: list[int]) -> bytes:
-    """The worker's status line for `pid`, passing on the signals this process receives meanwhile (those it
+class _Step:
+    """The step a worker runs for this command, signalled through a pidfd where the OS has them (Linux 5.3):
+    not its parent, we could otherwise signal a stranger that reused its pid after it ended."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
+
+    def send(self, signum: int) -> bool:
+        """False when the step has ended."""
+        try:
+            if self.pidfd is None:
+                os.kill(self.pid, signum)
+            else:
+                signal.pidfd_send_signal(self.pidfd, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM (a step removes its temporary outputs), SIGKILL after `STOP_GRACE_S`; returns when gone."""
+        self.send(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and self.alive():
+            time.sleep(0.1)
+        if self.alive():
+            self.send(signal.SIGKILL)
+            while self.alive():
+                time.sleep(0.05)
+
+    def alive(self) -> bool:
+        if self.pidfd is not None:
+            return not select.select([self.pidfd], [], [], 0)[0]  # readable once it has ended
+        return _alive(self.pid)
+
+
+def _wait_for_step(step: _Step, reader, ignored: list[int]) -> bytes:
+    """The worker's status line for `step`, passing on the signals this process receives meanwhile (those it
     ignores stay ignored); Ctrl-Z stops the step with this process and `fg` resumes both."""
 
     def pass_on(signum, _frame):
-        _signal(pid, signum)
+        step.send(signum)
 
     def stop(_signum, _frame):
-        _signal(pid, signal.SIGSTOP)  # SIGTSTP would be discarded: the worker's process group is orphaned
+        step.send(signal.SIGSTOP)  # SIGTSTP would be discarded: the worker's process group is orphaned
         signal.signal(signal.SIGTSTP, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT
         signal.signal(signal.SIGTSTP, stop)
-        _signal(pid, signal.SIGCONT)
+        step.send(signal.SIGCONT)
 
     handlers = {sig: pass_on for sig in FORWARDED_SIGNALS if sig not in ignored}
     if signal.SIGTSTP not in ignored:
@@ -237,18 +282,6 @@ def _wait_for_step(pid: int, reader, ignored: list[int]) -> bytes:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _stop_step(pid: int) -> None:
-    """SIGTERM (a step removes its temporary outputs), SIGKILL after `STOP_GRACE_S`; returns when gone."""
-    _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    if _alive(pid):
-        _signal(pid, signal.SIGKILL)
-        while _alive(pid):
-            time.sleep(0.05)
 
 
 def _alive(pid: int) -> bool:
@@ -326,8 +359,8 @@ class _SignalsToCommand:
     """While COMMAND runs: SIGTERM and SIGHUP to this process go on to it (one that arrives before it has
     started goes to it when it starts). Ctrl-C reaches COMMAND in the terminal's foreground process group, so
     this process only waits for it, with a do-nothing handler that exec resets to the default in COMMAND
-    (SIG_IGN would be inherited: Ctrl-C would no longer stop `dvc repro`); a SIGINT ignored when we started
-    (nohup, a background job) stays ignored, for COMMAND too."""
+    (SIG_IGN would be inherited: Ctrl-C would no longer stop `dvc repro`). A signal ignored when we started
+    (SIGHUP under nohup, SIGINT in a background job) stays ignored, for COMMAND too."""
 
     def __init__(self) -> None:
         self.processes: list[subprocess.Popen] = []
@@ -335,12 +368,11 @@ class _SignalsToCommand:
         self.previous: dict = {}
 
     def __enter__(self) -> _SignalsToCommand:
-        interrupt = signal.getsignal(signal.SIGINT)
-        self.previous[signal.SIGINT] = signal.signal(
-            signal.SIGINT, interrupt if interrupt == signal.SIG_IGN else _wait_for_command
-        )
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            self.previous[sig] = signal.signal(sig, self._pass_on)
+        handlers = {signal.SIGINT: _wait_for_command}
+        handlers |= {signal.SIGTERM: self._pass_on, signal.SIGHUP: self._pass_on}
+        for sig, handler in handlers.items():
+            if signal.getsignal(sig) != signal.SIG_IGN:
+                self.previous[sig] = signal.signal(sig, handler)
         return self
 
     def __exit__(self, *_exc) -> None:
@@ -402,7 +434,7 @@ def serve(path: str, preload: tuple[str, ...] = PRELOAD) -> None:
                     _signal(pid, signal.SIGKILL)
                 del stopping_by[pid]
         for pid in running:
-            _stop_step(pid)
+            _Step(pid).stop()
     listener.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -442,7 +474,15 @@ def _accept(listener, selector, running, startup: dict) -> None:
     # A signal the command passes on as soon as it knows the pid waits until the child has the handlers a
     # cold process has (otherwise the worker's own SIGTERM handler would swallow it)
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED_SIGNALS, signal.SIGTSTP))
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as error:  # out of processes or memory: the command runs itself
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        _answer(connection, {"refused": f"the worker could not fork ({error.strerror})"})
+        for fd in fds:
+            os.close(fd)
+        connection.close()
+        return
     if pid == 0:  # the child never returns into the worker's loop
         status = 1
         try:
@@ -476,7 +516,7 @@ def _refusal(request: dict, startup: dict, fds: list[int]) -> str | None:
     if theirs["env"] != startup["env"]:  # names only: values may be secrets
         differing = sorted(set(theirs["env"].items()) ^ set(startup["env"].items()))
         return f"its environment differs from the worker's in {', '.join(sorted({k for k, _ in differing}))}"
-    return _shadowed(tuple(request["path"])) or _cannot_take(request["attributes"])
+    return _shadowed(tuple(request["resolved_path"])) or _cannot_take(request["attributes"])
 
 
 def _shadowed(path: tuple[str, ...]) -> str | None:

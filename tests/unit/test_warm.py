@@ -152,7 +152,8 @@ def test_a_command_whose_environment_differs_runs_in_its_own_process(worker, tmp
     assert result.returncode == 0 and "usage: renalmae split" in result.stdout
     assert f"{NOT_SERVED} (its environment differs from the worker's in RENALMAE_IMAGE_TAG)" in result.stderr
     assert "secret-looking-value" not in result.stderr
-    shell_and_dvc = {**env, "PWD": str(tmp_path), "SHLVL": "7", "DVC_STAGE": "train@1", "DVC_ROOT": "/x"}
+    shell_and_dvc = {**env, "PWD": str(tmp_path), "SHLVL": "7", "DVC_STAGE": "train@1", "DVC_ROOT": "/x",
+                     "PATH": f"/opt/elsewhere/bin:{env['PATH']}"}  # fmt: skip
     shell_and_dvc.pop("RENALMAE_IMAGE_TAG")
     served = subprocess.run([*RENALMAE, "split", "--help"], env=shell_and_dvc, capture_output=True, text=True)
     assert served.returncode == 0 and NOT_SERVED not in served.stderr  # per-process variables may differ
@@ -407,3 +408,14 @@ def test_ctrl_c_reaches_the_command_of_renalmae_warm(tmp_path):
 def test_a_nested_renalmae_warm_ends_as_its_command_ended(tmp_path):
     result = run([*RENALMAE, "warm", "--", *RENALMAE, "warm", "--", "sh", "-c", "kill -TERM $$"], None)
     assert result.returncode == -signal.SIGTERM, result.stderr
+
+
+def test_signals_ignored_by_renalmae_warm_stay_ignored_for_its_command(tmp_path):
+    """`nohup make run &` then logging out: `dvc repro` must still ignore SIGHUP, as without the worker."""
+    probe = "import signal; print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)"
+    result = subprocess.run(
+        [*RENALMAE, "warm", "--", sys.executable, "-c", probe], cwd=tmp_path, env=session_env(),
+        capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )  # fmt: skip
+    assert result.stdout.strip() == "True", result.stderr
