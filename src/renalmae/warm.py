@@ -231,11 +231,10 @@ class _Step:
 
     def send(self, signum: int) -> bool:
         """False when the step has ended."""
+        if self.pidfd is None:
+            return _signal(self.pid, signum)
         try:
-            if self.pidfd is None:
-                os.kill(self.pid, signum)
-            else:
-                signal.pidfd_send_signal(self.pidfd, signum)
+            signal.pidfd_send_signal(self.pidfd, signum)
         except ProcessLookupError:
             return False
         return True
