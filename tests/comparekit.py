@@ -52,11 +52,16 @@ def write_prediction_runs(
     baseline_name: str = "densenet169",
     n_external: int = 0,
     class_balance: str = "loss",
+    repeats: int = 1,
+    series_size: int = 1,
 ) -> list[Path]:
-    """Write run.json + predictions.parquet for every model x task x fold under root, and the splits.json
-    they were trained from at `root / "splits.json"` (`splits_of(root)`); return the run dirs.
+    """Write run.json + predictions.parquet for every model x task x fold (x repeat) under root, and the
+    splits.json they were trained from at `root / "splits.json"` (`splits_of(root)`); return the run dirs.
 
     `baseline_name`: the baseline's model name (what `baseline.arch` names it) in run.json and predictions.
+    `repeats`: training repeats of every fold model (repeat r > 0 in `fold<k>-repeat<r>`, run.json
+    `repeat`). `series_size`: consecutive images of one evaluation set form one series (one label, one
+    shared noise: as correlated as frames of a clip), recorded as splits.json `groups`.
     """
     rng = np.random.default_rng(seed)
     dev_labels, test_labels = _labels(rng, n_dev), _labels(rng, n_test)
@@ -65,12 +70,17 @@ def write_prediction_runs(
     test_ids = np.array([f"test_{i:04d}" for i in range(n_test)])
     external_ids = np.array([f"ext_{i:04d}" for i in range(n_external)])
     fold_of = np.arange(n_dev) % len(FOLDS)
+    for labels in (dev_labels, test_labels, external_labels):
+        if labels is not None and series_size > 1:
+            labels[:] = labels[np.arange(len(labels)) // series_size * series_size]
     run_dirs = []
     for model, signal in SIGNAL.items():
         name = baseline_name if ROLES[model] == "baseline" else model
-        shared_noise = {"val": rng.normal(0.0, 0.8, (n_dev, 3)), "test": rng.normal(0.0, 0.8, (n_test, 3))}
-        shared_noise["external"] = rng.normal(0.0, 0.8, (n_external, 3))
-        for task in tasks:
+        shared_noise = {
+            split: rng.normal(0.0, 0.8, (-(-n // series_size), 3))[np.arange(n) // series_size]
+            for split, n in (("val", n_dev), ("test", n_test), ("external", n_external))
+        }
+        for task, repeat in ((task, repeat) for task in tasks for repeat in range(repeats)):
             classes = task_classes(CLASSES, "normal", task)
             for fold in FOLDS:
                 frames = []
@@ -98,7 +108,9 @@ def write_prediction_runs(
                     )
                     frame[probability_columns(classes)] = probabilities
                     frames.append(frame)
-                run_dir = root / ROOTS[model] / task / f"fold{fold}"
+                run_dir = (
+                    root / ROOTS[model] / task / (f"fold{fold}" + (f"-repeat{repeat}" if repeat else ""))
+                )
                 run_dir.mkdir(parents=True, exist_ok=True)
                 write_predictions(
                     run_dir / "predictions.parquet", pd.concat(frames, ignore_index=True), classes
@@ -108,16 +120,22 @@ def write_prediction_runs(
                     "description": "an inner grouped split of the training folds",
                 }
                 info = {"model": name, "role": ROLES[model], "task": task, "fold": fold, "classes": classes}
+                info |= {"repeat": repeat} if repeats > 1 else {}
                 write_json(
                     run_dir / "run.json",
                     info | {"class_balance": class_balance, "epoch_selection": selection},
                 )
                 run_dirs.append(run_dir)
     folds = [{"fold": fold, "val": dev_ids[fold_of == fold].tolist()} for fold in FOLDS]
+    groups = {
+        image_id: f"{image_id[:3]}_series_{index // series_size}"
+        for ids in (dev_ids, test_ids, external_ids)
+        for index, image_id in enumerate(ids)
+    }
     write_json(
         splits_of(root),
         {"k_folds": len(FOLDS), "seed": seed, "origin": "drawn", "test": test_ids.tolist(),
-         "external": external_ids.tolist(), "folds": folds, "data": SPLIT_DATA},
+         "external": external_ids.tolist(), "folds": folds, "groups": groups, "data": SPLIT_DATA},
     )  # fmt: skip
     return sorted(run_dirs)
 

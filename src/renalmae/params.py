@@ -341,6 +341,10 @@ class EvaluateParams(Section):
     hypotheses: list[Hypothesis] = ["delong:test", "delong:external"]
     """The declared hypotheses: Holm's family holds these tests only (a set that does not exist, e.g. no
     external set, is skipped); every other test is reported as descriptive."""
+    repeats: PositiveInt = 1
+    """Training runs per model and fold (seeds seed .. seed + repeats - 1 of `finetune` / `baseline`).
+    One run is one draw: with R >= 3 the declared DeLong hypotheses are tested over the repeats, training
+    variance included (Obuchowski-Rockette); with 1 the report says training variance is not counted."""
     seed: int = 0
 
 

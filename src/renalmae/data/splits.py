@@ -3,10 +3,13 @@
     {"k_folds": 5, "seed": 0, "origin": "drawn" | "given",
      "test": [id, ...], "external": [id, ...],
      "folds": [{"fold": 0, "val": [id, ...]}, ...],
+     "groups": {id: group, ...},
      "data": {"duplicates_dropped_at_ingest": n, "copies_of_development_images": {...}, ...}}
 
 Fold `f` trains on every development id (neither test nor external) that is not in `folds[f].val`.
 External ids (another site, device or period; empty when there are none) are only ever predicted.
+`groups` is the cluster of every image (its patient or series, joined with the groups it shares
+near-duplicates with): the unit that every split keeps whole and every statistic resamples together.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class Splits:
     data: dict | None = None
     """What the split saw of the data (duplicates ingest dropped, copies across the split line); None
     for a splits.json written before it was recorded."""
+    groups: dict[str, str] | None = None
+    """Image id -> its cluster (patient / series); None for a splits.json written before it was recorded."""
 
     @property
     def development_ids(self) -> list[str]:
@@ -62,4 +67,5 @@ def load_splits(path: str | os.PathLike) -> Splits:
         val_ids_by_fold=[list(entry["val"]) for entry in folds],
         external_ids=list(raw.get("external", [])),
         data=raw.get("data"),
+        groups=raw.get("groups"),
     )

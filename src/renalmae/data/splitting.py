@@ -79,6 +79,7 @@ class SplitAssignment:
             "test": self.ids_in(TEST),
             "external": self.ids_in(EXTERNAL),
             "folds": [{"fold": fold, "val": self.ids_in(fold)} for fold in range(self.k_folds)],
+            "groups": dict(zip(self.ids, self.groups, strict=True)),
             "missing_classes": self.folds_missing_classes(classes),
             "counts": {
                 "external": self.class_counts(EXTERNAL, classes),

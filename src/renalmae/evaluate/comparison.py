@@ -9,10 +9,16 @@ one it leads every report) and the internal holdout test. Neither chose anything
   (`renalmae.evaluate.decision`).
 The summary's `provenance` says this for every number.
 
-On each evaluation set, candidate (a) vs baseline (b) fold ensembles (mean probability):
-- DeLong on AUC: binary on P(anomaly); multiclass one-vs-rest per class, each class its own test;
-- exact McNemar on paired correct / incorrect decisions;
-- paired stratified bootstrap CIs of AUC, F1, sensitivity, specificity and of the differences.
+On each evaluation set, candidate (a) vs baseline (b) fold ensembles (mean probability), with the images
+of one cluster (patient, series: splits.json's `groups`) as one unit wherever groups exist:
+- DeLong on AUC with Obuchowski's clustered variance: binary on P(anomaly); multiclass one-vs-rest per
+  class, each class its own test;
+- McNemar on paired correct / incorrect decisions (exact; Durkalski's clustered statistic with clusters);
+- paired stratified cluster-bootstrap CIs of AUC, F1, sensitivity, specificity and of the differences.
+With `evaluate.repeats` R > 1 each model was trained R times (seeds seed .. seed + R - 1): every repeat's
+ensembles are compared, and the declared DeLong hypotheses are tested over the repeats by Obuchowski and
+Rockette's method (`renalmae.stats.repeats`), which counts training variance as well as test sampling;
+the report says in how many repeats the conclusion holds. The tables show repeat 0 (the registered one).
 Over folds: Wilcoxon signed-rank on the validation-fold AUC and F1 (fold models at their own thresholds).
 Holm's family holds only the hypotheses declared in `evaluate.hypotheses`; every other test, and any
 test that is undefined or cannot reach alpha here, is descriptive (`renalmae.evaluate.hypotheses`).
@@ -29,14 +35,12 @@ from renalmae.evaluate.hypotheses import HypothesisOutcome, declared_family
 from renalmae.evaluate.metrics import classification_metrics
 from renalmae.evaluate.runs import ModelRun, holdout_ensemble, pooled_validation
 from renalmae.params import DataParams, EvaluateParams
-from renalmae.stats import (
-    delong_test,
-    delong_test_ovr,
-    mcnemar_exact,
-    paired_bootstrap,
-    relative_improvement,
-    wilcoxon_folds,
-)
+from renalmae.stats.bootstrap import paired_bootstrap
+from renalmae.stats.delong import delong_test, delong_test_ovr
+from renalmae.stats.mcnemar import mcnemar_test
+from renalmae.stats.multiple import relative_improvement
+from renalmae.stats.repeats import repeats_test
+from renalmae.stats.wilcoxon import wilcoxon_folds
 
 EVALUATION_SETS = ("external", "test")
 """Report order: the external set, when there is one, leads."""
@@ -56,6 +60,8 @@ SUMMARY_METRICS = (
 INTERVAL_METRICS = ("auc", "f1", "sensitivity", "specificity")
 """Metrics with paired bootstrap CIs; also the headline `dvc exp show` / `dvc metrics diff` compare across
 experiments (comparison.json holds the rest)."""
+CLUSTER_WORDS = {"series_id": "series", "patient_id": "patients"}
+"""How the report names the clusters of `data.group_column` ("60 images from 24 series")."""
 
 
 @dataclass
@@ -121,12 +127,61 @@ def fold_metrics(run: ModelRun, rule: DecisionRule, settings: EvaluateParams, se
     return entry
 
 
-def _delong(y_true, probs_a, probs_b, classes, names: tuple[str, str]) -> dict[str, dict]:
+def _tested_classes(classes: list[str]) -> list[tuple[str, int]]:
+    """The classes an AUC test is run for: binary the anomaly class, multiclass each one-vs-rest."""
+    return [(classes[1], 1)] if len(classes) == 2 else list(zip(classes, range(len(classes)), strict=True))
+
+
+def _delong(y_true, probs_a, probs_b, classes, names: tuple[str, str], groups) -> dict[str, dict]:
     """DeLong per tested class: binary {anomaly class: result}; multiclass one-vs-rest {class: result}."""
     if len(classes) == 2:
-        return {classes[1]: delong_test(y_true, probs_a[:, 1], probs_b[:, 1], names).to_dict()}
-    results = delong_test_ovr(y_true, probs_a, probs_b, classes, names)
+        return {classes[1]: delong_test(y_true, probs_a[:, 1], probs_b[:, 1], names, groups).to_dict()}
+    results = delong_test_ovr(y_true, probs_a, probs_b, classes, names, groups)
     return {name: result.to_dict() for name, result in results.items()}
+
+
+def _verdict(difference: float | None, p_value: float | None, alpha: float) -> str:
+    if difference is None or p_value is None:
+        return "undefined"
+    if p_value >= alpha:
+        return "no difference shown"
+    return "candidate better" if difference > 0 else "baseline better"
+
+
+def _repeats(
+    name: str,
+    repeat_runs: list[dict[str, dict[int, ModelRun]]],
+    classes: list[str],
+    groups: np.ndarray | None,
+    settings: EvaluateParams,
+) -> dict[str, dict]:
+    """Per tested class: each repeat's ensemble AUCs and clustered DeLong test, and the test over repeats."""
+    alpha = round(1.0 - settings.confidence, 10)
+    probabilities = {model: [] for model in repeat_runs[0]}
+    for runs in repeat_runs:
+        for model, by_fold in zip(probabilities, runs.values(), strict=True):
+            ids, y_true, ensemble = holdout_ensemble(by_fold, name)
+            probabilities[model].append(ensemble)
+    scores_a, scores_b = (np.stack(values) for values in probabilities.values())
+    results = {}
+    for class_name, k in _tested_classes(classes):
+        is_class = (y_true == k).astype(int)
+        combined = repeats_test(is_class, scores_a[..., k], scores_b[..., k], groups, settings.confidence)
+        per_repeat = []
+        for repeat in range(len(repeat_runs)):
+            single = delong_test(is_class, scores_a[repeat, :, k], scores_b[repeat, :, k], groups=groups)
+            per_repeat.append(
+                {"repeat": repeat, "auc_a": single.auc_a, "auc_b": single.auc_b,
+                 "difference": single.difference, "p_value": single.p_value,
+                 "verdict": _verdict(single.difference, single.p_value, alpha)}
+            )  # fmt: skip
+        verdict = _verdict(combined.mean_difference, combined.p_value, alpha)
+        results[class_name] = combined.to_dict() | {
+            "per_repeat": per_repeat,
+            "verdict": verdict,
+            "holds_in": sum(entry["verdict"] == verdict for entry in per_repeat),
+        }
+    return results
 
 
 def _difference(a: float | None, b: float | None) -> dict:
@@ -142,8 +197,14 @@ def compare_set(
     decisions: dict[str, DecisionRule],
     classes: list[str],
     settings: EvaluateParams,
+    groups: dict[str, str] | None = None,
+    repeat_runs: list[dict[str, dict[int, ModelRun]]] | None = None,
 ) -> SetComparison:
-    """The fold ensembles of both models on evaluation set `name`: metrics, bootstrap CIs, DeLong, McNemar."""
+    """The fold ensembles of both models on evaluation set `name`: metrics, bootstrap CIs, DeLong, McNemar.
+
+    groups: image id -> cluster (patient, series), None when every image is independent; repeat_runs:
+    every training repeat's runs (repeat 0 = `runs`), None or one for a single training run.
+    """
     candidate, baseline = runs
     probabilities, ensembles = {}, {}
     for model, by_fold in runs.items():
@@ -158,27 +219,38 @@ def compare_set(
             rule.class_weights,
         )
     predicted = {model: decisions[model].predict(probabilities[model]) for model in runs}
+    clusters = None if groups is None else np.array([str(groups.get(i, i)) for i in ids])
     bootstrap = paired_bootstrap(
         y_true,
         probabilities[candidate],
         probabilities[baseline],
         predicted_a=predicted[candidate],
         predicted_b=predicted[baseline],
+        groups=clusters,
         resamples=settings.bootstrap_resamples,
         confidence=settings.confidence,
         seed=settings.seed,
     )
-    mcnemar = mcnemar_exact(predicted[candidate] == y_true, predicted[baseline] == y_true)
+    mcnemar = mcnemar_test(predicted[candidate] == y_true, predicted[baseline] == y_true, clusters)
     summary = {
         "name": name,
         "n": int(len(y_true)),
+        "clusters": int(len(set(clusters))) if clusters is not None else int(len(y_true)),
         "class_counts": ensembles[candidate]["class_counts"],
         "ensemble": ensembles,
         "bootstrap": bootstrap.to_dict(),
         "delong": _delong(
-            y_true, probabilities[candidate], probabilities[baseline], classes, (candidate, baseline)
+            y_true,
+            probabilities[candidate],
+            probabilities[baseline],
+            classes,
+            (candidate, baseline),
+            clusters,
         ),
         "mcnemar": mcnemar.to_dict(),
+        "repeats": _repeats(name, repeat_runs, classes, clusters, settings)
+        if repeat_runs and len(repeat_runs) > 1
+        else None,
         "differences": {
             metric: _difference(ensembles[candidate][metric], ensembles[baseline][metric])
             for metric in SUMMARY_METRICS
@@ -191,16 +263,27 @@ def _outcomes(sets: dict[str, SetComparison], folds: dict[str, list[dict]], clas
     """Every test computed for the task, as hypothesis outcomes (placed in or out of the family later)."""
     outcomes = []
     for name, comparison in sets.items():
+        repeats = comparison.summary["repeats"]
         for class_name, result in comparison.summary["delong"].items():
             statistic = "" if result["z"] is None else f"z = {result['z']:.3f}"
+            p_value, undefined = result["p_value"], result["undefined"]
+            if repeats:  # training variance too: the test over repeats stands for the hypothesis
+                over = repeats[class_name]
+                df = "inf" if over["df"] is None else f"{over['df']:.1f}"
+                statistic = (
+                    f"mean difference {over['mean_difference']:+.3f} over {over['repeats']} repeats, df {df}"
+                    if over["undefined"] is None
+                    else ""
+                )
+                p_value, undefined = over["p_value"], over["undefined"]
             outcomes.append(
                 HypothesisOutcome(
                     f"delong:{name}",
                     class_name if len(classes) > 2 else None,
                     statistic,
-                    result["p_value"],
+                    p_value,
                     None,
-                    result["undefined"],
+                    undefined,
                 )  # fmt: skip
             )
         mcnemar = comparison.summary["mcnemar"]
@@ -250,12 +333,16 @@ def compare_task(
     settings: EvaluateParams,
     data: DataParams | None = None,
     data_summary: dict | None = None,
+    groups: dict[str, str] | None = None,
+    repeat_runs: list[dict[str, dict[int, ModelRun]]] | None = None,
 ) -> TaskComparison:
     """Compare the candidate and baseline fold models and ensembles of one task.
 
     `runs` is model name -> fold -> run, the candidate first (as `check_runs` returns it). `data` gives
-    the report's wording (class names, `data.description`); `data_summary` is splits.json's `data`
-    (duplicates dropped at ingest, copies across the split line), None when not given.
+    the report's wording (class names, `data.description`, the cluster unit of `data.group_column`);
+    `data_summary` is splits.json's `data` (duplicates dropped at ingest, copies across the split line),
+    None when not given; `groups` splits.json's image id -> cluster (None: independent images);
+    `repeat_runs` every training repeat's runs, repeat 0 first (`check_repeats`), None for one run.
     """
     candidate, baseline = runs
     first = next(iter(runs[candidate].values()))
@@ -273,7 +360,12 @@ def compare_task(
     else:
         decisions = {model: next(iter(rules.values())) for model, rules in fold_rules.items()}
     set_names = [name for name in EVALUATION_SETS if not first.split(name).empty]
-    sets = {name: compare_set(name, runs, decisions, classes, settings) for name in set_names}
+    data = data or DataParams()
+    if data.group_column == "none":
+        groups = None  # every image its own unit, as the split treated them
+    sets = {
+        name: compare_set(name, runs, decisions, classes, settings, groups, repeat_runs) for name in set_names
+    }
     folds = {
         model: [
             fold_metrics(run, fold_rules[model][fold], settings, set_names) for fold, run in by_fold.items()
@@ -282,7 +374,6 @@ def compare_task(
     }
     alpha = round(1.0 - settings.confidence, 10)
     tests = declared_family(_outcomes(sets, folds, classes), list(settings.hypotheses), alpha)
-    data = data or DataParams()
     summary = {
         "task": task,
         "classes": classes,
@@ -291,6 +382,8 @@ def compare_task(
         "description": data.description,
         "anomaly_classes": [name for name in data.classes if name != data.negative_class],
         "evaluation_sets": set_names,
+        "cluster_unit": CLUSTER_WORDS.get(data.group_column) if groups is not None else None,
+        "repeats": len(repeat_runs) if repeat_runs else 1,
         "decision_rules": {model: rule.to_dict() for model, rule in decisions.items()},
         "provenance": _provenance(runs, decisions, sets),
         "initialisation": {

@@ -72,6 +72,78 @@ def _images(summary: dict) -> str:
     return f"{summary['description']} images" if summary.get("description") else "images"
 
 
+def units(summary: dict, name: str, described: bool = True) -> str:
+    """The unit of one evaluation set: "60 images from 24 series", or "60 images" without clusters
+    (`described`: with `data.description`, "60 kidney ultrasound images ...")."""
+    result = summary["sets"][name]
+    images = f"{result['n']:,} {_images(summary) if described else 'images'}"
+    unit = summary.get("cluster_unit")
+    if not unit or result.get("clusters", result["n"]) == result["n"]:
+        return images
+    return f"{images} from {result['clusters']:,} {unit}"
+
+
+def _clustered(summary: dict) -> str | None:
+    """The cluster unit ("series") when some evaluation set holds several images of one cluster."""
+    unit = summary.get("cluster_unit")
+    sets = summary["sets"].values()
+    return (
+        unit if unit and any(result.get("clusters", result["n"]) < result["n"] for result in sets) else None
+    )
+
+
+def _resampled(summary: dict) -> str:
+    unit = _clustered(summary)
+    return f"cluster-bootstrap (resampling {unit})" if unit else "bootstrap"
+
+
+def training_variance(summary: dict) -> str:
+    """The report's first sentence on what the intervals count: one training run, or R repeats."""
+    repeats = summary.get("repeats", 1)
+    unit = _clustered(summary)
+    sampled = (
+        f"which {unit} and images were drawn for testing" if unit else "which images were drawn for testing"
+    )
+    if repeats == 1:
+        return (
+            "Each model was trained once (evaluate.repeats: 1), so training variance is not in these "
+            f"intervals or tests: they count {sampled}, not which training run was drawn, and another seed "
+            "can change the verdict (set evaluate.repeats: 3 or more)."
+        )
+    return (
+        f"Each model was trained {repeats} times (evaluate.repeats, seeds seed to seed + {repeats - 1}); "
+        "the declared AUC tests are over the repeats (Obuchowski-Rockette), counting training variance as "
+        f"well as {sampled}; the tables show repeat 0, the registered models."
+    )
+
+
+def _repeats_sentence(summary: dict, name: str) -> str:
+    """How the AUC difference varies over training repeats and what the test over them concludes."""
+    repeats = summary["sets"][name].get("repeats")
+    if not repeats:
+        return ""
+    a, b = summary["candidate"], summary["baseline"]
+    parts = []
+    for class_name, result in repeats.items():
+        what = f" ({class_name} vs rest)" if len(summary["classes"]) > 2 else ""
+        spread = f"{min(result['differences']):+.3f} to {max(result['differences']):+.3f}"
+        if result["undefined"]:
+            parts.append(f"Over {result['repeats']} repeats{what} the AUC difference ranged {spread}; "
+                         f"the test over repeats is undefined ({result['undefined']}).")  # fmt: skip
+            continue
+        df = "inf" if result["df"] is None else f"{result['df']:.1f}"
+        verdict = {"candidate better": f"{label(a)} better", "baseline better": f"{label(b)} better",
+                   "no difference shown": "no difference shown"}[result["verdict"]]  # fmt: skip
+        parts.append(
+            f"Over {result['repeats']} training repeats{what} the AUC difference ({label(a)} minus "
+            f"{label(b)}) ranged {spread}, mean {result['mean_difference']:+.3f} "
+            f"({summary['confidence']:.0%} CI {number(result['low'])} to {number(result['high'])}, df {df}, "
+            f"{p_text(result['p_value'])}): "
+            f"{verdict}, a conclusion that holds in {result['holds_in']} of {result['repeats']} repeats."
+        )
+    return " " + " ".join(parts)
+
+
 def _skill(summary: dict) -> str:
     classes = summary["classes"]
     if len(classes) == 2:
@@ -90,22 +162,33 @@ def _family_size(summary: dict) -> int:
     return sum(test["in_family"] for test in summary["tests"])
 
 
+def _auc_test(summary: dict) -> str:
+    if summary.get("repeats", 1) > 1:
+        return "The test over training repeats"
+    return (
+        f"DeLong's test (clustered by {summary['cluster_unit']})"
+        if summary.get("cluster_unit")
+        else "DeLong's test"
+    )
+
+
 def _delong_sentence(summary: dict, test: dict, interval_has_zero: bool) -> str:
     """What DeLong's test on one set (binary) says, as a declared hypothesis or as a descriptive number."""
+    name = _auc_test(summary)
     if test["undefined"]:
-        return f"DeLong's test is undefined on this set ({test['undefined']})."
+        return f"{name} is undefined on this set ({test['undefined']})."
     if not test["in_family"]:
-        return f"DeLong's test gives {p_text(test['p_value'])}, descriptive only ({test['reason']})."
+        return f"{name} gives {p_text(test['p_value'])}, descriptive only ({test['reason']})."
     size = _family_size(summary)
     family = f"Holm-adjusted over the {size} declared test{'s' if size != 1 else ''} testable here"
     adjusted = p_text(test["p_holm"])
     if not test["rejected"]:
         return (
-            f"DeLong's test, a declared hypothesis, does not reject equal AUCs ({adjusted}, {family}): with "
-            "this many images the difference could be chance."
+            f"{name}, a declared hypothesis, does not reject equal AUCs ({adjusted}, {family}): with this "
+            "much data the difference could be chance."
         )
     sentence = (
-        f"DeLong's test, a declared hypothesis, rejects equal AUCs ({adjusted}, {family}, below "
+        f"{name}, a declared hypothesis, rejects equal AUCs ({adjusted}, {family}, below "
         f"alpha {summary['alpha']:g})"
     )
     if interval_has_zero:
@@ -132,7 +215,8 @@ def _ovr_sentence(summary: dict, tests: list[dict]) -> str:
         if rejected
         else "no declared one-vs-rest test finds the AUCs differ for any class"
     )
-    return f"One-vs-rest DeLong tests per class ({'; '.join(parts)}): {verdict}."
+    test = _auc_test(summary).removeprefix("The test").removeprefix("DeLong's test")
+    return f"One-vs-rest DeLong tests per class{test} ({'; '.join(parts)}): {verdict}."
 
 
 def _operating_point(summary: dict, name: str) -> str:
@@ -168,7 +252,7 @@ def plain_summary(summary: dict, name: str) -> str:
     result = summary["sets"][name]
     boot = result["bootstrap"]
     counts = ", ".join(f"{count} {class_name}" for class_name, count in result["class_counts"].items())
-    where = f"On the {SET_PHRASES[name]}, {result['n']} {_images(summary)} ({counts})"
+    where = f"On the {SET_PHRASES[name]}, {units(summary, name)} ({counts})"
     auc_a, auc_b = result["ensemble"][a]["auc"], result["ensemble"][b]["auc"]
     if auc_a is None or auc_b is None:
         why = result["ensemble"][a].get("auc_undefined") or "undefined"
@@ -193,8 +277,9 @@ def plain_summary(summary: dict, name: str) -> str:
     has_zero = interval["low"] is not None and interval["low"] <= 0 <= interval["high"]
     macro = ", macro average" if len(summary["classes"]) > 2 else ""
     interval_sentence = (
-        f" The {boot['confidence']:.0%} bootstrap interval of the AUC difference ({label(a)} minus {label(b)}"
-        f"{macro}) runs from {_interval(interval)}" + (", which includes 0." if has_zero else ".")
+        f" The {boot['confidence']:.0%} {_resampled(summary)} interval of the AUC difference ({label(a)} "
+        f"minus {label(b)}{macro}) runs from {_interval(interval)}"
+        + (", which includes 0." if has_zero else ".")
         if interval["low"] is not None
         else " No bootstrap interval of the AUC difference: too few images of a class."
     )
@@ -204,7 +289,11 @@ def plain_summary(summary: dict, name: str) -> str:
         if len(summary["classes"]) == 2
         else _ovr_sentence(summary, tests)
     )
-    return f"{headline}{interval_sentence} {evidence}" + _operating_point(summary, name)
+    return (
+        f"{headline}{interval_sentence} {evidence}"
+        + _repeats_sentence(summary, name)
+        + _operating_point(summary, name)
+    )
 
 
 def data_sentence(summary: dict) -> str:
@@ -298,7 +387,9 @@ def _headline_table(summary: dict) -> Table:
             row += ["", "", what + p_cell]
         rows.append(row)
     confidence = f"{summary['confidence']:.0%}"
-    return (f"Fold ensembles, {confidence} bootstrap CIs; evaluation sets side by side", header, rows)
+    which = " (repeat 0)" if summary.get("repeats", 1) > 1 else ""
+    title = f"Fold ensembles{which}, {confidence} {_resampled(summary)} CIs; evaluation sets side by side"
+    return (title, header, rows)
 
 
 def _set_table(summary: dict, name: str) -> Table:
@@ -340,7 +431,7 @@ def _set_table(summary: dict, name: str) -> Table:
         ]
     )
     return (
-        f"All metrics on the {SET_NAMES[name]} ({result['n']} images)",
+        f"All metrics on the {SET_NAMES[name]} ({units(summary, name, described=False)})",
         ["metric", label(a), label(b), "difference", "relative"],
         rows,
     )
@@ -395,9 +486,42 @@ def _folds_table(summary: dict) -> Table:
     return ("Fold models (each at its own validation threshold)", header, rows)
 
 
+def _repeats_table(summary: dict) -> list[Table]:
+    """Each training repeat's ensemble AUCs and clustered DeLong test, and the test over the repeats."""
+    if summary.get("repeats", 1) == 1:
+        return []
+    a, b = summary["candidate"], summary["baseline"]
+    rows = []
+    for name in summary["evaluation_sets"]:
+        for class_name, result in summary["sets"][name]["repeats"].items():
+            what = f"{SET_NAMES[name]}" + (f", {class_name} vs rest" if len(summary["classes"]) > 2 else "")
+            rows += [
+                [what, str(entry["repeat"]), number(entry["auc_a"]), number(entry["auc_b"]),
+                 number(entry["difference"]), _p_cell(entry["p_value"]), entry["verdict"]]
+                for entry in result["per_repeat"]
+            ]  # fmt: skip
+            interval = (
+                "n/a" if result["low"] is None else f"{number(result['low'])} to {number(result['high'])}"
+            )
+            rows.append(
+                [what, "all (Obuchowski-Rockette)", "", "",
+                 f"{number(result['mean_difference'])} ({interval})", _p_cell(result["p_value"]),
+                 f"{result['verdict']}: holds in {result['holds_in']} of {result['repeats']}"]
+            )  # fmt: skip
+    header = ["set", "repeat", f"{label(a)} AUC", f"{label(b)} AUC", "difference", "p", "verdict"]
+    return [
+        (
+            f"Training repeats: each repeat's fold ensembles and the test over {summary['repeats']}",
+            header,
+            rows,
+        )
+    ]
+
+
 def tables(summary: dict) -> list[Table]:
     return [
         _headline_table(summary),
+        *_repeats_table(summary),
         *[_set_table(summary, name) for name in summary["evaluation_sets"]],
         *_tests_tables(summary),
         _folds_table(summary),
@@ -417,6 +541,11 @@ NOTES = " ".join(
         "descriptive. Difference = candidate minus baseline in metric points; relative = difference /",
         "baseline x 100. For the 3-class task AUC, F1, sensitivity, specificity, precision and NPV are macro",
         "averages over classes (one-vs-rest), and each class's DeLong test stands for that class only.",
+        "Images of one patient or series (data.group_column) are one unit: DeLong's test uses Obuchowski's",
+        "clustered variance (1997), the bootstrap resamples whole clusters, McNemar's test is Durkalski's",
+        "clustered statistic (2003). With evaluate.repeats > 1 the declared AUC hypotheses are tested over",
+        "the training repeats (Obuchowski-Rockette 1995, Hillis's degrees of freedom), so a seed's luck is",
+        "not mistaken for a difference between the models.",
         "n/a = undefined (e.g. AUC of a set holding one class).",
     ]
 )
@@ -447,7 +576,8 @@ def _task_name(comparison: TaskComparison) -> str:
 def render_markdown(
     comparisons: dict[str, TaskComparison], figures: dict[str, dict[str, Path]], root: Path
 ) -> str:
-    parts = [f"# {_title(comparisons)}", ""]
+    first = next(iter(comparisons.values())).summary if comparisons else None
+    parts = [f"# {_title(comparisons)}", ""] + ([f"*{training_variance(first)}*", ""] if first else [])
     for task, comparison in comparisons.items():
         summary = comparison.summary
         parts += [f"## {_task_name(comparison)}", ""]
@@ -485,6 +615,7 @@ img{max-width:100%;margin:0.5em 0}.note{color:#555;font-size:0.9em}"""
 
 def render_html(comparisons: dict[str, TaskComparison], figures: dict[str, dict[str, Path]]) -> str:
     """One self-contained page, the external result first when there is one; figures embedded as PNG."""
+    first = next(iter(comparisons.values())).summary if comparisons else None
     sections = []
     for task, comparison in comparisons.items():
         summary = comparison.summary
@@ -500,6 +631,7 @@ def render_html(comparisons: dict[str, TaskComparison], figures: dict[str, dict[
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>renalmae: {html.escape(_title(comparisons))}</title><style>{STYLE}</style></head><body>"
         f"<h1>{html.escape(_title(comparisons))}</h1>"
+        + (f"<p class='summary'>{html.escape(training_variance(first))}</p>" if first else "")
         + "".join(sections)
         + "<h2>How to read this</h2>"
         + f"<p class='note'>{html.escape(NOTES)}</p></body></html>"

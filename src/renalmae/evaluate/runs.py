@@ -1,10 +1,11 @@
 """Trained-model runs: the one place run folders are found and read, and the check that they pair up.
 
 A run folder (`renalmae.artifacts.TrainedRun`) holds one fold model of one task: run.json names its
-model, its role (`candidate` or `baseline`), task, fold and classes. `load_runs` reads exactly the
-tasks and folds the params name from the folders it is given (or finds below them); any other run
+model, its role (`candidate` or `baseline`), task, fold, classes and training repeat (`repeat`, 0 when
+not recorded: repeat r is the same recipe trained under seed + r). `load_runs` reads exactly the tasks,
+folds and repeats the params name from the folders it is given (or finds below them); any other run
 folder on disk, e.g. folds 3 and 4 left from an earlier 5-fold run, is ignored with a warning and
-never averaged in.
+never averaged in. `check_repeats` pairs each repeat's runs as `check_runs` pairs one's.
 
 Every fold model of both models must have predicted the same holdout test images (and the same
 external images, when there are any) with the same true labels, fold k of both models the same
@@ -64,8 +65,14 @@ class ModelRun:
     """Everything run.json says (epoch selection, class balancing, the encoder's pretraining pool, ...)."""
 
     @property
+    def repeat(self) -> int:
+        """The training repeat (seed offset) of this run; 0 for a run.json that does not say."""
+        return int(self.info.get("repeat", 0))
+
+    @property
     def name(self) -> str:
-        return f"{self.model} {self.task} fold {self.fold} ({self.run_dir})"
+        repeat = f" repeat {self.repeat}" if self.repeat else ""
+        return f"{self.model} {self.task} fold {self.fold}{repeat} ({self.run_dir})"
 
     def split(self, split: str) -> pd.DataFrame:
         return self.predictions[self.predictions["split"] == split].sort_values("id", kind="stable")
@@ -131,23 +138,27 @@ def load_run(run_dir: str | os.PathLike) -> ModelRun:
     )
 
 
-def load_runs(paths: Iterable[str | os.PathLike], tasks: list[str], folds: list[int]) -> list[ModelRun]:
-    """The runs of exactly `tasks` × `folds` among the run folders at or below `paths`.
+def load_runs(
+    paths: Iterable[str | os.PathLike], tasks: list[str], folds: list[int], repeats: int = 1
+) -> list[ModelRun]:
+    """The runs of exactly `tasks` × `folds` × repeats 0..`repeats`-1 among the run folders at or below
+    `paths`.
 
-    Run folders of another task or fold are ignored with a warning naming them (they are what an
-    earlier run with other params left on disk); a missing or duplicated run is for `check_runs`.
+    Run folders of another task, fold or repeat are ignored with a warning naming them (they are what
+    an earlier run with other params left on disk); a missing or duplicated run is for `check_runs`.
     """
     runs, ignored = [], []
     for run_dir in run_dirs_under(paths):
         info = run_info(run_dir)
-        if info["task"] in tasks and int(info["fold"]) in folds:
+        repeat = int(info.get("repeat", 0))
+        if info["task"] in tasks and int(info["fold"]) in folds and repeat < repeats:
             runs.append(load_run(run_dir))
         else:
-            ignored.append(f"{run_dir} ({info['task']} fold {info['fold']})")
+            ignored.append(f"{run_dir} ({info['task']} fold {info['fold']} repeat {repeat})")
     if ignored:
         log.warning(
-            "ignoring %d run folder(s) outside the params' tasks %s and folds %s: %s",
-            len(ignored), list(tasks), list(folds), ", ".join(ignored),
+            "ignoring %d run folder(s) outside the params' tasks %s, folds %s and %d repeat(s): %s",
+            len(ignored), list(tasks), list(folds), repeats, ", ".join(ignored),
         )  # fmt: skip
     return runs
 
@@ -262,6 +273,31 @@ def check_runs(
         }
         for task in tasks
     }
+
+
+def check_repeats(
+    runs: list[ModelRun], tasks: list[str], folds: list[int], repeats: int
+) -> dict[str, list[dict[str, dict[int, ModelRun]]]]:
+    """Index the runs as task -> [repeat 0, 1, ...] -> model name -> fold, each repeat checked as
+    `check_runs` checks one, and every repeat on the same evaluation images as repeat 0 (`DataError`
+    naming the repeat and the fix otherwise)."""
+    by_repeat = []
+    for repeat in range(repeats):
+        members = [run for run in runs if run.repeat == repeat]
+        if not members and repeat:
+            raise DataError(
+                f"no runs of training repeat {repeat} (evaluate.repeats is {repeats}); train every repeat "
+                "(re-run the training steps) or lower evaluate.repeats"
+            )
+        by_repeat.append(check_runs(members, tasks, folds))
+    for task in tasks:
+        reference = next(iter(next(iter(by_repeat[0][task].values())).values()))
+        for indexed in by_repeat[1:]:
+            for by_fold in indexed[task].values():
+                for run in by_fold.values():
+                    _check_paired_holdout(reference, run)
+                    _check_paired_holdout(reference, run, "external")
+    return {task: [indexed[task] for indexed in by_repeat] for task in tasks}
 
 
 def holdout_ensemble(

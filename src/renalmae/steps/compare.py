@@ -31,7 +31,7 @@ from renalmae.data.splits import load_splits
 from renalmae.evaluate.comparison import TaskComparison, compare_task, dvc_metrics
 from renalmae.evaluate.figures import write_curve_csvs, write_figures
 from renalmae.evaluate.report import data_sentence, render_html, render_markdown
-from renalmae.evaluate.runs import check_runs, load_runs
+from renalmae.evaluate.runs import check_repeats, load_runs
 from renalmae.io import atomic_dir, write_json
 from renalmae.params import Params
 from renalmae.steps import Input, Output, Step
@@ -47,6 +47,7 @@ STEP = Step(
         "data.description",
         "data.classes",
         "data.negative_class",
+        "data.group_column",
     ),
 )
 
@@ -87,13 +88,13 @@ def run(params: Params, run_dirs: list[Path], splits_path: Path, out_dir: Path) 
     """
     out_dir = Path(out_dir)
     settings = params.evaluate
-    data_summary = load_splits(splits_path).data
+    splits = load_splits(splits_path)
     tasks, folds = list(params.finetune.tasks), list(params.split.folds)
-    runs = load_runs(run_dirs, tasks, folds)
-    indexed = check_runs(runs, tasks, folds)
+    runs = load_runs(run_dirs, tasks, folds, settings.repeats)
+    indexed = check_repeats(runs, tasks, folds, settings.repeats)
     comparisons = {
-        task: compare_task(task, indexed[task], settings, params.data, data_summary)
-        for task in tqdm(indexed, desc="compare: metrics and tests", leave=False)
+        task: compare_task(task, by_repeat[0], settings, params.data, splits.data, splits.groups, by_repeat)
+        for task, by_repeat in tqdm(indexed.items(), desc="compare: metrics and tests", leave=False)
     }
     log.info("compare: %s", data_sentence(next(iter(comparisons.values())).summary))
     with atomic_dir(out_dir) as staging:

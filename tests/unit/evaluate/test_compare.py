@@ -270,3 +270,73 @@ def test_metrics_json_is_the_small_headline_set_dvc_shows(compared):
     for task in ("binary", "multiclass"):
         for model in ("usfmae", "densenet169"):
             assert set(metrics[task][model]) == headline
+
+
+def test_a_holdout_of_correlated_series_is_one_unit_per_series(tmp_path):
+    """Frames of one series are resampled together and named: '80 images from 20 series'."""
+    run_dirs = write_prediction_runs(tmp_path / "models", n_test=80, seed=3, tasks=("binary",), series_size=4)
+    splits = splits_of(tmp_path / "models")
+    binary = {"evaluate": {"bootstrap_resamples": 200}, "finetune": {"tasks": ["binary"]}}
+    clustered = run(params_from_dict(binary), run_dirs, splits, tmp_path / "clustered")
+    as_frames = params_from_dict(binary | {"data": {"group_column": "none"}})
+    independent = run(as_frames, run_dirs, splits, tmp_path / "independent")
+    summary = json.loads((clustered / "comparison.json").read_text())["binary"]
+    frames = json.loads((independent / "comparison.json").read_text())["binary"]
+    holdout = summary["sets"]["test"]
+    assert (holdout["n"], holdout["clusters"]) == (80, 20)
+    assert holdout["delong"]["anomaly"]["clusters"] == 20
+    assert holdout["mcnemar"]["method"] == "clustered"
+
+    def width(result):
+        interval = result["sets"]["test"]["bootstrap"]["auc_difference"]
+        return interval["high"] - interval["low"]
+
+    assert width(summary) > width(frames)
+    assert (
+        holdout["delong"]["anomaly"]["std_error"] > frames["sets"]["test"]["delong"]["anomaly"]["std_error"]
+    )
+    page = (clustered / "comparison.md").read_text()
+    assert "80 images from 20 series" in page and "cluster-bootstrap (resampling series)" in page
+    assert "from 20 series" not in (independent / "comparison.md").read_text()
+
+
+def test_one_training_run_says_first_that_training_variance_is_not_in_the_intervals(compared):
+    out_dir, _ = compared
+    page = (out_dir / "comparison.md").read_text()
+    first_paragraph = page.split("\n\n")[1]
+    assert (
+        "trained once" in first_paragraph and "training variance is not in these intervals" in first_paragraph
+    )
+
+
+def test_repeats_are_compared_one_by_one_and_together(tmp_path):
+    run_dirs = write_prediction_runs(tmp_path / "models", n_external=40, repeats=3, series_size=2)
+    params = params_from_dict({"evaluate": {"bootstrap_resamples": 200, "repeats": 3}})
+    out_dir = run(params, run_dirs, splits_of(tmp_path / "models"), tmp_path / "comparison")
+    summary = json.loads((out_dir / "comparison.json").read_text())["binary"]
+    assert summary["repeats"] == 3
+    for name in ("external", "test"):
+        over = summary["sets"][name]["repeats"]["anomaly"]
+        assert [entry["repeat"] for entry in over["per_repeat"]] == [0, 1, 2]
+        assert over["mean_difference"] == pytest.approx(np.mean(over["differences"]))
+        assert over["low"] < over["mean_difference"] < over["high"]
+        assert 0 <= over["holds_in"] <= 3
+        declared = next(test for test in summary["tests"] if test["hypothesis"] == f"delong:{name}")
+        assert declared["p_value"] == pytest.approx(over["p_value"])
+        assert "over 3 repeats" in declared["statistic"]
+    page = (out_dir / "comparison.md").read_text()
+    assert "trained 3 times" in page.split("\n\n")[1]
+    assert f"holds in {summary['sets']['test']['repeats']['anomaly']['holds_in']} of 3 repeats" in page
+    multiclass = json.loads((out_dir / "comparison.json").read_text())["multiclass"]
+    assert set(multiclass["sets"]["test"]["repeats"]) == {"normal", "utd", "mcdk"}
+
+
+def test_a_missing_training_repeat_is_refused_naming_it(tmp_path):
+    run_dirs = write_prediction_runs(tmp_path / "models", tasks=("binary",), repeats=2)
+    params = params_from_dict(
+        {"evaluate": {"bootstrap_resamples": 200, "repeats": 3}, "finetune": {"tasks": ["binary"]}}
+    )
+    out_dir = tmp_path / "comparison"
+    with pytest.raises(DataError, match="no runs of training repeat 2.*lower evaluate.repeats"):
+        run(params, run_dirs, splits_of(tmp_path / "models"), out_dir)
+    assert not out_dir.exists()
