@@ -74,6 +74,8 @@ class SetComparison:
     probabilities: dict[str, np.ndarray]
     predicted: dict[str, np.ndarray]
     summary: dict
+    clusters: np.ndarray | None = None
+    """(n,) cluster (patient, series) of each image, None when every image is its own."""
 
 
 @dataclass
@@ -256,7 +258,7 @@ def compare_set(
             for metric in SUMMARY_METRICS
         },
     }
-    return SetComparison(name, ids, y_true, probabilities, predicted, summary)
+    return SetComparison(name, ids, y_true, probabilities, predicted, summary, clusters)
 
 
 def _outcomes(sets: dict[str, SetComparison], folds: dict[str, list[dict]], classes: list[str]):

@@ -9,7 +9,8 @@ incomplete or unpaired set, and writes into `out_dir` atomically:
     comparison.json                per task: every metric, set, fold, test, p-value, Holm p, CI, difference,
                                    decision rule and which data chose what
     comparison.md, index.html      tables, figures and plain-language summaries, the external set first
-    ensemble_predictions.parquet   each fold ensemble's predictions (fold = -1) on every evaluation set
+    ensemble_predictions.parquet   each fold ensemble's predictions (fold = -1) on every evaluation set, with
+                                   each image's cluster (`group`: patient / series) for clustered tests
     figures/*.png, plots/*.csv     ROC / PR with bootstrap bands, confusion, reliability, folds; DVC curves
 
 It also reads splits.json for what the report says about the data (duplicates ingest dropped, holdout
@@ -69,6 +70,7 @@ def ensemble_table(comparison: TaskComparison) -> pd.DataFrame:
                     "task": comparison.task,
                     "fold": ENSEMBLE_FOLD,
                     "split": name,
+                    "group": evaluation.ids if evaluation.clusters is None else evaluation.clusters,
                     "y_true": evaluation.y_true,
                     "y_pred": evaluation.predicted[model],
                     "threshold": np.nan if threshold is None else threshold,
