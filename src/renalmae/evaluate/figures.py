@@ -23,7 +23,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from renalmae.evaluate.comparison import SET_NAMES, SetComparison, TaskComparison  # noqa: E402
 from renalmae.evaluate.metrics import reliability_curve  # noqa: E402
 from renalmae.evaluate.report import label  # noqa: E402
-from renalmae.stats import stratified_indices  # noqa: E402
+from renalmae.stats.bootstrap import cluster_weights  # noqa: E402
 
 COLOURS = {"usfmae": "#1b6ca8", "densenet169": "#d95f02"}
 OTHER_COLOURS = ("#7570b3", "#1b9e77")
@@ -32,42 +32,51 @@ MAX_BAND_RESAMPLES = 200
 
 
 def _curve_points(
-    is_positive: np.ndarray, score_rows: np.ndarray
+    is_positive: np.ndarray, scores: np.ndarray, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True/false positives of every row at every candidate threshold (descending), vectorised."""
-    candidates = np.unique(score_rows)
+    """True/false positives of every resample (weights: (rows, n) image multiplicities) at every candidate
+    threshold (descending), vectorised: the scores are fixed, only the multiplicities change."""
+    candidates = np.unique(scores)
     if len(candidates) > 512:
         candidates = np.quantile(candidates, np.linspace(0.0, 1.0, 512))
     thresholds = np.concatenate([[np.inf], candidates[::-1]])
-    at_or_above = score_rows[:, :, None] >= thresholds[None, None, :]
-    true_positives = at_or_above[:, is_positive, :].sum(axis=1)
-    false_positives = at_or_above[:, ~is_positive, :].sum(axis=1)
+    at_or_above = (scores[:, None] >= thresholds[None, :]).astype(float)
+    true_positives = weights[:, is_positive] @ at_or_above[is_positive]
+    false_positives = weights[:, ~is_positive] @ at_or_above[~is_positive]
     return true_positives, false_positives, thresholds
 
 
-def _curves_on_grid(is_positive: np.ndarray, score_rows: np.ndarray, kind: str) -> np.ndarray:
-    """ROC (TPR at the FPR grid) or interpolated precision at the recall grid, one row per score row."""
-    true_positives, false_positives, _ = _curve_points(is_positive, score_rows)
-    positives, negatives = is_positive.sum(), (~is_positive).sum()
+def _curves_on_grid(
+    is_positive: np.ndarray, scores: np.ndarray, weights: np.ndarray, kind: str
+) -> np.ndarray:
+    """ROC (TPR at the FPR grid) or interpolated precision at the recall grid, one row per resample."""
+    true_positives, false_positives, _ = _curve_points(is_positive, scores, weights)
+    positives, negatives = weights[:, is_positive].sum(axis=1), weights[:, ~is_positive].sum(axis=1)
     rows = []
-    for tp, fp in zip(true_positives, false_positives, strict=True):
+    for tp, fp, p, n in zip(true_positives, false_positives, positives, negatives, strict=True):
         if kind == "roc":
-            rows.append(np.interp(GRID, fp / negatives, tp / positives))
+            rows.append(np.interp(GRID, fp / n, tp / p))
         else:
             predicted = tp + fp
             precision = np.divide(tp, predicted, out=np.ones(len(tp)), where=predicted > 0)
             # Interpolated precision: the best precision at this recall or higher (a monotone curve).
             interpolated = np.maximum.accumulate(precision[::-1])[::-1]
-            rows.append(np.interp(GRID, tp / positives, interpolated))
+            rows.append(np.interp(GRID, tp / p, interpolated))
     return np.array(rows)
 
 
-def _curve_with_band(is_positive, scores, kind: str, resamples: int, confidence: float, seed: int):
+def _curve_with_band(
+    is_positive, scores, kind: str, resamples: int, confidence: float, seed: int, clusters=None
+):
+    """The curve and its percentile band over stratified cluster-bootstrap resamples (clusters: (n,)
+    patient / series of each image, None when independent), as the comparison's intervals resample."""
     is_positive = np.asarray(is_positive, dtype=bool)
-    point = _curves_on_grid(is_positive, scores[None, :], kind)[0]
-    rows = stratified_indices(is_positive, min(resamples, MAX_BAND_RESAMPLES), np.random.default_rng(seed))
-    # Columns of `rows` are grouped by class, so one positive mask serves every resample.
-    samples = _curves_on_grid(is_positive[rows[0]], scores[rows], kind)
+    point = _curves_on_grid(is_positive, scores, np.ones((1, len(scores))), kind)[0]
+    weights = cluster_weights(
+        is_positive, clusters, min(resamples, MAX_BAND_RESAMPLES), np.random.default_rng(seed)
+    )
+    defined = (weights[:, is_positive].sum(axis=1) > 0) & (weights[:, ~is_positive].sum(axis=1) > 0)
+    samples = _curves_on_grid(is_positive, scores, weights[defined], kind)
     tail = (1.0 - confidence) / 2.0
     return point, np.quantile(samples, tail, axis=0), np.quantile(samples, 1.0 - tail, axis=0)
 
@@ -100,7 +109,7 @@ def _curve_figure(
             continue
         for position, (model, probabilities) in enumerate(evaluation.probabilities.items()):
             point, low, high = _curve_with_band(
-                is_positive, probabilities[:, k], kind, resamples, confidence, seed
+                is_positive, probabilities[:, k], kind, resamples, confidence, seed, evaluation.clusters
             )
             axis.plot(GRID, point, color=_colour(model, position), label=label(model))
             axis.fill_between(GRID, low, high, color=_colour(model, position), alpha=0.2, linewidth=0)

@@ -5,7 +5,7 @@ Only what scipy and scikit-learn do not provide is written here; everything else
 """
 
 from renalmae.stats.auc import AUC, inference_undefined, roc_auc
-from renalmae.stats.bootstrap import Interval, PairedBootstrap, paired_bootstrap, stratified_indices
+from renalmae.stats.bootstrap import Interval, PairedBootstrap, cluster_weights, paired_bootstrap
 from renalmae.stats.delong import DeLongResult, delong_test, delong_test_ovr
 from renalmae.stats.mcnemar import McNemarResult, mcnemar_exact
 from renalmae.stats.multiple import holm, relative_improvement
@@ -18,6 +18,7 @@ __all__ = [
     "McNemarResult",
     "PairedBootstrap",
     "WilcoxonResult",
+    "cluster_weights",
     "delong_test",
     "delong_test_ovr",
     "holm",
@@ -26,6 +27,5 @@ __all__ = [
     "paired_bootstrap",
     "relative_improvement",
     "roc_auc",
-    "stratified_indices",
     "wilcoxon_folds",
 ]

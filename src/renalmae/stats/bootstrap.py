@@ -89,16 +89,6 @@ def cluster_weights(y_true, groups, resamples: int, rng: np.random.Generator) ->
     return counts[:, clusters]
 
 
-def stratified_indices(y_true, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(resamples, n) indices drawn with replacement within each class; columns are grouped by class."""
-    labels = np.asarray(y_true)
-    blocks = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        blocks.append(members[rng.integers(0, len(members), size=(resamples, len(members)))])
-    return np.concatenate(blocks, axis=1)
-
-
 def _auc_rows(levels: np.ndarray, positive: np.ndarray, n_levels: int, weights: np.ndarray) -> np.ndarray:
     """AUC of every resample from the score *levels* (ranks of the distinct original scores).
 

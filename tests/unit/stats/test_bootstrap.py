@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from renalmae.stats import delong_test, paired_bootstrap, stratified_indices
+from renalmae.stats import cluster_weights, delong_test, paired_bootstrap
 
 
 def _binary_case(n=300, seed=0):
@@ -13,12 +13,12 @@ def _binary_case(n=300, seed=0):
     return y_true, np.c_[1 - score_a, score_a], np.c_[1 - score_b, score_b]
 
 
-def test_resamples_keep_the_class_counts():
+def test_resamples_of_independent_images_keep_the_class_counts():
     y_true = np.array([0] * 7 + [1] * 3 + [2] * 2)
-    rows = stratified_indices(y_true, 50, np.random.default_rng(0))
-    assert rows.shape == (50, 12)
-    for row in rows:
-        assert np.bincount(y_true[row], minlength=3).tolist() == [7, 3, 2]
+    weights = cluster_weights(y_true, None, 50, np.random.default_rng(0))
+    assert weights.shape == (50, 12)
+    for row in weights:
+        assert np.bincount(y_true, weights=row, minlength=3).tolist() == [7, 3, 2]
 
 
 def test_point_estimates_match_sklearn_and_lie_inside_their_intervals():
