@@ -341,6 +341,9 @@ class EvaluateParams(Section):
     hypotheses: list[Hypothesis] = ["delong:test", "delong:external"]
     """The declared hypotheses: Holm's family holds these tests only (a set that does not exist, e.g. no
     external set, is skipped); every other test is reported as descriptive."""
+    sensitivity_tolerance: Probability = 0.1
+    """A decision rule whose sensitivity on a reported set (holdout, external) falls more than this below
+    its sensitivity on the validation folds that chose it is flagged: its operating point did not travel."""
     repeats: PositiveInt = 1
     """Training runs per model and fold (seeds seed .. seed + repeats - 1 of `finetune` / `baseline`).
     One run is one draw: with R >= 3 the declared DeLong hypotheses are tested over the repeats, training

@@ -35,7 +35,7 @@ from renalmae.evaluate.hypotheses import HypothesisOutcome, declared_family
 from renalmae.evaluate.metrics import classification_metrics
 from renalmae.evaluate.runs import ModelRun, holdout_ensemble, pooled_validation
 from renalmae.params import DataParams, EvaluateParams
-from renalmae.stats.bootstrap import paired_bootstrap
+from renalmae.stats.bootstrap import decision_intervals, paired_bootstrap
 from renalmae.stats.delong import delong_test, delong_test_ovr
 from renalmae.stats.mcnemar import mcnemar_test
 from renalmae.stats.multiple import relative_improvement
@@ -314,6 +314,73 @@ def _outcomes(sets: dict[str, SetComparison], folds: dict[str, list[dict]], clas
     return outcomes
 
 
+def operating_points(
+    runs: dict[str, dict[int, ModelRun]],
+    fold_rules: dict[str, dict[int, DecisionRule]],
+    sets: dict[str, SetComparison],
+    settings: EvaluateParams,
+    groups: dict[str, str] | None,
+) -> dict[str, dict]:
+    """Each model's decision rule on every set: sensitivity and specificity with cluster-bootstrap CIs.
+
+    `validation`: the out-of-fold decisions of the fold models at their own rules on their validation
+    folds, pooled (the data that chose the thresholds); the holdout / external: the fold ensemble at its
+    rule. A set whose sensitivity falls more than `evaluate.sensitivity_tolerance` below validation's is
+    flagged: the operating point did not travel to it.
+    """
+    points = {}
+    for position, (model, by_fold) in enumerate(runs.items()):
+        labels, predicted, ids = [], [], []
+        for fold, run in by_fold.items():
+            validation = run.split("val")
+            labels.append(validation["y_true"].to_numpy(dtype=np.int64))
+            predicted.append(fold_rules[model][fold].predict(run.probabilities("val")))
+            ids.append(validation["id"].to_numpy())
+        ids = np.concatenate(ids)
+        clusters = None if groups is None else np.array([str(groups.get(i, i)) for i in ids])
+        n_classes = len(next(iter(by_fold.values())).classes)
+        entry = {
+            "validation": {
+                "n": int(len(ids)),
+                **{
+                    name: interval.to_dict()
+                    for name, interval in decision_intervals(
+                        np.concatenate(labels),
+                        np.concatenate(predicted),
+                        n_classes,
+                        groups=clusters,
+                        resamples=settings.bootstrap_resamples,
+                        confidence=settings.confidence,
+                        seed=settings.seed,
+                    ).items()
+                },
+            }  # fmt: skip
+        }
+        side = "a" if position == 0 else "b"
+        for name, comparison in sets.items():
+            boot = comparison.summary["bootstrap"]
+            entry[name] = {"n": comparison.summary["n"]} | {
+                metric: boot[f"{metric}_{side}"] for metric in ("sensitivity", "specificity")
+            }
+        flags = []
+        chosen = entry["validation"]["sensitivity"]["estimate"]
+        for name in sets:
+            reached = entry[name]["sensitivity"]["estimate"]
+            if (
+                chosen is not None
+                and reached is not None
+                and chosen - reached > settings.sensitivity_tolerance
+            ):
+                flags.append(
+                    f"{SET_NAMES[name]}: sensitivity {reached:.2f} against {chosen:.2f} on the validation "
+                    f"folds that chose the rule (a drop of {chosen - reached:.2f} > evaluate."
+                    f"sensitivity_tolerance {settings.sensitivity_tolerance:g}): choose a rule for that site "
+                    "on a labelled sample of it"
+                )
+        points[model] = entry | {"flags": flags}
+    return points
+
+
 def _provenance(runs: dict[str, dict[int, ModelRun]], decisions: dict[str, DecisionRule], sets) -> dict:
     """Which data chose what, and which data measured it, for the report."""
     selection = {}
@@ -388,6 +455,7 @@ def compare_task(
         "repeats": len(repeat_runs) if repeat_runs else 1,
         "decision_rules": {model: rule.to_dict() for model, rule in decisions.items()},
         "provenance": _provenance(runs, decisions, sets),
+        "operating_points": operating_points(runs, fold_rules, sets, settings, groups),
         "initialisation": {
             model: next(iter(by_fold.values())).info.get("initialisation") for model, by_fold in runs.items()
         },

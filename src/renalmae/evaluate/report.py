@@ -293,6 +293,7 @@ def plain_summary(summary: dict, name: str) -> str:
         f"{headline}{interval_sentence} {evidence}"
         + _repeats_sentence(summary, name)
         + _operating_point(summary, name)
+        + (operating_point_flags(summary) if name == summary["evaluation_sets"][0] else "")
     )
 
 
@@ -486,6 +487,42 @@ def _folds_table(summary: dict) -> Table:
     return ("Fold models (each at its own validation threshold)", header, rows)
 
 
+def _operating_points_table(summary: dict) -> Table:
+    """Each model's rule on the validation folds that chose it and on every reported set, side by side."""
+    points = summary["operating_points"]
+    names = ["validation", *summary["evaluation_sets"]]
+    header = ["model", "decision rule"] + [
+        f"{metric}, {SET_NAMES['val' if name == 'validation' else name]}"
+        for name in names
+        for metric in ("sensitivity", "specificity")
+    ]
+    rows = []
+    for model, entry in points.items():
+        row = [label(model), summary["decision_rules"][model]["name"]]
+        for name in names:
+            row += [
+                f"{number(entry[name][metric]['estimate'])} ({_interval(entry[name][metric])})"
+                for metric in ("sensitivity", "specificity")
+            ]
+        rows.append(row)
+    macro = " (macro means over classes)" if len(summary["classes"]) > 2 else ""
+    title = (
+        f"Operating points across sets{macro}: validation = the folds that chose each rule, pooled out of "
+        f"fold; {summary['confidence']:.0%} {_resampled(summary)} CIs"
+    )
+    return (title, header, rows)
+
+
+def operating_point_flags(summary: dict) -> str:
+    """One sentence per rule whose sensitivity did not travel from validation to a reported set."""
+    flags = [
+        f"{label(model)}'s rule: {flag}."
+        for model, entry in summary.get("operating_points", {}).items()
+        for flag in entry["flags"]
+    ]
+    return (" Operating point not kept: " + " ".join(flags)) if flags else ""
+
+
 def _repeats_table(summary: dict) -> list[Table]:
     """Each training repeat's ensemble AUCs and clustered DeLong test, and the test over the repeats."""
     if summary.get("repeats", 1) == 1:
@@ -521,6 +558,7 @@ def _repeats_table(summary: dict) -> list[Table]:
 def tables(summary: dict) -> list[Table]:
     return [
         _headline_table(summary),
+        _operating_points_table(summary),
         *_repeats_table(summary),
         *[_set_table(summary, name) for name in summary["evaluation_sets"]],
         *_tests_tables(summary),

@@ -265,3 +265,28 @@ def paired_bootstrap(
             points[0] - points[1], samples[0] - samples[1], confidence
         )
     return PairedBootstrap(**intervals, resamples=resamples, confidence=confidence)
+
+
+def decision_intervals(
+    y_true,
+    predicted,
+    n_classes: int,
+    *,
+    groups=None,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """Sensitivity and specificity of one set of decisions with stratified cluster-bootstrap CIs.
+
+    y_true, predicted: (n,) class indices; binary: those of class 1, multiclass: macro means (as in
+    `paired_bootstrap`); groups: (n,) cluster ids or None. Returns {"sensitivity": ..., "specificity": ...}.
+    """
+    labels, predicted = np.asarray(y_true, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
+    point = _decision_rows(predicted, labels, np.ones((1, len(labels))), n_classes)
+    weights = cluster_weights(labels, groups, resamples, np.random.default_rng(seed))
+    samples = _decision_rows(predicted, labels, weights, n_classes)
+    return {
+        name: _interval(float(point[name][0]), samples[name], confidence)
+        for name in ("sensitivity", "specificity")
+    }

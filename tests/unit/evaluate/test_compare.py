@@ -340,3 +340,23 @@ def test_a_missing_training_repeat_is_refused_naming_it(tmp_path):
     with pytest.raises(DataError, match="no runs of training repeat 2.*lower evaluate.repeats"):
         run(params, run_dirs, splits_of(tmp_path / "models"), out_dir)
     assert not out_dir.exists()
+
+
+def test_operating_points_are_shown_on_every_set_and_a_rule_that_does_not_travel_is_flagged(compared):
+    """The external set's weaker signal lowers the sensitivity the validation threshold reaches there."""
+    out_dir, _ = compared
+    summary = json.loads((out_dir / "comparison.json").read_text())["binary"]
+    for model, entry in summary["operating_points"].items():
+        assert entry["validation"]["n"] == 100  # every development image, out of fold
+        for name in ("validation", "test", "external"):
+            interval = entry[name]["sensitivity"]
+            assert interval["low"] <= interval["estimate"] <= interval["high"]
+        drop = entry["validation"]["sensitivity"]["estimate"] - entry["external"]["sensitivity"]["estimate"]
+        assert bool(entry["flags"]) == (drop > 0.1), (model, drop)
+        assert (
+            entry["test"]["sensitivity"]
+            == summary["sets"]["test"]["bootstrap"]["sensitivity_a" if model == "usfmae" else "sensitivity_b"]
+        )
+    assert any(entry["flags"] for entry in summary["operating_points"].values())
+    page = (out_dir / "comparison.md").read_text()
+    assert "Operating points across sets" in page and "Operating point not kept" in page
