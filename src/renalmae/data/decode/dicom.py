@@ -13,7 +13,9 @@ descriptor claims), then to grey with ITU-R 601 luma, as Pillow's `convert("L")`
 from __future__ import annotations
 
 import io
+import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,58 @@ from renalmae.data.decode.dicom_header import DicomImage, lut_descriptor
 from renalmae.data.decode.pixels import BadImage, rgb_to_grey, to_uint8
 
 DICOM_SUFFIX = ".dcm"
+DICOM_MARKER = b"DICM"
+PREAMBLE_BYTES = 128
+DIRECTORY_STORAGE = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage: a DICOMDIR
+
+
+def has_dicom_marker(data: bytes) -> bool:
+    """True when `data` starts like a Part-10 file: `DICM` after the 128-byte preamble, or without it."""
+    return data[PREAMBLE_BYTES : PREAMBLE_BYTES + 4] == DICOM_MARKER or data[:4] == DICOM_MARKER
+
+
+def read_dataset(source: bytes | str | os.PathLike, header_only: bool = False) -> Any:
+    """The pydicom dataset of a DICOM file as PACS export it: Part-10 with or without its 128-byte preamble,
+    or a bare dataset without file meta (its transfer syntax then follows from how it was encoded).
+
+    `source`: the file's bytes, or its path; `header_only` defers reading large values (the pixel data).
+    Raises pydicom's `InvalidDicomError`, or `OSError` / `ValueError` / `EOFError`, for what is no DICOM.
+    """
+    import pydicom
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if not isinstance(source, bytes):
+        with open(source, "rb") as handle:
+            if handle.read(4) == DICOM_MARKER:
+                source = Path(source).read_bytes()
+    if isinstance(source, bytes):
+        if source[:4] == DICOM_MARKER:  # the preamble was dropped: pydicom expects it before the marker
+            source = bytes(PREAMBLE_BYTES) + source
+        source = io.BytesIO(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about each value it had to guess
+        dataset = pydicom.dcmread(source, force=True, defer_size=1024 if header_only else None)
+    if "TransferSyntaxUID" not in dataset.file_meta and dataset.original_encoding[0] is not None:
+        implicit, little = dataset.original_encoding
+        dataset.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+    return dataset
+
+
+def dicom_content(path: str | os.PathLike) -> str | None:
+    """What a file holds by its content, read as DICOM: `"image"` (a dataset with pixel data), `"directory"`
+    (a DICOMDIR, the index of a PACS export) or None (anything else)."""
+    try:
+        dataset = read_dataset(path, header_only=True)
+    except Exception:  # a forced read of a file that is no DICOM fails in many ways
+        return None
+    if (
+        dataset.file_meta.get("MediaStorageSOPClassUID") == DIRECTORY_STORAGE
+        or "DirectoryRecordSequence" in dataset
+    ):
+        return "directory"
+    return "image" if "PixelData" in dataset else None
 
 
 def apply_window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
@@ -41,13 +95,12 @@ def apply_window(values: np.ndarray, center: float, width: float, function: str 
 
 def decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     """DICOM bytes → uint8 greyscale of the first frame (see the module docstring)."""
-    import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import pixel_array
 
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, OSError, ValueError, EOFError) as error:
+        dataset = read_dataset(data)
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as error:
         raise BadImage(f"not a readable DICOM file ({error})") from None
     if "PixelData" not in dataset:
         raise BadImage(

@@ -141,7 +141,8 @@ class DicomImage:
         image = cls(
             rows=header_value(dataset, "Rows", whole_number(1)),
             columns=header_value(dataset, "Columns", whole_number(1)),
-            frames=header_value(dataset, "NumberOfFrames", whole_number(1, empty=1), 1),
+            # 0 is invalid but written by some exporters; pydicom reads it as one frame (with a warning)
+            frames=max(1, header_value(dataset, "NumberOfFrames", whole_number(0, empty=1), 1)),
             samples=header_value(dataset, "SamplesPerPixel", one_of((1, 3)), 1),
             bits_allocated=bits_allocated,
             bits_stored=header_value(dataset, "BitsStored", whole_number(1, bits_allocated), bits_allocated),
@@ -171,6 +172,8 @@ class DicomImage:
         if syntax is None or syntax.is_compressed:
             return
         needed = -(-self.rows * self.columns * self.samples * self.frames * self.bits_allocated // 8)
+        if self.photometric == "YBR_FULL_422":  # 2 samples per pixel stored (PS3.3 C.7.6.3.1.2), as pydicom
+            needed = needed // 3 * 2  # `get_expected_length` counts them
         held = len(dataset.PixelData)
         if held < needed:
             raise BadImage(

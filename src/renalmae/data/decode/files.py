@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from renalmae.data.decode.dicom import DICOM_SUFFIX, decode_dicom
-from renalmae.data.decode.pillow import mask_pixels, open_pillow, pillow_grey
+from renalmae.data.decode.dicom import DICOM_SUFFIX, decode_dicom, dicom_content, has_dicom_marker
+from renalmae.data.decode.pillow import PILLOW_SIGNATURES, decode_grey, decode_mask
 from renalmae.data.decode.pixels import DEFAULT_MAX_IMAGE_PIXELS, BadImage, pixel_sha256
 from renalmae.data.decode.sector import crop_box
 from renalmae.data.near_duplicates import perceptual_hash
@@ -99,23 +99,36 @@ def read_file(path: str | os.PathLike) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
+def is_dicom(path: str | os.PathLike, data: bytes) -> bool:
+    """Whether a file is DICOM, by its content: the `DICM` marker, else a PNG / JPEG signature says no, else
+    a forced pydicom read that yields pixel data (a bare dataset); a `.dcm` name counts as DICOM."""
+    if has_dicom_marker(data):
+        return True
+    if data.startswith(PILLOW_SIGNATURES):
+        return False
+    return Path(path).suffix.lower() == DICOM_SUFFIX or dicom_content(path) == "image"
+
+
 def decode_file(path: str | os.PathLike, max_pixels: int) -> tuple[Image.Image, str]:
-    """Read and decode one image file → (upright greyscale `L` image at full resolution, sha256 of bytes)."""
+    """Read and decode one image file → (upright greyscale `L` image at full resolution, sha256 of bytes).
+
+    The decoder is chosen by content, not by the name: PACS exports often have none (`IM00000`).
+    """
     data, file_sha256 = read_file(path)
-    if Path(path).suffix.lower() == DICOM_SUFFIX:
+    if is_dicom(path, data):
         return Image.fromarray(decode_dicom(data, max_pixels)), file_sha256
-    return pillow_grey(open_pillow(data, max_pixels, grey_draft=True)), file_sha256
+    return decode_grey(data, max_pixels), file_sha256
 
 
 def decode_mask_file(path: str | os.PathLike, max_pixels: int) -> Image.Image:
     """Read and decode one mask file → upright `L` image of 0 (background) / 1 (lesion) at full resolution."""
     data, _ = read_file(path)
-    if Path(path).suffix.lower() == DICOM_SUFFIX:
+    if is_dicom(path, data):
         marked = decode_dicom(data, max_pixels) != 0
         if marked.all():
             raise BadImage("mask marks every pixel as lesion: its background must be 0")
     else:
-        marked = mask_pixels(open_pillow(data, max_pixels))
+        marked = decode_mask(data, max_pixels)
     return Image.fromarray(marked.astype(np.uint8))
 
 

@@ -19,10 +19,24 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from renalmae.data.decode.pixels import BadImage, to_uint8
+from renalmae.data.decode.pixels import LUMA_WEIGHTS, BadImage, to_uint8
 
 PILLOW_FORMATS = ("JPEG", "PNG")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PILLOW_SIGNATURES = (PNG_SIGNATURE, b"\xff\xd8\xff")
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+DEEP_COLOUR_TYPES = {2: "RGB", 4: "grey + alpha", 6: "RGBA"}  # PNG colour types Pillow reads at 8 bits only
+METADATA_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"iCCP")  # text, XMP, ICC profile: no pixels
+METADATA_LIMITS = ("MAX_TEXT_CHUNK", "MAX_TEXT_MEMORY", "text chunks")  # Pillow's safety limits' messages
+TRANSPOSES = {  # EXIF Orientation → the transpose that shows the image upright (as `ImageOps.exif_transpose`)
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def open_pillow(data: bytes, max_pixels: int, grey_draft: bool = False) -> Image.Image:
@@ -47,21 +61,92 @@ def open_pillow(data: bytes, max_pixels: int, grey_draft: bool = False) -> Image
     except Image.DecompressionBombError as error:
         raise BadImage(f"decompression bomb refused by Pillow ({error})") from None
     except UnidentifiedImageError:
-        raise BadImage("not a readable PNG / JPEG image (corrupt or another format)") from None
-    except (OSError, SyntaxError, ValueError) as error:
+        raise BadImage("not a readable PNG / JPEG / DICOM image (corrupt or another format)") from None
+    except ValueError as error:
+        if data.startswith(PNG_SIGNATURE) and any(limit in str(error) for limit in METADATA_LIMITS):
+            # text, XMP or an ICC profile over Pillow's safety limit: the pixels are read without them
+            return open_pillow(without_metadata(data), max_pixels, grey_draft)
+        raise BadImage(f"corrupt image data ({error})") from None
+    except (OSError, SyntaxError) as error:
         raise BadImage(f"corrupt image data ({error})") from None
     return upright(image)
 
 
+def orientation(image: Image.Image) -> int:
+    """The EXIF Orientation (1-8) of `image`; unreadable or out of range counts as 1 (as stored)."""
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except (OSError, SyntaxError, ValueError, struct.error):
+        return 1
+    return value if value in TRANSPOSES else 1
+
+
 def upright(image: Image.Image) -> Image.Image:
     """`image` as a viewer shows it: its EXIF Orientation (2-8) applied; unreadable EXIF counts as none."""
-    try:
-        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-    except (OSError, SyntaxError, ValueError, struct.error):
-        return image
-    if orientation not in range(2, 9):
-        return image
-    return ImageOps.exif_transpose(image)
+    return image if orientation(image) == 1 else ImageOps.exif_transpose(image)
+
+
+def without_metadata(data: bytes) -> bytes:
+    """PNG bytes without their text, XMP and ICC chunks (`METADATA_CHUNKS`); EXIF and pixels are kept.
+
+    PNG chunks are length, type, data, CRC (PNG specification, 5.3); a truncated tail is kept as it is,
+    for the decoder to report.
+    """
+    kept, position = [data[:8]], 8
+    while position + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        end = position + 12 + length
+        if data[position + 4 : position + 8] not in METADATA_CHUNKS or end > len(data):
+            kept.append(data[position:end])
+        position = end
+    return b"".join(kept)
+
+
+def deep_colour(data: bytes) -> np.ndarray | None:
+    """uint16 [H, W, C] (RGB, RGBA; grey + alpha as RGBA), as stored, of a 16-bit colour PNG; else None.
+
+    Pillow keeps only the high byte of such files (12-bit data becomes 16 levels), so OpenCV reads them.
+    """
+    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 26:
+        return None
+    bit_depth, colour_type = data[24], data[25]
+    if bit_depth != 16 or colour_type not in DEEP_COLOUR_TYPES:
+        return None
+    import cv2
+
+    pixels = cv2.imdecode(np.frombuffer(without_metadata(data), np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3:
+        raise BadImage(f"corrupt 16-bit {DEEP_COLOUR_TYPES[colour_type]} PNG data (OpenCV cannot decode it)")
+    return pixels[..., [2, 1, 0, 3][: pixels.shape[-1]]]  # OpenCV's BGR(A) → RGB(A)
+
+
+def decode_grey(data: bytes, max_pixels: int) -> Image.Image:
+    """PNG / JPEG bytes → upright `L` image: 16-bit data (grey or colour) scaled from its own range,
+    colour by ITU-R 601 luma."""
+    image = open_pillow(data, max_pixels, grey_draft=True)
+    deep = deep_colour(data)
+    if deep is None:
+        return pillow_grey(image)
+    grey = Image.fromarray(to_uint8(np.round(deep[..., :3] @ LUMA_WEIGHTS)))
+    return _oriented_like(grey, data)
+
+
+def decode_mask(data: bytes, max_pixels: int) -> np.ndarray:
+    """PNG / JPEG bytes → bool [H, W], upright: which pixels are lesion (module docstring), at full depth."""
+    image = open_pillow(data, max_pixels)
+    deep = deep_colour(data)
+    if deep is None:
+        return mask_pixels(image)
+    marked = deep.any(axis=-1) if deep.shape[-1] == 3 else _alpha_or_colour(deep)
+    upright_marked = np.asarray(_oriented_like(Image.fromarray(marked.astype(np.uint8)), data)) != 0
+    return _refuse_full(upright_marked)
+
+
+def _oriented_like(pixels: Image.Image, data: bytes) -> Image.Image:
+    """`pixels` (decoded as stored) turned by the EXIF Orientation of the image file `data`."""
+    with Image.open(io.BytesIO(without_metadata(data))) as stored:
+        turn = orientation(stored)
+    return pixels if turn == 1 else pixels.transpose(TRANSPOSES[turn])
 
 
 def pillow_grey(image: Image.Image) -> Image.Image:
@@ -83,6 +168,10 @@ def mask_pixels(image: Image.Image) -> np.ndarray:
         marked = _alpha_or_colour(np.asarray(image.convert("RGBA")))
     else:
         marked = np.asarray(image.convert("RGB")).any(axis=-1)
+    return _refuse_full(marked)
+
+
+def _refuse_full(marked: np.ndarray) -> np.ndarray:
     if marked.all():
         raise BadImage(
             "mask marks every pixel as lesion: its background must be 0 (black) or transparent; "
