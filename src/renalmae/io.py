@@ -6,15 +6,22 @@ stay untouched until the new ones are complete. A step stopped by SIGTERM (DVC, 
 (exit status 143, as the signal would give), so the removal below runs like for any other failure.
 Checkpoints are not temporary outputs: what a killed step resumes from (training checkpoints, decoded
 ingest shards) lives beside the output, in `checkpoint_dir`, stays, and is removed after success.
+
+A process killed outright (SIGKILL, out of memory, a lost node) cleans nothing up, so every temporary
+path is named after its writer (`.<name>.tmp-<pid>.<start time>@<host>@...`) and the next writer of
+the same output removes what a dead writer on this host left (`sweep_leftovers`); a live writer's
+temporary path, or one of another host or of unknown owner, is never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -56,6 +63,58 @@ def sigterm_as_exit() -> Iterator[None]:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+LEFTOVER_KINDS = ("tmp", "old")  # staging paths and outputs retired by `replace_path`
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process `pid` (to tell it from a later process given the same pid), or None
+    when no such process runs."""
+    import psutil
+
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:
+        return "unknown"
+
+
+def _owner_tag() -> str:
+    """`<pid>.<start time>@<host>@`: who writes a temporary path, for `sweep_leftovers`."""
+    return f"{os.getpid()}.{_process_start(os.getpid())}@{socket.gethostname()}@"
+
+
+def _is_dead_writers(path: Path, final: Path) -> bool:
+    """True when `path` is a temporary path of `final` whose writer, a process on this host, has ended."""
+    for kind in LEFTOVER_KINDS:
+        prefix = f".{final.name}.{kind}-"
+        if path.name.startswith(prefix):
+            owner, host, *_ = (path.name.removeprefix(prefix) + "@@").split("@")
+            pid, _, start = owner.partition(".")
+            if not pid.isdigit() or not start or host != socket.gethostname():
+                return False  # unknown owner, or a writer on another host (a shared volume)
+            running = _process_start(int(pid))
+            return running is None or running not in (start, "unknown")
+    return False
+
+
+def sweep_leftovers(final: str | os.PathLike) -> list[Path]:
+    """Remove the temporary paths of `final` that a killed writer left (module docstring); return them."""
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    removed = []
+    for kind in LEFTOVER_KINDS:
+        for path in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
+            if _is_dead_writers(path, final):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces `final_dir` only if the block succeeds.
@@ -64,8 +123,11 @@ def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
     """
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(final_dir)
     with sigterm_as_exit():
-        staging_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
+        staging_dir = Path(
+            tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-{_owner_tag()}", dir=final_dir.parent)
+        )
         try:
             yield staging_dir
         except BaseException:
@@ -79,8 +141,10 @@ def atomic_file(final_path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path that replaces `final_path` only if the block succeeds."""
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(final_path)
     with sigterm_as_exit():
-        fd, staging_name = tempfile.mkstemp(prefix=f".{final_path.name}.tmp-", dir=final_path.parent)
+        prefix = f".{final_path.name}.tmp-{_owner_tag()}"
+        fd, staging_name = tempfile.mkstemp(prefix=prefix, dir=final_path.parent)
         os.close(fd)
         staging_path = Path(staging_name)
         try:
@@ -94,7 +158,7 @@ def atomic_file(final_path: str | os.PathLike) -> Iterator[Path]:
 def replace_path(staging: Path, final: Path) -> None:
     """Move `staging` onto `final` (file or directory), removing what `final` held before."""
     if final.is_dir() and not final.is_symlink():
-        retired = final.with_name(f".{final.name}.old-{os.getpid()}")
+        retired = final.with_name(f".{final.name}.old-{_owner_tag()}")
         shutil.rmtree(retired, ignore_errors=True)
         os.replace(final, retired)
         os.replace(staging, final)

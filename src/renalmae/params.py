@@ -9,11 +9,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from renalmae.errors import ParamsError
 
@@ -392,6 +401,7 @@ class TrackingParams(Section):
 
 class RegistryParams(Section):
     model_prefix: str = "renal"
+    """Registered models are named `<model_prefix>-<model>-<task>`: letters, digits, `-`, `_`, `.` only."""
     min_auc: Probability = 0.6
     min_f1: Probability = 0.0
     alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
@@ -402,6 +412,19 @@ class RegistryParams(Section):
     """Promote only when that lower bound is above 0 (the candidate is shown better)."""
     max_decisions_per_evaluation_set: PositiveInt = 10
     """Gate decisions allowed on one evaluation set (content hash) before it must be refreshed."""
+
+    @field_validator("model_prefix")
+    @classmethod
+    def _prefix_makes_registrable_names(cls, value: str) -> str:
+        # MLflow refuses '/' and ':' in a name; `models:/NAME@ALIAS` reads '@' as the alias, and '?', '#',
+        # '%' or spaces as parts of a URI; a name starting with '.' may read as a relative path
+        if not re.fullmatch(r"[^\W_][\w.-]*", value):
+            raise ValueError(
+                f"model_prefix '{value}' cannot name a registered model: use letters, digits, '-', '_' "
+                "and '.' only, starting with a letter or digit (MLflow refuses '/' and ':', and "
+                "models:/NAME@ALIAS reads '@' as an alias)"
+            )
+        return value
 
 
 class Params(Section):
@@ -426,6 +449,12 @@ class Params(Section):
     registry: RegistryParams = RegistryParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    _project_dir: Path | None = PrivateAttr(None)
+    """The folder of the params file (`load_params`): where relative paths of a store resolve."""
+
+    @property
+    def project_dir(self) -> Path | None:
+        return self._project_dir
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -484,4 +513,6 @@ def load_params(path: str | os.PathLike = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML ({error}); fix the syntax") from None
-    return params_from_dict(raw, source=str(path))
+    params = params_from_dict(raw, source=str(path))
+    params._project_dir = path.absolute().parent
+    return params

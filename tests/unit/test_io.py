@@ -101,3 +101,80 @@ pretrain.run(params, ingest_dir, splits_path, root / "pretrain")
     assert code == 128 + 15, stderr[-2000:]
     assert not list(tmp_path.glob(".pretrain.tmp-*")) and not (tmp_path / "pretrain").exists()
     assert list((tmp_path / ".checkpoints").rglob("latest.pt")), "the checkpoint that resumes the run stays"
+
+
+# --- issue 26 kind 7: a killed writer's temporary output is swept by the next writer --------------------
+
+WRITER = """
+import sys, time
+from renalmae.io import atomic_dir
+with atomic_dir(sys.argv[1]) as staging:
+    (staging / "part.bin").write_bytes(bytes(1 << 20))
+    print(staging, flush=True)
+    time.sleep(60)
+"""
+
+
+def start_writer(out_dir: Path):
+    """A process writing `out_dir` through `atomic_dir`, stopped mid-way; returns it and its staging dir."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(out_dir)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    staging = Path(writer.stdout.readline().strip())
+    assert staging.is_dir() and staging.parent == out_dir.parent
+    return writer, staging
+
+
+def test_staging_dir_of_a_killed_writer_is_swept_by_the_next_run(tmp_path):
+    out_dir = tmp_path / "ingested"
+    writer, staging = start_writer(out_dir)
+    writer.kill()  # SIGKILL: nothing of the writer's own cleanup runs
+    writer.wait()
+    assert staging.is_dir()
+    with atomic_dir(out_dir) as new_staging:
+        (new_staging / "table.json").write_text("{}")
+    assert not staging.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ingested"]
+
+
+def test_staging_dir_of_a_live_concurrent_writer_is_never_removed(tmp_path):
+    from renalmae.io import sweep_leftovers
+
+    out_dir = tmp_path / "ingested"
+    writer, staging = start_writer(out_dir)
+    try:
+        with atomic_dir(out_dir) as new_staging:
+            (new_staging / "table.json").write_text("{}")
+        assert sweep_leftovers(out_dir) == []
+        assert (staging / "part.bin").is_file()
+    finally:
+        writer.kill()
+        writer.wait()
+    assert sweep_leftovers(out_dir) == [staging]
+
+
+def test_temporary_paths_of_unknown_owner_or_another_host_are_left_alone(tmp_path):
+    from renalmae.io import sweep_leftovers
+
+    legacy = tmp_path / ".ingested.tmp-k2j3h4"  # named before writers were recorded: owner unknown
+    elsewhere = tmp_path / ".ingested.tmp-1.1.00@another-node@x1"  # a writer on another host (shared volume)
+    other_output = tmp_path / ".ingested-old.tmp-1.1.00@x@y"
+    for path in (legacy, elsewhere, other_output):
+        path.mkdir()
+    assert sweep_leftovers(tmp_path / "ingested") == []
+    assert legacy.is_dir() and elsewhere.is_dir() and other_output.is_dir()
+
+
+def test_temporary_file_of_a_dead_writer_is_swept_by_the_next_atomic_file(tmp_path):
+    import socket
+
+    path = tmp_path / "splits.json"
+    dead = tmp_path / f".splits.json.tmp-999999999.12.00@{socket.gethostname()}@abc"  # no such process
+    dead.write_text("{half")
+    write_json(path, {"version": 2})
+    assert not dead.exists() and read_json(path) == {"version": 2}

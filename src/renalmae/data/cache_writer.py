@@ -45,7 +45,9 @@ SHARD_PREFIX = "shard-"
 ROWS_FILE = "rows.json"
 PLAN_FILE = "plan.json"
 COPY_CHUNK_BYTES = 64 * 2**20
-DECODER_DIGEST = hashlib.sha256(Path(decode.__file__).read_bytes()).hexdigest()
+DECODER_DIGEST = hashlib.sha256(
+    b"".join(path.read_bytes() for path in sorted(Path(decode.__file__).parent.glob("*.py")))
+).hexdigest()
 """A shard decoded by other decoding code is not reused."""
 PIXEL_FIELDS = ("image", "mask")
 

@@ -7,11 +7,16 @@ stopping at the first, so the user sees all of them at once.
 
 from __future__ import annotations
 
-import csv
+import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from renalmae.data.decode.dicom import dicom_content
+from renalmae.data.manifest_file import SAVE_AS, FileFinder, ManifestError, read_manifest_text
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt")  # Excel saves "Unicode text" (UTF-16, tab-separated) as .txt
 PHANTOM_SCHEME = "phantom://"
 GROUP_COLUMNS = ("series_id", "patient_id")
 MAX_LISTED_FILES = 10
@@ -83,6 +88,12 @@ def check_label(label: str, classes: list[str]) -> str | None:
     return f"label '{label}' is not one of data.classes {classes}; fix the label or add the class to params"
 
 
+def canonical_label(label: str, classes: list[str]) -> str:
+    """`label` spelled as the class it names in another Unicode normal form (NFC / NFD), else as written."""
+    composed = unicodedata.normalize("NFC", label)
+    return next((name for name in classes if unicodedata.normalize("NFC", name) == composed), label)
+
+
 def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
@@ -93,11 +104,14 @@ def _image_files(root: Path, listing: Listing) -> list[Path]:
     for path in sorted(root.rglob("*")):
         if path.is_dir() or _is_hidden(path, root):
             continue
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        # PACS exports name DICOM files without an extension (IM00000, 1.2.840...); a DICOMDIR indexes them
+        content = None if path.suffix.lower() in IMAGE_SUFFIXES else dicom_content(path)
+        if (content is None and path.suffix.lower() in IMAGE_SUFFIXES) or content == "image":
             images.append(path)
-        else:
+        elif content != "directory":
+            allowed = ", ".join(IMAGE_SUFFIXES)
             listing.problems.append(
-                Problem(str(path), f"not an image file (allowed: {', '.join(IMAGE_SUFFIXES)}); remove it")
+                Problem(str(path), f"not an image file (allowed: {allowed}, or DICOM of any name); remove it")
             )
     return images
 
@@ -113,7 +127,8 @@ def list_class_tree(root: Path, classes: list[str]) -> Listing:
                 Problem(str(entry), "file at the top of a class-folder tree; put images in root/<class>/")
             )
             continue
-        rule = check_label(entry.name, classes)
+        label = canonical_label(entry.name, classes)
+        rule = check_label(label, classes)
         if rule is not None:
             listing.problems.append(Problem(f"folder {entry}", rule))
             continue
@@ -121,7 +136,7 @@ def list_class_tree(root: Path, classes: list[str]) -> Listing:
             listing.items.append(
                 SourceItem(
                     source=str(path),
-                    label=entry.name,
+                    label=label,
                     group=None,
                     mask=None,
                     fold=None,
@@ -142,77 +157,92 @@ def _parse_fold(cell: str) -> int:
 
 
 def list_manifest(manifest: Path, classes: list[str], group_column: str) -> Listing:
-    """A manifest CSV `image,label[,patient_id|series_id][,mask][,fold|split]`, paths relative to it."""
+    """A manifest CSV `image,label[,patient_id|series_id][,mask][,fold|split]`, paths relative to it.
+
+    Read as spreadsheets save it and with paths found as other platforms write them (`manifest_file`);
+    a file listed twice (under any spelling of its path) is a problem of the later row.
+    """
     listing = Listing()
-    base = manifest.parent
-    with manifest.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [name.strip() for name in reader.fieldnames or []]
-        missing = [name for name in ("image", "label") if name not in columns]
-        if missing:
-            listing.problems.append(
-                Problem(
-                    str(manifest),
-                    f"missing column(s) {missing}; a manifest needs image,label "
-                    "[,patient_id|series_id][,mask][,fold|split]",
-                )
+    try:
+        table = read_manifest_text(manifest)
+    except ManifestError as error:
+        listing.problems.append(Problem(str(manifest), str(error)))
+        return listing
+    except OSError as error:
+        listing.problems.append(Problem(str(manifest), f"cannot be read ({error.strerror}); fix data.source"))
+        return listing
+    reader = table.rows()
+    columns = [name.strip() for name in reader.fieldnames or []]
+    reader.fieldnames = columns
+    has_group = group_column in columns
+    other_groups = [name for name in GROUP_COLUMNS if name in columns and name != group_column]
+    if not has_group and group_column != "none" and other_groups:
+        # grouping silently by image would let frames of one series leak across folds
+        listing.problems.append(
+            Problem(
+                str(manifest),
+                f"has column {other_groups[0]} but data.group_column is "
+                f"'{group_column}'; set data.group_column: {other_groups[0]}",
             )
-            return listing
-        reader.fieldnames = columns
-        has_group = group_column in columns
-        other_groups = [name for name in GROUP_COLUMNS if name in columns and name != group_column]
-        if not has_group and group_column != "none" and other_groups:
-            # grouping silently by image would let frames of one series leak across folds
-            listing.problems.append(
-                Problem(
-                    str(manifest),
-                    f"has column {other_groups[0]} but data.group_column is "
-                    f"'{group_column}'; set data.group_column: {other_groups[0]}",
-                )
-            )
-            return listing
-        for row_number, row in enumerate(reader, start=2):  # row 1 is the header
-            where = f"{manifest.name} row {row_number}"
-            cells = {name: (value or "").strip() for name, value in row.items() if name is not None}
-            item_problems = []
-            if not cells["image"]:
-                item_problems.append("image path is empty")
-            image = base / cells["image"]
-            if cells["image"] and not image.is_file():
-                item_problems.append(f"image {image} does not exist; fix the path (relative to {base})")
-            label = cells["label"]
-            rule = (
-                check_label(label, classes) if label else "label is empty; every manifest row needs a label"
-            )
+        )
+        return listing
+    finder = FileFinder(manifest.parent)
+    listed_at: dict[str, int] = {}
+    for row_number, row in enumerate(reader, start=2):  # row 1 is the header
+        where = f"{manifest.name} row {row_number}"
+        cells = {name: (value or "").strip() for name, value in row.items() if name is not None}
+        if not any(cells.values()):
+            continue  # a blank line or a row of empty cells, as spreadsheets leave at the end
+        item_problems = []
+        image = None
+        if not cells["image"]:
+            item_problems.append("image path is empty")
+        else:
+            image, rule = finder.find(cells["image"])
             if rule:
-                item_problems.append(rule)
-            mask = base / cells["mask"] if cells.get("mask") else None
-            if mask is not None and not mask.is_file():
-                item_problems.append(f"mask {mask} does not exist; fix the path or leave the cell empty")
-            fold = None
-            if cells.get("fold"):
-                try:
-                    fold = _parse_fold(cells["fold"])
-                except ValueError:
-                    item_problems.append(f"fold '{cells['fold']}' is not an integer")
-            split = cells.get("split") or None
-            if split is not None and split not in SPLIT_VALUES:
-                item_problems.append(f"split '{split}' is not one of {list(SPLIT_VALUES)}")
-            if item_problems:
-                listing.problems.extend(Problem(where, rule) for rule in item_problems)
-                continue
-            listing.items.append(
-                SourceItem(
-                    source=str(image),
-                    label=label,
-                    group=(cells[group_column] or None) if has_group else None,
-                    mask=str(mask) if mask else None,
-                    fold=fold,
-                    split=split,
-                    origin="labelled",
-                    group_given=has_group,
+                item_problems.append(f"image {rule}")
+        if image is not None:
+            first_row = listed_at.setdefault(os.path.realpath(image), row_number)
+            if first_row != row_number:
+                item_problems.append(
+                    f"image {image} is the file of row {first_row} again; list each image once "
+                    "(a repeated scan would count twice in every metric)"
                 )
+        label = canonical_label(cells["label"], classes)
+        rule = check_label(label, classes) if label else "label is empty; every manifest row needs a label"
+        if rule:
+            item_problems.append(rule)
+        mask = None
+        if cells.get("mask"):
+            mask, rule = finder.find(cells["mask"])
+            if rule:
+                item_problems.append(
+                    f"mask {rule.replace('fix the path', 'fix the path or leave the cell empty')}"
+                )
+        fold = None
+        if cells.get("fold"):
+            try:
+                fold = _parse_fold(cells["fold"])
+            except ValueError:
+                item_problems.append(f"fold '{cells['fold']}' is not an integer")
+        split = cells.get("split") or None
+        if split is not None and split not in SPLIT_VALUES:
+            item_problems.append(f"split '{split}' is not one of {list(SPLIT_VALUES)}")
+        if item_problems:
+            listing.problems.extend(Problem(where, rule) for rule in item_problems)
+            continue
+        listing.items.append(
+            SourceItem(
+                source=str(image),
+                label=label,
+                group=(cells[group_column] or None) if has_group else None,
+                mask=str(mask) if mask else None,
+                fold=fold,
+                split=split,
+                origin="labelled",
+                group_given=has_group,
             )
+        )
     return listing
 
 
@@ -233,15 +263,18 @@ def list_pool_folder(root: Path) -> Listing:
 def list_source(source: str, classes: list[str], group_column: str) -> Listing:
     """The labelled source: a manifest CSV file or a class-folder tree (phantom URIs are not listed here)."""
     path = Path(source)
-    if path.is_file() and path.suffix.lower() == ".csv":
+    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
         return list_manifest(path, classes, group_column)
     if path.is_dir():
         return list_class_tree(path, classes)
+    if path.is_file() and path.suffix.lower() in (".xlsx", ".xlsm", ".xls", ".ods"):
+        rule = f"data.source is a spreadsheet workbook, not a manifest; {SAVE_AS} and set data.source to it"
+        return Listing(problems=[Problem(source, rule)])
     return Listing(
         problems=[
             Problem(
                 source,
-                "data.source is not a manifest .csv, a folder or a phantom:// URI "
+                "data.source is not a manifest (.csv, .tsv, .txt), a folder or a phantom:// URI "
                 "(or it does not exist); fix data.source",
             )
         ]

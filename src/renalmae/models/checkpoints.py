@@ -28,8 +28,8 @@ DenseNet checkpoint, or one of ours. Then:
 
 from __future__ import annotations
 
-import argparse
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from renalmae.errors import ModelError
 from renalmae.models.preprocess import GREY_MEAN, GREY_STD
+from renalmae.train.checkpoint import weights_only_globals
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "backbone.", "encoder.")
 HEAD_NAMES = ("head", "head.fc", "fc", "classifier")
@@ -135,13 +136,16 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
                 f"cannot read checkpoint {path} as safetensors ({error}); is the file complete?"
             ) from None
     try:
-        # MAE training checkpoints also hold their argparse Namespace; allow just that, never arbitrary code.
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # training checkpoints also hold their saved args (argparse Namespace, numpy scalars); allow those,
+        # never arbitrary code
+        with torch.serialization.safe_globals(weights_only_globals()):
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
+        if isinstance(error, pickle.UnpicklingError) and "Unsupported global" in str(error):
+            raise ModelError(_refused_globals(path)) from None
         raise ModelError(
-            f"cannot read checkpoint {path} as a weights-only torch file ({type(error).__name__}: "
-            f"{str(error)[:200]}); convert it to .safetensors or a plain state dict"
+            f"cannot read checkpoint {path} as a torch file ({type(error).__name__}: {error}); is the file "
+            "complete? Convert it to .safetensors or a plain state dict"
         ) from None
     for container in ("model", "state_dict", "model_state_dict", "module"):
         if isinstance(payload, dict) and isinstance(payload.get(container), dict):
@@ -155,6 +159,28 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     if not tensors:
         raise ModelError(f"checkpoint {path} holds no tensors (expected a state dict, or one under 'model')")
     return tensors
+
+
+def _refused_globals(path: Path) -> str:
+    """The message for a checkpoint the weights-only loader refuses: every Python global it would need."""
+    try:
+        allowed = {
+            item[1] if isinstance(item, tuple) else f"{item.__module__}.{item.__qualname__}"
+            for item in weights_only_globals()
+        }
+        refused = [
+            name for name in torch.serialization.get_unsafe_globals_in_checkpoint(path) if name not in allowed
+        ]
+    except Exception:  # a file too damaged to list its globals
+        refused = []
+    what = (
+        f"Python objects a weights-only load refuses ({', '.join(refused)})" if refused else "Python objects"
+    )
+    return (
+        f"checkpoint {path} holds {what}: loading them could run code, so it is not loaded. Save only the "
+        "weights where the file was made (`torch.save(model.state_dict(), path)`, or safetensors' "
+        "`save_file(model.state_dict(), path)`) and point the setting at that file"
+    )
 
 
 def encoder_state_dict(mae: nn.Module) -> dict[str, Tensor]:

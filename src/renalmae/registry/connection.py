@@ -1,7 +1,9 @@
 """Where MLflow lives (tracking / registry URI) and how its failures reach the user: one `ServiceError`.
 
 The URI comes from params `tracking.tracking_uri`, else `MLFLOW_TRACKING_URI`, else the embedded
-`sqlite:///mlflow.db` (artifacts in `mlruns/` beside the database file). At scale `MLFLOW_TRACKING_URI`
+`sqlite:///mlflow.db` (artifacts in `mlruns/` beside the database file). A relative sqlite path is the
+project's: it resolves against the folder of the params file, not the shell's working directory, and a
+reader (`promote`, `predict`) never creates a database that does not exist. At scale `MLFLOW_TRACKING_URI`
 points at an `mlflow server` (PostgreSQL + S3 artifacts). How long a request may take and how often it
 is retried are MLflow's own settings (`MLFLOW_HTTP_REQUEST_TIMEOUT`, `MLFLOW_HTTP_REQUEST_MAX_RETRIES`,
 `MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`); after the last retry the caller sees one `ServiceError`
@@ -21,12 +23,39 @@ from renalmae.params import Params
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+INVALID_REQUEST_CODES = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST"}
 
 
 def tracking_uri(params: Params | None = None) -> str:
-    """params `tracking.tracking_uri`, else `MLFLOW_TRACKING_URI`, else the embedded sqlite store."""
+    """params `tracking.tracking_uri`, else `MLFLOW_TRACKING_URI`, else the embedded sqlite store; a
+    relative sqlite path resolved against the params file's folder (`Params.project_dir`) when known."""
     configured = params.tracking.tracking_uri if params is not None else None
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    project_dir = params.project_dir if params is not None else None
+    database = sqlite_path(uri)
+    if database is None or database.is_absolute() or project_dir is None:
+        return uri
+    return "sqlite:///" + (project_dir / database).as_posix()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (relative as written), or None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?")[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def require_store(uri: str) -> None:
+    """Refuse to read a sqlite registry whose database file does not exist (MLflow would create an empty
+    one and answer that no model exists)."""
+    database = sqlite_path(uri)
+    if database is not None and not database.is_file():
+        raise ModelError(
+            f"no MLflow registry at {uri}: {database.absolute()} does not exist. Run this in the project "
+            "that registered the models (pass its --params), or point tracking.tracking_uri / "
+            "MLFLOW_TRACKING_URI at the registry; register models first with `renalmae register`"
+        )
 
 
 def artifact_location(uri: str) -> str | None:
@@ -38,10 +67,12 @@ def artifact_location(uri: str) -> str | None:
     return (Path(uri.removeprefix("sqlite:///")).absolute().parent / "mlruns").as_uri()
 
 
-def mlflow_client(uri: str):
-    """An `MlflowClient` whose tracking and registry both live at `uri`."""
+def mlflow_client(uri: str, read_only: bool = False):
+    """An `MlflowClient` whose tracking and registry both live at `uri` (`read_only`: one that exists)."""
     from mlflow import MlflowClient
 
+    if read_only:
+        require_store(uri)
     with service_errors(uri):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -73,6 +104,11 @@ def service_errors(uri: str, what: str = "MLflow") -> Iterator[None]:
         if error.error_code in NOT_FOUND_CODES or unknown_alias:
             raise ModelError(
                 f"{what} at {uri}: {_short(error)}; check the model name, version or alias"
+            ) from None
+        if error.error_code in INVALID_REQUEST_CODES:  # it answered: the request itself was wrong
+            raise ModelError(
+                f"{what} at {uri} refused a value as invalid ({_short(error)}); fix the value it names "
+                "(a registry.* setting, or the model name, version or alias given)"
             ) from None
         raise ServiceError(
             f"{what} at {uri} is unreachable or refused the request ({_short(error)}); start it "

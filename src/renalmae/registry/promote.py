@@ -317,7 +317,7 @@ def promote(
     uri: str, name: str, version: str | None, settings: RegistryParams, to_registry: str | None = None
 ) -> dict[str, Any]:
     """Gate `name` version `version` (default: the challenger) and make it `champion`; return the decision."""
-    client = mlflow_client(uri)
+    client = mlflow_client(uri, read_only=True)
     candidate = resolve_version(client, uri, name, version)
     with promotion_lock(client, uri, name) as token:
         champion = current_champion(client, uri, name)

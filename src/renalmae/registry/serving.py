@@ -43,7 +43,7 @@ def require_registered(model_uri: str, tracking_uri: str) -> None:
         return
     name, _, alias = model_uri.removeprefix("models:/").partition("@")
     name = name.split("/")[0]
-    client = mlflow_client(tracking_uri)
+    client = mlflow_client(tracking_uri, read_only=True)
     if not _exists(tracking_uri, lambda: client.get_registered_model(name)):
         raise ModelError(
             f"{model_uri}: no model named {name} in the registry at {redacted(tracking_uri)}; train the "

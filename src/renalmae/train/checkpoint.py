@@ -64,6 +64,28 @@ def restore_rng(state: dict[str, Any], augment_generator: torch.Generator) -> No
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def weights_only_globals() -> list[Any]:
+    """What `torch.load(weights_only=True)` may rebuild besides tensors and plain Python values, for
+    `torch.serialization.safe_globals`: `argparse.Namespace` (the args MAE training scripts save), numpy
+    scalars, arrays and dtypes (saved args, numpy's RNG state). None of them runs code when unpickled; the
+    numpy functions are listed under their numpy 1 names too (`numpy.core`), as older files spell them.
+    """
+    import argparse
+
+    multiarray = np._core.multiarray
+    dtype_classes = {type(np.dtype(code)) for code in np.typecodes["All"]}
+    return [
+        argparse.Namespace,
+        np.dtype,
+        np.ndarray,
+        multiarray.scalar,
+        multiarray._reconstruct,
+        (multiarray.scalar, "numpy.core.multiarray.scalar"),
+        (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+        *sorted(dtype_classes, key=lambda cls: cls.__name__),
+    ]
+
+
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
     """Write `state` to `<directory>/latest.pt` atomically (temporary file, then `os.replace`)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -83,8 +105,9 @@ def load_checkpoint(directory: Path | None, expected_fingerprint: str) -> dict[s
     if directory is None or not (directory / CHECKPOINT_FILE).is_file():
         return None
     path = directory / CHECKPOINT_FILE
-    # Our own file: it holds numpy / python RNG states, which the weights-only unpickler refuses.
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    # numpy's RNG state is rebuilt from numpy arrays and dtypes: allowed, and nothing that runs code
+    with torch.serialization.safe_globals(weights_only_globals()):
+        state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("fingerprint") != expected_fingerprint:
         log.warning(
             "checkpoint %s was written by a run with other parameters (fingerprint %s, this run %s); "

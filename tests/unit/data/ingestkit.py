@@ -211,3 +211,37 @@ def near_copy(pixels: np.ndarray, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, quality=70)
     return path
+
+
+def png_bytes(
+    pixels: np.ndarray, colour_type: int, bit_depth: int = 16, chunks: list[tuple[bytes, bytes]] = ()
+) -> bytes:
+    """A PNG of `pixels` ([H, W] or [H, W, C], unsigned, big-endian samples) written from the specification
+    (PNG 11.2: IHDR, filter type 0 rows, IDAT, IEND), so decoders are tested against files no decoder under
+    test wrote. `colour_type`: 0 grey, 2 RGB, 4 grey + alpha, 6 RGBA; `chunks` (type, data) go before IDAT."""
+    import struct
+    import zlib
+
+    height, width = pixels.shape[:2]
+    samples = pixels.astype(">u2" if bit_depth == 16 else "u1").reshape(height, -1)
+    raw = b"".join(b"\x00" + row.tobytes() for row in samples)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    extra = b"".join(chunk(kind, data) for kind, data in chunks)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + extra
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def exif_orientation_chunk(orientation: int) -> tuple[bytes, bytes]:
+    """An `eXIf` chunk holding only the EXIF Orientation tag."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return b"eXIf", exif.tobytes().removeprefix(b"Exif\x00\x00")  # the chunk holds the TIFF structure only

@@ -289,7 +289,12 @@ def test_near_lossless_jpeg_ls_decodes_within_its_error_bound(tmp_path):
 
 
 def test_unsupported_transfer_syntax_is_named_with_the_fix(tmp_path):
-    (tmp_path / "extended.dcm").write_bytes(pydicom_example("JPGExtended.dcm").read_bytes())
-    message = refused_rows(tmp_path, [{"image": "extended.dcm", "label": "utd"}])
-    assert named_once(message, "extended.dcm")
-    assert "JPEG Extended" in message and "12-bit" in message and "gdcmconv --raw" in message
+    import pydicom
+    from pydicom.uid import HTJ2KLossless
+
+    dataset = pydicom.dcmread(pydicom_example("MR_small_jp2klossless.dcm"))
+    dataset.file_meta.TransferSyntaxUID = HTJ2KLossless  # no installed plugin decodes HTJ2K
+    dataset.save_as(tmp_path / "htj2k.dcm")
+    message = refused_rows(tmp_path, [{"image": "htj2k.dcm", "label": "utd"}])
+    assert named_once(message, "htj2k.dcm")
+    assert "High-Throughput JPEG 2000" in message and "gdcmconv --raw" in message

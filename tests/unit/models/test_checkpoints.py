@@ -69,6 +69,33 @@ def test_training_checkpoint_with_its_argparse_namespace_loads(params, tmp_path)
     assert report.loaded == report.total
 
 
+def test_training_checkpoint_with_numpy_scalars_and_arrays_in_its_args_loads(params, tmp_path):
+    """Issue 26 kind 8: training scripts save args holding numpy scalars, dtypes and arrays."""
+    import numpy as np
+
+    args = {"lr": np.float64(1.5e-4), "epochs": np.int64(800), "amp": np.bool_(True), "s": np.float32(0.5),
+            "mean": np.array([0.485, 0.456, 0.406]), "dtype": np.dtype("float16")}  # fmt: skip
+    state = create_model("mae", params).state_dict()
+    torch.save({"model": state, "args": args, "namespace": argparse.Namespace(**args)}, tmp_path / "ckpt.pth")
+    report = load_init_checkpoint(create_model("mae", params), tmp_path / "ckpt.pth")
+    assert report.loaded == report.total
+
+
+class SavedConfig:  # a training script's own class, pickled into its checkpoint
+    def __init__(self) -> None:
+        self.note = "x" * 300
+
+
+def test_checkpoint_holding_code_names_every_refused_global_in_full(params, tmp_path):
+    state = create_model("mae", params).state_dict()
+    torch.save({"model": state, "config": SavedConfig()}, tmp_path / "ckpt.pth")
+    with pytest.raises(ModelError) as error:
+        load_init_checkpoint(create_model("mae", params), tmp_path / "ckpt.pth")
+    message = str(error.value)
+    assert f"{__name__}.SavedConfig" in message and "ckpt.pth" in message
+    assert "state_dict()" in message  # the fix
+
+
 def test_safetensors_checkpoint_loads(params, tmp_path):
     source = create_model("vit", params, num_classes=2)
     save_file(
