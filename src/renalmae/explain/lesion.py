@@ -1,4 +1,4 @@
-"""Whether a model uses the lesion at all, asked of the model, not of a map: remove it, or its shape elsewhere.
+"""Whether a model uses the lesion, asked of the model, not of a map: remove it, or its shape elsewhere.
 
 For one image `X` with a lesion mask `M` and its explained class `c` (probability `p_c`):
 
@@ -141,9 +141,8 @@ def lesion_test(
     return LesionTest(lesion_drop, elsewhere_drop, used)
 
 
-
 LESION_METRICS = ("lesion_drop", "elsewhere_drop", "lesion_excess", "lesion_larger")
-"""Per-image columns of the lesion test in `measurements.parquet`, summarised per class by `summarise_lesion`."""
+"""Per-image lesion-test columns of `measurements.parquet`, summarised per class by `summarise_lesion`."""
 
 
 def summarise_lesion(

@@ -63,7 +63,8 @@ def occlusion_maps(
     for start in range(0, count * cells, batch_size):
         pair = torch.arange(start, min(start + batch_size, count * cells), device=device)
         image, cell = pair // cells, pair % cells
-        probability = class_probabilities(model, inputs[image] * kept[cell], targets[image], batch_size, precision)
+        occluded = inputs[image] * kept[cell]
+        probability = class_probabilities(model, occluded, targets[image], batch_size, precision)
         drops[start : start + len(pair)] = clean[image] - probability
     return drops.view(count, *grid).cpu()
 
@@ -87,7 +88,6 @@ def rank_agreement(maps: torch.Tensor, occlusion: torch.Tensor) -> np.ndarray:
     first = rankdata(on_grid(maps, grid).flatten(1).numpy(), axis=1)
     second = rankdata(occlusion.flatten(1).float().numpy(), axis=1)
     return map_correlation(torch.from_numpy(first), torch.from_numpy(second))
-
 
 
 def agrees(entry: dict) -> bool | None:
