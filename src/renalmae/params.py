@@ -372,6 +372,12 @@ class ExplainParams(Section):
     """Class whose evidence is mapped: the image's true class (localisation metrics) or the predicted one."""
     pointing_tolerance_px: Annotated[int, Field(ge=0)] = 1
     """The pointing game counts a map maximum this many pixels outside the lesion mask as a hit."""
+    lesion_placements: PositiveInt = 20
+    """Lesion test: seeded placements of the lesion's shape elsewhere in the image (off the lesion) per
+    measured image; each costs one forward pass."""
+    occlusion_images: Annotated[int, Field(ge=0)] = 200
+    """Measured images (a seeded draw spread over groups) that get an occlusion map on Score-CAM's grid
+    and each map's rank agreement with it; each costs grid cells (64 at 8 × 8) forward passes."""
     seed: int = 0
     """Seed of the image samples (figures, `max_images`) and of the random pixel order of the baseline."""
 

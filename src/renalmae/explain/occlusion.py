@@ -9,9 +9,9 @@ removed)`, is that cell's value. On Score-CAM's own grid (a ViT's patches, a CNN
 
 Agreement: the Spearman rank correlation, per image, between a Score-CAM map averaged over the same
 cells and the occlusion map: 1 when the map orders the cells as the model's own behaviour does, about 0
-when it is unrelated, negative when it points away from the evidence. NaN where either map is constant
-(ranks tied throughout). Cells are `round(i·H/h)` pixel bands, so a grid that does not divide the image
-still covers every pixel once.
+when it is unrelated (or empty), negative when it points away from the evidence; NaN where the occlusion
+map is constant. Ties in the occlusion map (cells whose removal changes nothing) cap r below 1. Cells are
+`round(i·H/h)` pixel bands, so a grid that does not divide the image still covers every pixel once.
 """
 
 from __future__ import annotations
@@ -83,11 +83,17 @@ def on_grid(maps: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 def rank_agreement(maps: torch.Tensor, occlusion: torch.Tensor) -> np.ndarray:
     """Spearman correlation [B] of each map [B, H, W] (averaged onto the grid) with its occlusion map
-    [B, h, w]; NaN where either is constant. Ties get their average rank (scipy `rankdata`)."""
+    [B, h, w]. Ties get their average rank (scipy `rankdata`). A constant map (e.g. an empty one: no
+    channel adds evidence) orders nothing: 0 where the model's occlusion map does vary; NaN where the
+    occlusion map is constant (no cell changes the probability: nothing to agree with)."""
     grid = tuple(occlusion.shape[-2:])
     first = rankdata(on_grid(maps, grid).flatten(1).numpy(), axis=1)
     second = rankdata(occlusion.flatten(1).float().numpy(), axis=1)
-    return map_correlation(torch.from_numpy(first), torch.from_numpy(second))
+    agreement = map_correlation(torch.from_numpy(first), torch.from_numpy(second))
+    flat_map = first.min(axis=1) == first.max(axis=1)
+    varying_occlusion = second.min(axis=1) < second.max(axis=1)
+    agreement[flat_map & varying_occlusion] = 0.0
+    return agreement
 
 
 def agrees(entry: dict) -> bool | None:

@@ -19,6 +19,8 @@ EXPLAIN = {
         "cnn_channels": 8,
         "faithfulness_steps": 4,
         "max_images": 8,
+        "occlusion_images": 4,
+        "lesion_placements": 6,
     },
 }
 tiny_params = partial(testing.tiny_params, EXPLAIN)

@@ -59,9 +59,15 @@ def test_a_map_that_points_away_from_the_models_evidence_is_flagged():
     assert agrees(mean_interval(agreement, GROUPS, resamples=200)) is False
 
 
-def test_a_constant_map_has_no_rank_agreement():
+def test_an_empty_map_orders_nothing_and_is_flagged():
     occlusion = torch.rand(2, 4, 4)
-    agreement = rank_agreement(torch.ones(2, 16, 16), occlusion)
+    agreement = rank_agreement(torch.zeros(2, 16, 16), occlusion)
+    np.testing.assert_array_equal(agreement, [0.0, 0.0])
+    assert agrees(mean_interval(agreement, ["a", "b"])) is False
+
+
+def test_a_model_that_no_cell_moves_has_no_rank_agreement():
+    agreement = rank_agreement(torch.rand(2, 16, 16), torch.zeros(2, 4, 4))
     assert np.isnan(agreement).all()
     assert agrees(mean_interval(agreement, ["a", "b"])) is None
 
