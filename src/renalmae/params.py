@@ -355,6 +355,11 @@ class ExplainParams(Section):
     2020's increase of confidence over the baseline input; `softmax` = the grad-cam library's softmax
     over channels. The `explain` step measures both from the same masked passes."""
     vit_layer: str = "blocks.-1.norm1"
+    """The ViT's Score-CAM layer: `blocks.i.norm1` (a block's normalised input) or `blocks.i` (its residual
+    output); choose it on a validation fold (`renalmae.explain.tokens.layer_agreement`)."""
+    vit_tokens: Literal["raw", "unit"] = "raw"
+    """`unit`: each patch token of the ViT layer is scaled to unit L2 norm before Score-CAM, so high-norm
+    artefact tokens (Darcet et al. 2024) weigh no more than the others; `raw`: as the layer gives them."""
     cnn_layer: str = "features.denseblock2"
     """The CNN's Score-CAM layer. At 64 px DenseNet-169's `denseblock2` is an 8 × 8 grid, like the ViT's
     patch grid (patch 8); `denseblock4` would be 2 × 2. At 224 px use `features.denseblock3` (14 × 14)."""
