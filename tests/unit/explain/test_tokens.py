@@ -1,4 +1,4 @@
-"""High-norm tokens (Darcet et al. 2024) are found where they are planted, and unit-norm tokens remove them."""
+"""High-norm tokens (Darcet et al. 2024) are found where planted, and unit-norm tokens remove them."""
 
 from __future__ import annotations
 
