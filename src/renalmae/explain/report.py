@@ -145,6 +145,10 @@ def _short(entry: dict) -> str:
     return "—" if entry.get("mean") is None else f"{entry['mean']:.3f}"
 
 
+def _percent(entry: dict) -> str:
+    return "—" if entry.get("mean") is None else f"{entry['mean']:.0%}"
+
+
 def answer_table(explained: list[ExplainedModel]) -> Table:
     """One row per set, model and task: the lesion test's answer and each weighting's agreement with
     occlusion, a disagreeing weighting flagged."""
@@ -158,7 +162,7 @@ def answer_table(explained: list[ExplainedModel]) -> Table:
         else:
             uses = (
                 f"{_yes_no(uses_lesion(lesion))} ({_short(lesion['lesion_drop'])} vs "
-                f"{_short(lesion['elsewhere_drop'])}; larger in {_short(lesion['lesion_larger'])} of "
+                f"{_short(lesion['elsewhere_drop'])}; larger in {_percent(lesion['lesion_larger'])} of "
                 f"{lesion['lesion_excess']['n']} images, {lesion['lesion_excess']['groups']} groups)"
             )
         verdicts = []
