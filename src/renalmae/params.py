@@ -371,6 +371,11 @@ class ExplainParams(Section):
     2020's increase of confidence over the baseline input; `softmax` = the grad-cam library's softmax
     over channels. The `explain` step measures both from the same masked passes."""
     vit_layer: str = "blocks.-1.norm1"
+    """The ViT's Score-CAM layer: `blocks.i.norm1` (a block's normalised input) or `blocks.i` (its residual
+    output); choose it on a validation fold (`renalmae.explain.tokens.layer_agreement`)."""
+    vit_tokens: Literal["raw", "unit"] = "raw"
+    """`unit`: each patch token of the ViT layer is scaled to unit L2 norm before Score-CAM, so high-norm
+    artefact tokens (Darcet et al. 2024) weigh no more than the others; `raw`: as the layer gives them."""
     cnn_layer: str = "features.denseblock2"
     """The CNN's Score-CAM layer. At 64 px DenseNet-169's `denseblock2` is an 8 × 8 grid, like the ViT's
     patch grid (patch 8); `denseblock4` would be 2 × 2. At 224 px use `features.denseblock3` (14 × 14)."""
@@ -388,6 +393,12 @@ class ExplainParams(Section):
     """Class whose evidence is mapped: the image's true class (localisation metrics) or the predicted one."""
     pointing_tolerance_px: Annotated[int, Field(ge=0)] = 1
     """The pointing game counts a map maximum this many pixels outside the lesion mask as a hit."""
+    lesion_placements: PositiveInt = 20
+    """Lesion test: seeded placements of the lesion's shape elsewhere in the image (off the lesion) per
+    measured image; each costs one forward pass."""
+    occlusion_images: Annotated[int, Field(ge=0)] = 200
+    """Measured images (a seeded draw spread over groups) that get an occlusion map on Score-CAM's grid
+    and each map's rank agreement with it; each costs grid cells (64 at 8 × 8) forward passes."""
     seed: int = 0
     """Seed of the image samples (figures, `max_images`) and of the random pixel order of the baseline."""
 

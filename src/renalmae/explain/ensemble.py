@@ -30,13 +30,18 @@ class MeanProbabilityEnsemble(nn.Module):
         return probabilities.mean(dim=0).log()
 
 
-def ensemble_layer(ensemble: MeanProbabilityEnsemble, vit_path: str, cnn_path: str) -> CamLayer:
+def ensemble_layer(
+    ensemble: MeanProbabilityEnsemble, vit_path: str, cnn_path: str, unit_tokens: bool = False
+) -> CamLayer:
     """The same layer in every member (ViT or CNN), its channels concatenated member after member."""
     members = list(ensemble.members)
     vit = is_vit(members[0])
     if any(is_vit(member) != vit for member in members):
         raise ModelError("an ensemble of ViTs and CNNs cannot share one Score-CAM layer; register one family")
-    layers = [vit_layer(member, vit_path) if vit else cnn_layer(member, cnn_path) for member in members]
+    layers = [
+        vit_layer(member, vit_path, unit_tokens=unit_tokens) if vit else cnn_layer(member, cnn_path)
+        for member in members
+    ]
     return CamLayer(
         modules=tuple(layer.modules[0] for layer in layers),
         path=layers[0].path,

@@ -81,6 +81,25 @@ def blurred(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def class_probabilities(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    batch_size: int = 64,
+    precision: Precision = "auto",
+) -> torch.Tensor:
+    """Softmax probability [B] of class `targets[i]` for each input [B, C, H, W], `batch_size` at a time,
+    on the inputs' device."""
+    device = inputs.device
+    out = []
+    for start in range(0, len(inputs), batch_size):
+        with autocast(device, precision):
+            logits = model(inputs[start : start + batch_size]).float()
+        out.append(logits.softmax(-1).gather(1, targets[start : start + batch_size, None])[:, 0])
+    return torch.cat(out)
+
+
+@torch.inference_mode()
 def perturbation_curves(
     model: nn.Module,
     images: torch.Tensor,
@@ -104,12 +123,7 @@ def perturbation_curves(
     count, pixels = images.shape[0], images.shape[-2] * images.shape[-1]
 
     def probability(inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        out = []
-        for start in range(0, len(inputs), batch_size):
-            with autocast(device, precision):
-                logits = model(inputs[start : start + batch_size]).float()
-            out.append(logits.softmax(-1).gather(1, classes[start : start + batch_size, None])[:, 0])
-        return torch.cat(out)
+        return class_probabilities(model, inputs, classes, batch_size, precision)
 
     clean = probability(images, targets)
     empty = probability(torch.zeros_like(images), targets)

@@ -145,12 +145,16 @@ def grid_figure(
         labels = [f"{i.label} | top {i.predicted_class} {i.probability:.2f}" for i in row_items]
         grid.paste(_label_band(grid_w, panel_w, gap, labels), (0, top))
         for column, item in enumerate(row_items):
-            panel = overlay_rgb(item.image, item.cam, item.mask)
-            panel = np.repeat(np.repeat(panel, scale, axis=0), scale, axis=1)
+            panel = overlay_rgb(*(_upscaled(part, scale) for part in (item.image, item.cam, item.mask)))
             grid.paste(Image.fromarray(panel), (column * (panel_w + gap), top + LABEL_BAND_PX))
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
     return path
+
+
+def _upscaled(pixels: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling by `scale` (so a mask's outline is drawn one display pixel thin)."""
+    return np.repeat(np.repeat(np.asarray(pixels), scale, axis=0), scale, axis=1)
 
 
 def _embedded_png(path: Path) -> str:
@@ -183,10 +187,12 @@ def write_html(
     tables: dict[str, Table],
     sections: dict[str, list[Path]],
     notes: dict[str, str] | None = None,
+    answers: dict[str, Table] | None = None,
 ) -> Path:
     """A self-contained page (images embedded as data URIs): a note, titled tables, then figures per section.
 
-    `notes` adds a paragraph under the table or section of the same title.
+    `notes` adds a paragraph under the table or section of the same title. With `answers`, the page opens
+    with those tables, then the figures, then `tables`.
     """
     path = Path(path)
     notes = notes or {}
@@ -198,19 +204,31 @@ def write_html(
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{html.escape(note)}</p>",
     ]
-    for name, table in tables.items():
-        parts.append(f"<h2>{html.escape(name)}</h2>")
-        if name in notes:
-            parts.append(f"<p>{html.escape(notes[name])}</p>")
-        parts.append(_table(table))
-    for name, images in sections.items():
-        parts.append(f"<h2>{html.escape(name)}</h2>")
-        if name in notes:
-            parts.append(f"<p>{html.escape(notes[name])}</p>")
-        for image in images:
-            parts.append(
-                f"<figure><img src='{_embedded_png(image)}' alt='{html.escape(image.stem)}'></figure>"
-            )
+
+    def add_tables(group: dict[str, Table]) -> None:
+        for name, table in group.items():
+            parts.append(f"<h2>{html.escape(name)}</h2>")
+            if name in notes:
+                parts.append(f"<p>{html.escape(notes[name])}</p>")
+            parts.append(_table(table))
+
+    def add_sections() -> None:
+        for name, images in sections.items():
+            parts.append(f"<h2>{html.escape(name)}</h2>")
+            if name in notes:
+                parts.append(f"<p>{html.escape(notes[name])}</p>")
+            for image in images:
+                parts.append(
+                    f"<figure><img src='{_embedded_png(image)}' alt='{html.escape(image.stem)}'></figure>"
+                )
+
+    if answers is None:
+        add_tables(tables)
+        add_sections()
+    else:
+        add_tables(answers)
+        add_sections()
+        add_tables(tables)
     parts.append("</body></html>")
     path.write_text("\n".join(parts))
     return path

@@ -36,11 +36,15 @@ if TYPE_CHECKING:
 def cam_layer(model: nn.Module, settings: ExplainParams) -> tuple[CamLayer, int]:
     """The Score-CAM layer of `model` (a ViT, a CNN or a fold ensemble of either) and its top-k channels."""
     if isinstance(model, MeanProbabilityEnsemble):
-        layer = ensemble_layer(model, settings.vit_layer, settings.cnn_layer)
+        layer = ensemble_layer(model, settings.vit_layer, settings.cnn_layer, settings.vit_tokens == "unit")
         vit = is_vit(model.members[0])
     else:
         vit = is_vit(model)
-        layer = vit_layer(model, settings.vit_layer) if vit else cnn_layer(model, settings.cnn_layer)
+        layer = (
+            vit_layer(model, settings.vit_layer, unit_tokens=settings.vit_tokens == "unit")
+            if vit
+            else cnn_layer(model, settings.cnn_layer)
+        )
     return layer, settings.vit_channels if vit else settings.cnn_channels
 
 

@@ -91,8 +91,13 @@ def patch_grid(model: nn.Module, input_size: tuple[int, int]) -> tuple[int, int]
     return input_size[0] // patch[0], input_size[1] // patch[1]
 
 
-def vit_tokens_to_grid(model: nn.Module, path: str = VIT_LAYER) -> ToGrid:
-    """ViT layer output → [B, C, h, w]: tokens [B, N, C] (prefix tokens dropped) or NHWC / NCHW grids."""
+def vit_tokens_to_grid(model: nn.Module, path: str = VIT_LAYER, unit_tokens: bool = False) -> ToGrid:
+    """ViT layer output → [B, C, h, w]: tokens [B, N, C] (prefix tokens dropped) or NHWC / NCHW grids.
+
+    `unit_tokens`: each patch token's channel vector is divided by its L2 norm, so a high-norm token
+    (Darcet et al. 2024: background patches that store global information) weighs no more than another;
+    what is left is each token's direction. A LayerNorm output (`blocks.i.norm1`) has nearly equal token
+    norms already; the residual stream (`blocks.i`) does not."""
     prefix = int(getattr(model, "num_prefix_tokens", 0))
 
     def to_grid(output: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
@@ -115,6 +120,8 @@ def vit_tokens_to_grid(model: nn.Module, path: str = VIT_LAYER) -> ToGrid:
                 f"output holds the patch tokens (e.g. {VIT_LAYER})"
             )
         patches = output[:, extra:, :]
+        if unit_tokens:
+            patches = patches / patches.float().norm(dim=-1, keepdim=True).clamp_min(1e-6).to(patches.dtype)
         return patches.reshape(shape[0], height, width, shape[2]).permute(0, 3, 1, 2)
 
     return to_grid
@@ -132,9 +139,14 @@ def cnn_to_grid(path: str) -> ToGrid:
     return to_grid
 
 
-def vit_layer(model: nn.Module, path: str = VIT_LAYER, align_corners: bool = False) -> CamLayer:
-    """Score-CAM layer of a timm VisionTransformer (tokens laid on the patch grid)."""
-    return CamLayer((resolve_layer(model, path),), path, vit_tokens_to_grid(model, path), align_corners)
+def vit_layer(
+    model: nn.Module, path: str = VIT_LAYER, align_corners: bool = False, unit_tokens: bool = False
+) -> CamLayer:
+    """Score-CAM layer of a timm VisionTransformer (tokens laid on the patch grid; see `vit_tokens_to_grid`
+    for `unit_tokens`)."""
+    name = f"{path} (unit tokens)" if unit_tokens else path
+    to_grid = vit_tokens_to_grid(model, path, unit_tokens)
+    return CamLayer((resolve_layer(model, path),), name, to_grid, align_corners)
 
 
 def cnn_layer(model: nn.Module, path: str = CNN_LAYER, align_corners: bool = False) -> CamLayer:

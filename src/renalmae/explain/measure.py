@@ -1,4 +1,4 @@
-"""Measuring a model's Score-CAM maps on holdout images: localisation, faithfulness, class sensitivity.
+"""Measuring a model and its Score-CAM maps on held-out images: lesion test, localisation, faithfulness.
 
 `measure_explanations` runs Score-CAM's masked passes once per image (they serve both weightings and
 every class), then, per image and weighting (`score`, `softmax`):
@@ -8,10 +8,14 @@ every class), then, per image and weighting (`score`, `softmax`):
   placed uniformly at random) and the distance of the map's peak from the image border;
 - faithfulness: deletion and insertion AUC in the map's pixel order and in a seeded random order
   (`renalmae.explain.faithfulness`; the random order is shared by both weightings);
-- class sensitivity: the mean correlation of the map with the maps of the other classes.
+- class sensitivity: the mean correlation of the map with the maps of the other classes;
+- agreement with the model's own behaviour: the rank correlation of the map with the image's occlusion
+  map on the same grid (`renalmae.explain.occlusion`);
 
-The result is one row per (image, weighting); `summarise` turns it into means with cluster-bootstrap
-CIs per weighting and true class (and `all`), which data measured them being the images given.
+and, once per image (the same in both weightings' rows), the lesion test, which uses no map
+(`renalmae.explain.lesion`). The result is one row per (image, weighting); `summarise` turns it into means
+with cluster-bootstrap CIs per weighting and true class (and `all`), `summarise_lesion` the lesion test
+per true class, which data measured them being the images given.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from torch import nn
 
 from renalmae.explain.faithfulness import map_correlation, perturbation_curves, pixel_ranks, random_ranks
 from renalmae.explain.images import cam_layer, image_channel_scores
+from renalmae.explain.lesion import LesionTest, lesion_test
 from renalmae.explain.localisation import localise, map_peak
+from renalmae.explain.occlusion import occlusion_maps, rank_agreement
 from renalmae.explain.scorecam import Precision, cam_maps
 from renalmae.explain.summary import mean_interval
 from renalmae.models.preprocess import to_model_input
@@ -42,7 +48,7 @@ LOCALISATION_METRICS = (
 )  # fmt: skip
 FAITHFULNESS_METRICS = (
     "deletion_auc", "deletion_auc_random", "deletion_gain", "insertion_auc", "insertion_auc_random",
-    "insertion_gain", "class_correlation",
+    "insertion_gain", "class_correlation", "occlusion_spearman",
 )  # fmt: skip
 
 
@@ -76,14 +82,18 @@ def measure_explanations(
     keep: list[int] | None = None,
     faithful: np.ndarray | None = None,
     progress: bool = False,
+    occluded: np.ndarray | None = None,
 ) -> Measured:
     """Measure Score-CAM of uint8 `images` [N, H, W] against `masks` [N, H, W] for `targets`.
 
     `targets` None maps the predicted class; `keep`: indices of the images whose maps are returned;
     `faithful`: which images [N] (bool) get deletion / insertion curves (default all; NaN for the others,
-    e.g. images shown as figures but not measured)."""
+    e.g. images shown as figures but not measured); the same images with a lesion mask get the lesion test
+    (`renalmae.explain.lesion`); `occluded`: which images [N] (bool) get an occlusion map and each
+    weighting's rank agreement with it (`renalmae.explain.occlusion`; default: the `faithful` ones)."""
     keep = list(keep or [])
     faithful = np.ones(len(images), dtype=bool) if faithful is None else np.asarray(faithful, dtype=bool)
+    occluded = faithful if occluded is None else np.asarray(occluded, dtype=bool)
     generator = torch.Generator().manual_seed(settings.seed)
     height, width = images.shape[-2:]
     rows, kept_maps = [], {weighting: {} for weighting in WEIGHTINGS}
@@ -116,6 +126,11 @@ def measure_explanations(
             for name, curve in curves.items():
                 auc[name, "deletion"][selected.numpy()] = curve.deletion_auc
                 auc[name, "insertion"][selected.numpy()] = curve.insertion_auc
+        agreement = _occlusion_agreement(
+            model, images[chunk], np.asarray(occluded[chunk]), chosen, maps, scores.grid, settings, precision
+        )
+        lesion = _lesion_test(model, images[chunk], masks[chunk], faithful[chunk], chosen, start, settings,
+                              precision)  # fmt: skip
         for weighting in WEIGHTINGS:
             correlations = np.stack(
                 [map_correlation(maps[weighting], class_maps[weighting][c]) for c in range(classes)]
@@ -149,6 +164,10 @@ def measure_explanations(
                     "insertion_auc_random": auc["random", "insertion"][index],
                     "class_correlation": float(np.nanmean(others)) if others and np.isfinite(others).any()
                     else np.nan,
+                    "occlusion_spearman": agreement[weighting][index],
+                    "lesion_drop": lesion.lesion_drop[index], "elsewhere_drop": lesion.elsewhere_drop[index],
+                    "lesion_excess": lesion.excess[index], "lesion_larger": lesion.lesion_larger[index],
+                    "placements": int(lesion.placements[index]),
                 })  # fmt: skip
                 if image in keep:
                     kept_maps[weighting][image] = cam
@@ -171,6 +190,60 @@ def measure_explanations(
         channels=int(scores.activations.shape[1]),
         layer_channels=scores.layer_channels,
     )
+
+
+def _occlusion_agreement(
+    model: nn.Module,
+    images: np.ndarray,
+    occluded: np.ndarray,
+    targets: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    grid: tuple[int, int],
+    settings: ExplainParams,
+    precision: Precision,
+) -> dict[str, np.ndarray]:
+    """Per weighting, the rank agreement [n] of each map with the image's occlusion map (NaN where not
+    `occluded`)."""
+    agreement = {weighting: np.full(len(images), np.nan) for weighting in WEIGHTINGS}
+    chosen = np.flatnonzero(occluded)
+    if not len(chosen):
+        return agreement
+    inputs = to_model_input(torch.as_tensor(np.ascontiguousarray(images[chosen])))
+    index = torch.as_tensor(chosen, device=targets.device)
+    occlusion = occlusion_maps(model, inputs, targets[index], grid, settings.batch_size, precision)
+    for weighting in WEIGHTINGS:
+        agreement[weighting][chosen] = rank_agreement(maps[weighting][index], occlusion)
+    return agreement
+
+
+def _lesion_test(
+    model: nn.Module,
+    images: np.ndarray,
+    masks: np.ndarray,
+    tested: np.ndarray,
+    targets: torch.Tensor,
+    first_image: int,
+    settings: ExplainParams,
+    precision: Precision,
+) -> LesionTest:
+    """The lesion test of the `tested` images [n] (NaN for the others and for images without a mask);
+    image `first_image + i`'s placements are seeded by that number."""
+    tested = np.flatnonzero(tested)
+    result = LesionTest(
+        np.full(len(images), np.nan), np.full(len(images), np.nan), np.zeros(len(images), int)
+    )
+    if not len(tested):
+        return result
+    inputs = to_model_input(torch.as_tensor(np.ascontiguousarray(images[tested])))
+    index = torch.as_tensor(tested, device=targets.device)
+    found = lesion_test(
+        model, inputs, np.asarray(masks[tested]), targets[index], settings.lesion_placements, settings.seed,
+        settings.batch_size, precision, image_keys=[first_image + int(i) for i in tested],
+    )  # fmt: skip
+    result.lesion_drop[tested] = found.lesion_drop
+    result.elsewhere_drop[tested] = found.elsewhere_drop
+    result.placements[tested] = found.placements
+    return result
 
 
 def _tolerant_area(mask: np.ndarray, tolerance_px: int) -> float:

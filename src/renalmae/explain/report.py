@@ -1,6 +1,9 @@
-"""The explain step's report: layer, localisation, faithfulness and class-sensitivity tables, and the page.
+"""The explain step's report: the answers first, then the pictures, then the tables, on one page.
 
-Every number is a mean over the measured holdout images with its cluster-bootstrap interval
+The answers, per set, model and task: does the model use the lesion (the lesion test,
+`renalmae.explain.lesion`: no map involved), and do its maps agree with its own occlusion behaviour (each
+weighting's rank agreement, `renalmae.explain.occlusion`; a weighting that does not is flagged). Every
+number is a mean over the measured images of one set with its cluster-bootstrap interval
 (`renalmae.explain.summary`), printed as `mean (low–high)`.
 """
 
@@ -14,7 +17,13 @@ import numpy as np
 import pandas as pd
 
 from renalmae.explain.figures import ExplainedImage, Table, grid_figure, save_overlay, write_html
+from renalmae.explain.lesion import uses_lesion
 from renalmae.explain.measure import Measured
+from renalmae.explain.occlusion import agrees
+
+SET_NAMES = {"external": "external set", "test": "internal holdout"}
+FIGURE_SCALE = 4
+"""Pixels per image pixel in the report's grids (a 64-px image is shown 256 px wide)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,8 @@ class ExplainedModel:
     layer_channels: int
     grid_warning: str | None
     summary: dict[str, dict[str, dict]]
+    set_name: str = "test"
+    lesion: dict[str, dict] | None = None  # `lesion.summarise_lesion`: {class | all: {metric: entry}}
 
 
 def interval_text(entry: dict) -> str | None:
@@ -52,6 +63,7 @@ def _rows(explained: list[ExplainedModel], metrics: tuple[str, ...], count_metri
                 cells = [interval_text(entry[metric]) for metric in metrics]
                 rows.append(
                     [
+                        SET_NAMES.get(item.set_name, item.set_name),
                         item.model,
                         item.task,
                         weighting,
@@ -65,10 +77,12 @@ def _rows(explained: list[ExplainedModel], metrics: tuple[str, ...], count_metri
 
 def layer_table(explained: list[ExplainedModel]) -> Table:
     header = ["model", "task", "fold", "layer", "grid", "channels weighed / layer", "warning"]
+    first_set = explained[0].set_name if explained else None
     rows = [
         [item.model, item.task, item.fold, item.layer, f"{item.grid[0]} × {item.grid[1]}",
          f"{item.channels} / {item.layer_channels}", item.grid_warning or ""]
         for item in explained
+        if item.set_name == first_set
     ]  # fmt: skip
     return header, rows
 
@@ -79,8 +93,8 @@ def localisation_table(explained: list[ExplainedModel]) -> Table:
         "empty_map",
     )  # fmt: skip
     header = [
-        "model", "task", "weighting", "class", "images (series)", "energy in mask", "energy ratio vs uniform",
-        "pointing game", "pointing chance", "peaks near border", "empty maps",
+        "set", "model", "task", "weighting", "class", "images (groups)", "energy in mask",
+        "energy ratio vs uniform", "pointing game", "pointing chance", "peaks near border", "empty maps",
     ]  # fmt: skip
     return header, _rows(explained, metrics, "energy_in_mask")
 
@@ -90,21 +104,108 @@ def faithfulness_table(explained: list[ExplainedModel]) -> Table:
         "deletion_auc", "deletion_auc_random", "insertion_auc", "insertion_auc_random", "class_correlation",
     )  # fmt: skip
     header = [
-        "model", "task", "weighting", "class", "images (series)", "deletion AUC ↓",
+        "set", "model", "task", "weighting", "class", "images (groups)", "deletion AUC ↓",
         "deletion AUC, random order", "insertion AUC ↑", "insertion AUC, random order",
         "correlation with other classes' maps ↓",
     ]  # fmt: skip
     return header, _rows(explained, metrics, "deletion_auc")
 
 
+def agreement_table(explained: list[ExplainedModel]) -> Table:
+    header = [
+        "set", "model", "task", "weighting", "class", "images (groups)", "rank agreement with occlusion ↑",
+    ]  # fmt: skip
+    return header, _rows(explained, ("occlusion_spearman",), "occlusion_spearman")
+
+
+def lesion_table(explained: list[ExplainedModel]) -> Table:
+    header = [
+        "set", "model", "task", "class", "images (groups)", "drop, lesion removed",
+        "drop, shape removed elsewhere", "excess (lesion − elsewhere)", "share of images: lesion drop larger",
+        "uses the lesion",
+    ]  # fmt: skip
+    rows = []
+    for item in explained:
+        for class_name, entry in (item.lesion or {}).items():
+            if entry["lesion_excess"]["n"] == 0:
+                continue
+            cells = [interval_text(entry[m]) for m in ("lesion_drop", "elsewhere_drop", "lesion_excess",
+                                                       "lesion_larger")]  # fmt: skip
+            rows.append([SET_NAMES.get(item.set_name, item.set_name), item.model, item.task, class_name,
+                         f"{entry['lesion_excess']['n']} ({entry['lesion_excess']['groups']})", *cells,
+                         _yes_no(uses_lesion(entry))])  # fmt: skip
+    return header, rows
+
+
+def _yes_no(answer: bool | None) -> str:
+    return "not measured" if answer is None else ("yes" if answer else "no")
+
+
+def _short(entry: dict) -> str:
+    return "—" if entry.get("mean") is None else f"{entry['mean']:.3f}"
+
+
+def _percent(entry: dict) -> str:
+    return "—" if entry.get("mean") is None else f"{entry['mean']:.0%}"
+
+
+def answer_table(explained: list[ExplainedModel]) -> Table:
+    """One row per set, model and task: the lesion test's answer and each weighting's agreement with
+    occlusion, a disagreeing weighting flagged."""
+    header = ["set", "model", "task", "uses the lesion? (drop when removed vs elsewhere)",
+              "maps agree with occlusion? (rank r per weighting)"]  # fmt: skip
+    rows = []
+    for item in explained:
+        lesion = (item.lesion or {}).get("all")
+        if lesion is None or lesion["lesion_excess"]["n"] == 0:
+            uses = "not measured (no image with a lesion mask)"
+        else:
+            uses = (
+                f"{_yes_no(uses_lesion(lesion))} ({_short(lesion['lesion_drop'])} vs "
+                f"{_short(lesion['elsewhere_drop'])}; larger in {_percent(lesion['lesion_larger'])} of "
+                f"{lesion['lesion_excess']['n']} images, {lesion['lesion_excess']['groups']} groups)"
+            )
+        verdicts = []
+        for weighting, per_class in item.summary.items():
+            entry = per_class.get("all", {}).get("occlusion_spearman")
+            if entry is None or entry["n"] == 0:
+                continue
+            answer = agrees(entry)
+            flag = "" if answer else " — FLAGGED: does not agree"
+            verdicts.append(f"{weighting}: r = {interval_text(entry)}{flag}")
+        rows.append([SET_NAMES.get(item.set_name, item.set_name), item.model, item.task, uses,
+                     "; ".join(verdicts) or "not measured"])  # fmt: skip
+    return header, rows
+
+
+ANSWERS = "The answers"
 NOTES = {
+    ANSWERS: (
+        "Uses the lesion: yes when removing the lesion (set to the baseline, as the deletion curve does) "
+        "lowers the explained class's probability more than removing the same shape elsewhere in the image "
+        "(seeded placements off the lesion), i.e. the cluster-bootstrap interval of the difference lies "
+        "above 0. No explanation map is involved. Maps agree with occlusion: Spearman rank correlation, per "
+        "image, of the map averaged over the layer's grid cells with the model's occlusion sensitivity on "
+        "the same cells (the probability drop when a cell is removed); a weighting whose interval does not "
+        "lie above 0 is flagged: its maps do not order the image as the model's own behaviour does. Ties in "
+        "an occlusion map (cells that change nothing) cap r below 1."
+    ),
+    "Lesion test": (
+        "Per true class: mean probability drop of the explained class when the lesion is removed and "
+        "when its shape is removed elsewhere (mean over the placements), their difference, and the share of "
+        "images whose lesion drop is the larger; 95 % cluster-bootstrap intervals over groups."
+    ),
+    "Agreement with occlusion": (
+        "Spearman rank correlation of each map (cell means) with the model's occlusion map on the same "
+        "grid: 1 = the same order of cells, 0 = unrelated, < 0 = pointing away from the evidence."
+    ),
     "Layers": (
         "Grid: the layer's cells a side; maps coarser than explain.min_grid cannot localise. Channels: the "
         "top-k by spatial standard deviation per image (Faster Score-CAM) out of the layer's."
     ),
     "Localisation against lesion masks": (
-        "Over the measured holdout images with a lesion mask; mean (95 % cluster-bootstrap interval, "
-        "series resampled). Energy ratio 1.0 = no better than a uniform map; pointing chance = the hit "
+        "Over the measured images with a lesion mask; mean (95 % cluster-bootstrap interval, "
+        "groups resampled). Energy ratio 1.0 = no better than a uniform map; pointing chance = the hit "
         "rate of a randomly placed peak; peaks near border = share of map peaks within 1/16 of the side "
         "of the image border (the peak of a map in a random cell of an h × w grid is in an edge cell "
         "1 − (h−2)(w−2)/hw of the time: 44 % at 8 × 8); empty maps = maps with no positive evidence "
@@ -142,16 +243,20 @@ def write_figures(
         )  # fmt: skip
         save_overlay(folder / f"{item.label}_{item.image_id}.png", item, scale=2)
         items.append(item)
-    return grid_figure(folder / "grid.png", items)
+    return grid_figure(folder / "grid.png", items, scale=FIGURE_SCALE)
 
 
 def write_report(
     path: str | os.PathLike, explained: list[ExplainedModel], figures: dict[str, list[Path]], note: str
 ) -> Path:
-    """The step's self-contained `index.html`."""
+    """The step's self-contained `index.html`: the answers, the pictures, then the tables."""
     tables = {
+        "Lesion test": lesion_table(explained),
+        "Agreement with occlusion": agreement_table(explained),
         "Layers": layer_table(explained),
         "Localisation against lesion masks": localisation_table(explained),
         "Faithfulness and class sensitivity": faithfulness_table(explained),
     }
-    return write_html(path, "Score-CAM explanations", note, tables, figures, NOTES)
+    answers = {ANSWERS: answer_table(explained)}
+    return write_html(path, "Does each model use the lesion, and do its maps show it?", note, tables, figures,
+                      NOTES, answers=answers)  # fmt: skip

@@ -19,6 +19,8 @@ EXPLAIN = {
         "cnn_channels": 8,
         "faithfulness_steps": 4,
         "max_images": 8,
+        "occlusion_images": 4,
+        "lesion_placements": 6,
     },
 }
 tiny_params = partial(testing.tiny_params, EXPLAIN)
@@ -88,3 +90,46 @@ def phantom_localisation(
     for index, label in enumerate(test.labels):
         ratios.setdefault(label, []).append(localise(maps[index], test.masks[index]).energy_ratio_vs_uniform)
     return ratios
+
+
+def region_model(region, grid: tuple[int, int] = (8, 8), gain: float = 1.5):
+    """A two-class model built by hand that uses only `region` (bool [H, W]): the logit of class 0 is
+    `gain` × the mean model input inside the region, class 1's is 0. Its layer `features` gives Score-CAM
+    one channel per cell of `grid` (1 on that cell, 0 elsewhere), so a faithful map is the region's cells."""
+    import torch
+    from torch import nn
+
+    class OneHotCells(nn.Module):
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            cells = grid[0] * grid[1]
+            eye = torch.eye(cells, device=inputs.device, dtype=inputs.dtype).view(cells, *grid)
+            return eye.expand(len(inputs), -1, -1, -1) + 0 * inputs.mean()
+
+    class RegionModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gain = nn.Parameter(torch.tensor(float(gain)))
+            self.register_buffer("region", torch.as_tensor(region, dtype=torch.float32))
+            self.features = OneHotCells()
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            self.features(inputs)
+            inside = (inputs[:, 0] * self.region).sum(dim=(-2, -1)) / self.region.sum()
+            return torch.stack([self.gain * inside, torch.zeros_like(inside)], dim=1)
+
+    return RegionModel().eval()
+
+
+def lesion_images(count: int = 12, size: int = 64, radius: int = 8, seed: int = 0):
+    """`count` uint8 images [N, H, W] with speckle on a bright field, a brighter disc lesion of `radius` at
+    the centre, the lesion masks [N, H, W], the centre disc (bool) and a 4-px border band (bool)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:size, :size]
+    disc = (rows - size / 2 + 0.5) ** 2 + (cols - size / 2 + 0.5) ** 2 <= radius**2
+    border = np.zeros((size, size), dtype=bool)
+    border[:4], border[-4:], border[:, :4], border[:, -4:] = True, True, True, True
+    images = np.clip(rng.normal(170, 20, (count, size, size)) + 70 * disc, 0, 255).astype(np.uint8)
+    masks = np.repeat(disc[None], count, axis=0).astype(np.uint8)
+    return images, masks, disc, border

@@ -63,7 +63,7 @@ def explained(tiny_ingest, tmp_path_factory) -> tuple[Path, list[Path]]:
 
 def test_localisation_is_reported_per_model_task_weighting_and_lesion_class_with_intervals(explained):
     out_dir, _ = explained
-    localisation = json.loads((out_dir / "localisation.json").read_text())
+    localisation = json.loads((out_dir / "localisation.json").read_text())["test"]
     measured = pd.read_parquet(out_dir / "measurements.parquet")
     assert set(localisation) == {"usfmae", "densenet169"}
     assert set(localisation["usfmae"]) == {"binary", "multiclass"}
@@ -81,7 +81,7 @@ def test_localisation_is_reported_per_model_task_weighting_and_lesion_class_with
 
 def test_faithfulness_and_class_sensitivity_are_reported_beside_a_random_order(explained):
     out_dir, _ = explained
-    faithfulness = json.loads((out_dir / "faithfulness.json").read_text())
+    faithfulness = json.loads((out_dir / "faithfulness.json").read_text())["test"]
     entry = faithfulness["densenet169"]["multiclass"]["softmax"]["all"]
     for metric in ("deletion_auc", "deletion_auc_random", "insertion_auc", "insertion_auc_random"):
         assert 0.0 <= entry[metric]["mean"] <= 1.0
@@ -107,12 +107,12 @@ def test_the_fold_with_the_best_validation_auc_is_explained(explained):
 
 def test_overlays_have_four_panels_per_sampled_image(explained):
     out_dir, _ = explained
-    overlays = sorted((out_dir / "figures" / "usfmae" / "multiclass").glob("*_*.png"))
+    overlays = sorted((out_dir / "figures" / "test" / "usfmae" / "multiclass").glob("*_*.png"))
     assert [path.name.split("_")[0] for path in overlays].count("utd") == 2
     assert len(overlays) == 6  # 2 images per class, 3 classes
     width, height = Image.open(overlays[0]).size
     assert width > 4 * (height - LABEL_BAND_PX) - 16  # image | CAM | overlay | mask outline, side by side
-    assert (out_dir / "figures" / "densenet169" / "multiclass" / "grid.png").is_file()
+    assert (out_dir / "figures" / "test" / "densenet169" / "multiclass" / "grid.png").is_file()
 
 
 def test_html_page_is_self_contained(explained):
@@ -122,6 +122,56 @@ def test_html_page_is_self_contained(explained):
     for heading in ("Layers", "Localisation against lesion masks", "Faithfulness and class sensitivity"):
         assert f"<h2>{heading}</h2>" in page
     assert "energy ratio vs uniform" in page and "deletion AUC" in page
+
+
+def test_the_page_opens_with_the_answers_then_the_pictures_then_the_tables(explained):
+    page = (explained[0] / "index.html").read_text()
+    answers, first_picture = page.index("<h2>The answers</h2>"), page.index("<img")
+    assert answers < first_picture < page.index("<h2>Lesion test</h2>") < page.index("<h2>Layers</h2>")
+    opening = page[answers:first_picture]
+    assert "uses the lesion?" in opening and "maps agree with occlusion?" in opening
+    assert opening.count("<tr>") == 1 + 3  # header + one row per explained model and task
+    assert re.search(r"<td>(yes|no) \(", opening)  # an answer with its numbers
+    assert "score: r = " in opening and "softmax: r = " in opening
+
+
+def test_the_lesion_test_and_occlusion_agreement_are_measured_per_image_and_summarised(explained):
+    out_dir, _ = explained
+    measured = pd.read_parquet(out_dir / "measurements.parquet")
+    rows = measured[measured["measured"] & measured["has_mask"] & (measured["weighting"] == "score")]
+    assert (rows["placements"] == PARAMS.explain.lesion_placements).all()
+    assert rows["lesion_drop"].notna().all() and rows["elsewhere_drop"].notna().all()
+    np.testing.assert_allclose(rows["lesion_excess"], rows["lesion_drop"] - rows["elsewhere_drop"])
+    occluded = measured[measured["occluded"] & (measured["weighting"] == "score")]
+    assert (occluded.groupby(["model", "task"])["id"].nunique() == PARAMS.explain.occlusion_images).all()
+    assert occluded["occlusion_spearman"].between(-1, 1).any()
+    faithfulness = json.loads((out_dir / "faithfulness.json").read_text())["test"]
+    lesion = faithfulness["usfmae"]["multiclass"]["lesion_test"]
+    assert set(lesion) == {"utd", "mcdk", "all"}  # normal kidneys have no lesion mask
+    usfmae_multiclass = rows[(rows["model"] == "usfmae") & (rows["task"] == "multiclass")]
+    assert lesion["all"]["lesion_drop"]["n"] == usfmae_multiclass["id"].nunique()
+    assert faithfulness["usfmae"]["multiclass"]["score"]["all"]["occlusion_spearman"]["n"] > 0
+
+
+def test_the_external_set_is_measured_and_reported_first(explained, tiny_ingest, tmp_path):
+    ingest_dir, splits_path = tiny_ingest
+    splits = json.loads(splits_path.read_text())
+    splits["external"], splits["test"] = splits["test"][::2], splits["test"][1::2]
+    with_external = tmp_path / "splits.json"
+    with_external.write_text(json.dumps(splits))
+    runs = [run for run in explained[1] if "usfmae/binary" in str(run)]
+    out_dir = explain_step(PARAMS, ingest_dir, with_external, run_dirs=runs, out_dir=tmp_path / "explain")
+    assert list(json.loads((out_dir / "localisation.json").read_text())) == ["external", "test"]
+    faithfulness = json.loads((out_dir / "faithfulness.json").read_text())
+    lesion = faithfulness["external"]["usfmae"]["binary"]["lesion_test"]
+    measured = pd.read_parquet(out_dir / "measurements.parquet")
+    external = measured[(measured["set"] == "external") & measured["measured"] & measured["has_mask"]]
+    assert set(external["id"]) <= set(splits["external"])
+    assert lesion["all"]["lesion_drop"]["n"] == external["id"].nunique() > 0
+    page = (out_dir / "index.html").read_text()
+    opening = page[page.index("<h2>The answers</h2>") : page.index("<img")]
+    assert opening.index("external set") < opening.index("internal holdout")
+    assert (out_dir / "figures" / "external" / "usfmae" / "binary" / "grid.png").is_file()
 
 
 def test_step_without_trained_models_is_refused(tiny_ingest, tmp_path):
