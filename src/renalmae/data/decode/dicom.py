@@ -101,7 +101,7 @@ def decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     try:
         dataset = read_dataset(data)
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as error:
-        raise BadImage(f"not a readable DICOM file ({error})") from None
+        raise BadImage(f"not a readable DICOM file ({error}); re-export it from the scanner / PACS") from None
     if "PixelData" not in dataset:
         raise BadImage(
             "DICOM file has no pixel data (PixelData element missing): export the image, not a report"

@@ -66,9 +66,9 @@ def open_pillow(data: bytes, max_pixels: int, grey_draft: bool = False) -> Image
         if data.startswith(PNG_SIGNATURE) and any(limit in str(error) for limit in METADATA_LIMITS):
             # text, XMP or an ICC profile over Pillow's safety limit: the pixels are read without them
             return open_pillow(without_metadata(data), max_pixels, grey_draft)
-        raise BadImage(f"corrupt image data ({error})") from None
+        raise BadImage(f"corrupt image data ({error}); re-export the image") from None
     except (OSError, SyntaxError) as error:
-        raise BadImage(f"corrupt image data ({error})") from None
+        raise BadImage(f"corrupt image data ({error}); re-export the image") from None
     return upright(image)
 
 
@@ -116,7 +116,10 @@ def deep_colour(data: bytes) -> np.ndarray | None:
 
     pixels = cv2.imdecode(np.frombuffer(without_metadata(data), np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3:
-        raise BadImage(f"corrupt 16-bit {DEEP_COLOUR_TYPES[colour_type]} PNG data (OpenCV cannot decode it)")
+        raise BadImage(
+            f"corrupt 16-bit {DEEP_COLOUR_TYPES[colour_type]} PNG data (OpenCV cannot decode it); re-export "
+            "the image"
+        )
     return pixels[..., [2, 1, 0, 3][: pixels.shape[-1]]]  # OpenCV's BGR(A) → RGB(A)
 
 
