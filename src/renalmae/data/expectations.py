@@ -85,10 +85,11 @@ def build_suite(params: Params):
     """The expectation suite for `params` (classes, sizes, thresholds, k folds, grouping)."""
     import great_expectations as gx
     from great_expectations import expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
 
     data, rules, k = params.data, params.validate_, params.split.k_folds
     min_per_class = max(rules.min_images_per_class, k)
-    labelled = {"row_condition": 'origin=="labelled"', "condition_parser": "pandas"}
+    labelled = {"row_condition": Column("origin") == "labelled"}
 
     def meta(rule: str, fix: str, check: str) -> dict:
         """`check`: what the rule asks, in words (the report lists it); `fix`: what to do when it fails."""
