@@ -10,11 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from renalmae.data.cache import IMAGES_FILE, MASKS_FILE, SUMMARY_FILE, TABLE_COLUMNS, TABLE_FILE
 from renalmae.data.phantom import generate_phantom
 
 TableHook = Callable[[pd.DataFrame], pd.DataFrame]
+
+# property tests keep no example database in the working tree; a failure prints its reproducing example
+settings.register_profile("renalmae", database=None, deadline=None, print_blob=True)
+settings.load_profile("renalmae")
 
 
 def write_ingest_dir(
