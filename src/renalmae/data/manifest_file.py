@@ -48,6 +48,11 @@ class ManifestText:
     encoding: str
     separator: str
 
+    @property
+    def guessed(self) -> bool:
+        """True when no byte-order mark or UTF-8 said the encoding (Windows-1252 is the guess)."""
+        return self.encoding == "Windows-1252"
+
     def rows(self) -> csv.DictReader:
         return csv.DictReader(io.StringIO(self.text, newline=""), delimiter=self.separator)
 

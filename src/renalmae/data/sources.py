@@ -199,6 +199,8 @@ def list_manifest(manifest: Path, classes: list[str], group_column: str) -> List
             item_problems.append("image path is empty")
         else:
             image, rule = finder.find(cells["image"])
+            if rule and table.guessed and not cells["image"].isascii():
+                rule += f" (the manifest is not UTF-8 and was read as {table.encoding}: {SAVE_AS})"
             if rule:
                 item_problems.append(f"image {rule}")
         if image is not None:

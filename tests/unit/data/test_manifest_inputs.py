@@ -71,6 +71,15 @@ def test_manifest_saved_as_windows_1252_is_ingested(tmp_path):
     assert listed(manifest) == list(zip(names, CLASSES * 2, strict=True))
 
 
+def test_manifest_in_another_8_bit_encoding_names_the_encoding_read_and_the_fix(tmp_path):
+    """Old Excel for Mac writes Mac Roman: read as Windows-1252 the name is wrong, and the rule says why."""
+    images(tmp_path, ["Müller_1.png"])
+    manifest = write_table(tmp_path / "m.csv", [["image", "label"], ["Müller_1.png", "normal"]], "mac_roman")
+    message = problems(manifest)
+    assert "m.csv row 2" in message and "does not exist" in message
+    assert "read as Windows-1252" in message and "CSV UTF-8" in message
+
+
 def test_manifest_saved_as_excel_unicode_text_is_read(tmp_path):
     """Excel's "Unicode Text": UTF-16 little-endian with a byte-order mark, tab-separated, saved as .txt."""
     names = images(tmp_path, ["Ärztin_1.png", "Ärztin_2.png"])
