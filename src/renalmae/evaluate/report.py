@@ -126,6 +126,11 @@ def _repeats_sentence(summary: dict, name: str) -> str:
     parts = []
     for class_name, result in repeats.items():
         what = f" ({class_name} vs rest)" if len(summary["classes"]) > 2 else ""
+        if not result["differences"]:
+            parts.append(
+                f"Over {result['repeats']} repeats{what} the AUC is undefined ({result['undefined']})."
+            )
+            continue
         spread = f"{min(result['differences']):+.3f} to {max(result['differences']):+.3f}"
         if result["undefined"]:
             parts.append(f"Over {result['repeats']} repeats{what} the AUC difference ranged {spread}; "
@@ -373,8 +378,9 @@ def _headline_table(summary: dict) -> Table:
                 for side in ("a", "b", "difference")
             ]
         rows.append(row)
+    test_name = "over repeats (Obuchowski-Rockette)" if summary.get("repeats", 1) > 1 else "DeLong"
     for test_index, _ in enumerate(_set_tests(summary, names[0], "delong")):
-        row = ["DeLong"]
+        row = [test_name]
         for name in names:
             test = _set_tests(summary, name, "delong")[test_index]
             what = f"{test['class_name']} vs rest: " if test["class_name"] else ""

@@ -107,10 +107,10 @@ def repeats_test(y_true, scores_a, scores_b, groups=None, confidence: float = 0.
     empty = RepeatsResult(
         repeats, [], [], [], None, None, None, None, None, None, None, confidence, images, clusters
     )
-    try:
-        aucs, covariance = auc_covariance(y_true, np.concatenate([scores_a, scores_b]), groups)
-    except ValueError as error:
-        return _replace(empty, undefined=f"the test set cannot carry a variance: {error}")
+    positive = _check_binary(y_true, *scores_a, *scores_b)
+    if positive.all() or not positive.any():
+        return _replace(empty, undefined="the set holds a single class: no AUC")
+    aucs = np.array([_placements(row[positive], row[~positive])[0] for row in (*scores_a, *scores_b)])
     auc_a, auc_b = aucs[:repeats], aucs[repeats:]
     differences = auc_a - auc_b
     mean = float(differences.mean())
@@ -127,6 +127,10 @@ def repeats_test(y_true, scores_a, scores_b, groups=None, confidence: float = 0.
             undefined="one training run per model: the variance between training runs cannot be estimated "
             "(set evaluate.repeats >= 3)",
         )
+    try:
+        _, covariance = auc_covariance(y_true, np.concatenate([scores_a, scores_b]), groups)
+    except ValueError as error:
+        return _replace(described, undefined=f"the test set cannot carry a variance: {error}")
     off_diagonal = ~np.eye(repeats, dtype=bool)
     cov2 = float(
         np.mean([covariance[:repeats, :repeats][off_diagonal], covariance[repeats:, repeats:][off_diagonal]])

@@ -228,3 +228,14 @@ def test_repeats_test_finds_a_real_difference():
     result = repeats_test(y, a, b, groups=groups)
     assert result.p_value < 0.001 and result.low > 0
     assert len(result.differences) == 4 and result.spread is not None
+
+
+def test_repeats_test_on_a_set_without_two_clusters_of_a_class_keeps_the_differences_and_says_why():
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    groups = np.array([0, 0, 0, 1, 1, 2, 2, 3])  # every positive in one clip
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 8)) + y, rng.normal(size=(3, 8))
+    result = repeats_test(y, a, b, groups=groups)
+    assert len(result.differences) == 3 and "2 clusters with positives" in result.undefined
+    single_class = repeats_test(np.ones(8, dtype=int), a, b, groups=groups)
+    assert single_class.differences == [] and "single class" in single_class.undefined
