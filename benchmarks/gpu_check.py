@@ -83,7 +83,7 @@ DEVICE_WHEELS = ("pydantic", "pydantic-core", "annotated-types", "typing-inspect
 """What the training steps import that the device image lacks (its KINDS.md package list)."""
 WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
                    "manylinux2014_x86_64", "manylinux1_x86_64")  # fmt: skip
-ARCHIVED = {".json", ".csv", ".png", ".md", ".html", ".parquet", ".txt", ".log"}
+ARCHIVED = {".json", ".csv", ".png", ".md", ".html", ".parquet", ".txt", ".log", ".yaml"}
 ARCHIVE_LIMIT_BYTES = 15 * 2**20  # the device tool returns files of at most 16 MiB
 
 GPU_VIT_BUDGET = {  # on top of profiles/gpu.yaml
@@ -213,6 +213,7 @@ def prepare(prepared: Path, tiny: bool) -> dict:
             "dropped_duplicates": len(ingested.get("dropped_duplicates", [])),
         }
     if not tiny:
+        shutil.rmtree(prepared / "wheels", ignore_errors=True)  # one version of each, or pip refuses them all
         facts["wheels"] = download_wheels(prepared / "wheels")
     facts["git_commit"] = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
@@ -423,8 +424,10 @@ def device_run(prepared: Path, out: Path, tiny: bool, budget_s: float) -> dict:
     """Run the parts in order under one deadline; write summary.json, the logs and reports.tar.gz to `out`."""
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    if not prepared.is_dir() and prepared.with_name(prepared.name + ".tar.gz").is_file():
-        with tarfile.open(prepared.with_name(prepared.name + ".tar.gz")) as tar:
+    packed = prepared.with_name(prepared.name + ".tar.gz")
+    if packed.is_file():  # a fresh copy each time: a second run must not find the first one's models
+        shutil.rmtree(prepared, ignore_errors=True)
+        with tarfile.open(packed) as tar:
             tar.extractall(prepared.parent, filter="data")
     facts, env = environment(prepared)
     say(out, f"environment: {json.dumps(facts)}")
