@@ -228,7 +228,9 @@ def main() -> None:
     parser.add_argument("--workloads", default="mae,vit,cnn", help="comma-separated subset of mae,vit,cnn")
     parser.add_argument("--images", type=int, default=None, help="images in the cache (default by mode)")
     parser.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the results here, workload by workload"
+    )
     args = parser.parse_args()
     if not args.tiny and not torch.cuda.is_available():
         print("no CUDA device: running the --tiny CPU variant instead (GPU figures unmeasured)")
@@ -264,6 +266,10 @@ def main() -> None:
                 "reference_peak_gib": reference.peak_memory_gib,
                 "batch": batch[kind],
             }
+            if args.json:  # after every workload: a run stopped at a time limit keeps what it measured
+                args.json.write_text(
+                    json.dumps({"device": device_name, "compile": args.compile, "results": results}, indent=2)
+                )
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
 
     names = {"mae": "MAE pretraining", "vit": "ViT fine-tuning", "cnn": "DenseNet-169"}
@@ -276,10 +282,6 @@ def main() -> None:
         print(
             f"{names[kind]:<18}{row['ours_img_s']:>12.1f}{row['reference_img_s']:>12.1f}{row['ratio']:>7.2f}x"
             f"{gib[0]:>10}{gib[1]:>10}"
-        )
-    if args.json:
-        args.json.write_text(
-            json.dumps({"device": device_name, "compile": args.compile, "results": results}, indent=2)
         )
 
 
