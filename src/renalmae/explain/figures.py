@@ -85,12 +85,15 @@ def panel_labels(item: ExplainedImage) -> list[str]:
     ]
 
 
-def _label_band(width: int, panel_width: int, gap: int, labels: list[str]) -> Image.Image:
-    """A white band with each label centred over its panel, in the largest default font that fits."""
-    band = Image.new("RGB", (width, LABEL_BAND_PX), (255, 255, 255))
+def _label_band(
+    width: int, panel_width: int, gap: int, labels: list[str], height: int = LABEL_BAND_PX
+) -> Image.Image:
+    """A white band `height` px high with each label centred over its panel, in the largest default font
+    that fits (at most `height` − 5 px)."""
+    band = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(band)
     for index, label in enumerate(labels):
-        for size in range(11, 5, -1):
+        for size in range(height - 5, 5, -1):
             font = ImageFont.load_default(size=size)
             left, _, right, _ = draw.textbbox((0, 0), label, font=font)
             if right - left <= panel_width - 2:
@@ -133,7 +136,8 @@ def grid_figure(
     height, width = np.asarray(items[0].image).shape[:2] if items else (1, 1)
     panel_h, panel_w = height * scale, width * scale
     gap = PANEL_GAP_PX * scale
-    cell_h = LABEL_BAND_PX + panel_h + gap
+    band_px = LABEL_BAND_PX * max(1, scale // 2)  # the labels grow with the pictures
+    cell_h = band_px + panel_h + gap
     title_h = 2 * LABEL_BAND_PX if title else 0
     grid_w = columns * (panel_w + gap) - gap
     grid = Image.new("RGB", (max(grid_w, 1), title_h + len(rows) * cell_h - gap), (255, 255, 255))
@@ -143,10 +147,10 @@ def grid_figure(
     for row, row_items in enumerate(rows):
         top = title_h + row * cell_h
         labels = [f"{i.label} | top {i.predicted_class} {i.probability:.2f}" for i in row_items]
-        grid.paste(_label_band(grid_w, panel_w, gap, labels), (0, top))
+        grid.paste(_label_band(grid_w, panel_w, gap, labels, band_px), (0, top))
         for column, item in enumerate(row_items):
             panel = overlay_rgb(*(_upscaled(part, scale) for part in (item.image, item.cam, item.mask)))
-            grid.paste(Image.fromarray(panel), (column * (panel_w + gap), top + LABEL_BAND_PX))
+            grid.paste(Image.fromarray(panel), (column * (panel_w + gap), top + band_px))
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
     return path

@@ -80,7 +80,7 @@ def layer_table(explained: list[ExplainedModel]) -> Table:
     first_set = explained[0].set_name if explained else None
     rows = [
         [item.model, item.task, item.fold, item.layer, f"{item.grid[0]} × {item.grid[1]}",
-         f"{item.channels} / {item.layer_channels}", item.grid_warning or ""]
+         f"{item.channels} / {item.layer_channels}", item.grid_warning]
         for item in explained
         if item.set_name == first_set
     ]  # fmt: skip
