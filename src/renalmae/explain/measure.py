@@ -10,7 +10,9 @@ every class), then, per image and weighting (`score`, `softmax`):
   (`renalmae.explain.faithfulness`; the random order is shared by both weightings);
 - class sensitivity: the mean correlation of the map with the maps of the other classes;
 - agreement with the model's own behaviour: the rank correlation of the map with the image's occlusion
-  map on the same grid (`renalmae.explain.occlusion`);
+  map on the same grid (`renalmae.explain.occlusion`), and whether the map's peak and the occlusion map's
+  peak lie in a cell of the grid's outer ring (edge peaks the model's own behaviour shares are its
+  evidence; edge peaks it does not share are the map's artefact);
 
 and, once per image (the same in both weightings' rows), the lesion test, which uses no map
 (`renalmae.explain.lesion`). The result is one row per (image, weighting); `summarise` turns it into means
@@ -31,7 +33,7 @@ from renalmae.explain.faithfulness import map_correlation, perturbation_curves, 
 from renalmae.explain.images import cam_layer, image_channel_scores
 from renalmae.explain.lesion import LesionTest, lesion_test
 from renalmae.explain.localisation import localise, map_peak
-from renalmae.explain.occlusion import occlusion_maps, rank_agreement
+from renalmae.explain.occlusion import occlusion_maps, on_edge_cell, on_pixels, rank_agreement
 from renalmae.explain.scorecam import Precision, cam_maps
 from renalmae.explain.summary import mean_interval
 from renalmae.models.preprocess import to_model_input
@@ -42,9 +44,11 @@ CHUNK_IMAGES = 32
 """Images whose masked passes, maps and curves are held at once (memory stays flat for any count)."""
 BORDER_FRACTION = 1 / 16
 """A peak closer to the border than this fraction of the side (4 px at 64 px) counts as a border peak."""
+OCCLUSION_LOCATION = ("occlusion_peak_edge_cell", "occlusion_energy_ratio")
+"""Where the model's own occlusion map puts its evidence (the same in both weightings' rows)."""
 LOCALISATION_METRICS = (
     "energy_in_mask", "energy_ratio_vs_uniform", "pointing_game", "pointing_chance", "peak_near_border",
-    "empty_map",
+    "empty_map", "peak_edge_cell", *OCCLUSION_LOCATION,
 )  # fmt: skip
 FAITHFULNESS_METRICS = (
     "deletion_auc", "deletion_auc_random", "deletion_gain", "insertion_auc", "insertion_auc_random",
@@ -127,7 +131,15 @@ def measure_explanations(
                 auc[name, "deletion"][selected.numpy()] = curve.deletion_auc
                 auc[name, "insertion"][selected.numpy()] = curve.insertion_auc
         agreement = _occlusion_agreement(
-            model, images[chunk], np.asarray(occluded[chunk]), chosen, maps, scores.grid, settings, precision
+            model,
+            images[chunk],
+            masks[chunk],
+            np.asarray(occluded[chunk]),
+            chosen,
+            maps,
+            scores.grid,
+            settings,
+            precision,
         )
         lesion = _lesion_test(model, images[chunk], masks[chunk], faithful[chunk], chosen, start, settings,
                               precision)  # fmt: skip
@@ -136,6 +148,7 @@ def measure_explanations(
                 [map_correlation(maps[weighting], class_maps[weighting][c]) for c in range(classes)]
             )
             peak_rows, peak_cols = _peak(maps[weighting])
+            edge_peaks = on_edge_cell(peak_rows, peak_cols, (height, width), scores.grid)
             for index in every:
                 image = start + index
                 target = int(chosen[index])
@@ -165,6 +178,8 @@ def measure_explanations(
                     "class_correlation": float(np.nanmean(others)) if others and np.isfinite(others).any()
                     else np.nan,
                     "occlusion_spearman": agreement[weighting][index],
+                    "peak_edge_cell": edge_peaks[index],
+                    **{name: agreement[name][index] for name in OCCLUSION_LOCATION},
                     "lesion_drop": lesion.lesion_drop[index], "elsewhere_drop": lesion.elsewhere_drop[index],
                     "lesion_excess": lesion.excess[index], "lesion_larger": lesion.lesion_larger[index],
                     "placements": int(lesion.placements[index]),
@@ -195,6 +210,7 @@ def measure_explanations(
 def _occlusion_agreement(
     model: nn.Module,
     images: np.ndarray,
+    masks: np.ndarray,
     occluded: np.ndarray,
     targets: torch.Tensor,
     maps: dict[str, torch.Tensor],
@@ -202,18 +218,28 @@ def _occlusion_agreement(
     settings: ExplainParams,
     precision: Precision,
 ) -> dict[str, np.ndarray]:
-    """Per weighting, the rank agreement [n] of each map with the image's occlusion map (NaN where not
-    `occluded`)."""
-    agreement = {weighting: np.full(len(images), np.nan) for weighting in WEIGHTINGS}
+    """Per weighting, the rank agreement [n] of each map with the image's occlusion map, and where the
+    occlusion map itself puts the model's evidence: `occlusion_peak_edge_cell` (its largest drop in a cell
+    of the grid's outer ring) and `occlusion_energy_ratio` (its positive drops inside the lesion mask
+    against the mask's area share, as `localise` measures a map). NaN where not `occluded`."""
+    found = {name: np.full(len(images), np.nan) for name in (*WEIGHTINGS, *OCCLUSION_LOCATION)}
     chosen = np.flatnonzero(occluded)
     if not len(chosen):
-        return agreement
+        return found
     inputs = to_model_input(torch.as_tensor(np.ascontiguousarray(images[chosen])))
     index = torch.as_tensor(chosen, device=targets.device)
     occlusion = occlusion_maps(model, inputs, targets[index], grid, settings.batch_size, precision)
     for weighting in WEIGHTINGS:
-        agreement[weighting][chosen] = rank_agreement(maps[weighting][index], occlusion)
-    return agreement
+        found[weighting][chosen] = rank_agreement(maps[weighting][index], occlusion)
+    size = tuple(images.shape[-2:])
+    peaks = [np.unravel_index(int(cells.argmax()), cells.shape) for cells in occlusion.numpy()]
+    cell_size = np.array(size) / np.array(grid)
+    centres = np.array([(np.array(peak) + 0.5) * cell_size for peak in peaks]).astype(int)
+    found["occlusion_peak_edge_cell"][chosen] = on_edge_cell(centres[:, 0], centres[:, 1], size, grid)
+    for position, evidence in zip(chosen, on_pixels(occlusion, size), strict=True):
+        located = localise(np.clip(evidence, 0, None), masks[position], 0)
+        found["occlusion_energy_ratio"][position] = located.energy_ratio_vs_uniform if located else np.nan
+    return found
 
 
 def _lesion_test(

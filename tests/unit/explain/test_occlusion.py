@@ -8,10 +8,19 @@ import torch
 from explainkit import lesion_images, region_model
 
 from renalmae.explain.layers import cnn_layer
-from renalmae.explain.occlusion import agrees, cell_masks, occlusion_maps, on_grid, rank_agreement
+from renalmae.explain.measure import measure_explanations
+from renalmae.explain.occlusion import (
+    agrees,
+    cell_masks,
+    occlusion_maps,
+    on_edge_cell,
+    on_grid,
+    rank_agreement,
+)
 from renalmae.explain.scorecam import explain
 from renalmae.explain.summary import mean_interval
 from renalmae.models.preprocess import to_model_input
+from renalmae.params import ExplainParams
 
 GROUPS = np.repeat([f"series{i}" for i in range(6)], 2)
 
@@ -76,3 +85,21 @@ def test_cells_cover_every_pixel_once_when_the_grid_does_not_divide_the_image():
     masks = cell_masks((30, 20), (7, 3))
     assert masks.shape == (21, 30, 20)
     assert (masks.sum(dim=0) == 1).all()
+
+
+def test_edge_cells_are_the_grids_outer_ring_whatever_the_pixel():
+    rows, cols = np.array([0, 7, 8, 31, 60, 63]), np.array([30, 30, 30, 30, 30, 63])
+    np.testing.assert_array_equal(on_edge_cell(rows, cols, (64, 64), (8, 8)), [1, 1, 0, 0, 1, 1])
+
+
+def test_occlusion_of_a_border_only_model_peaks_on_the_edge_and_misses_the_lesion():
+    images, masks, disc, border = lesion_images(count=2)
+    targets = np.zeros(2, dtype=int)
+    settings = ExplainParams(cnn_layer="features", cnn_channels=0, batch_size=50, lesion_placements=4)
+    measured = measure_explanations(region_model(border), images, masks, targets, settings)
+    assert (measured.table["occlusion_peak_edge_cell"] == 1.0).all()
+    assert (measured.table["occlusion_energy_ratio"] == 0.0).all()  # no drop inside the lesion
+    lesion_only = measure_explanations(region_model(disc), images, masks, targets, settings)
+    assert (lesion_only.table["occlusion_peak_edge_cell"] == 0.0).all()
+    assert (lesion_only.table["occlusion_energy_ratio"] > 5).all()
+    assert (lesion_only.table["occlusion_spearman"] > 0.4).all()
