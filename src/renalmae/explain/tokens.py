@@ -11,8 +11,9 @@ Score-CAM's edge peaks are such artefacts is measured here, on images that choos
   interior's, and the outliers: tokens above `OUTLIER_FACTOR` × their image's median token norm at that
   layer, with the share of them on the edge cells (against the edge's share of all cells);
 - `layer_agreement`: for candidate Score-CAM layers, the per-image rank agreement of the maps with the
-  model's occlusion map (`renalmae.explain.occlusion`); run on a validation fold, it chooses the layer
-  without looking at the images that report it.
+  model's occlusion map (`renalmae.explain.occlusion`); `choose_layer` takes the best mean. Run on a
+  validation fold, it chooses the layer (`explain.vit_layer`, `explain.vit_tokens`) without looking at
+  the images that report it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 from renalmae.explain.layers import patch_grid, vit_layer
 from renalmae.explain.occlusion import occlusion_maps, rank_agreement
 from renalmae.explain.scorecam import Precision, Weighting, explain
+from renalmae.explain.summary import mean_interval
 
 OUTLIER_FACTOR = 2.0
 """A token whose norm exceeds this multiple of its image's median token norm (same layer) is an outlier."""
@@ -128,3 +130,35 @@ def layer_agreement(
                        precision=precision).maps  # fmt: skip
         agreement[layer.path] = rank_agreement(maps, occlusion)
     return agreement
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """The candidate layer whose maps agree best with occlusion on the images given, and every candidate's
+    agreement (`mean_interval` entries: mean, cluster-bootstrap interval, n, groups)."""
+
+    chosen: str
+    agreement: dict[str, dict]
+
+
+def choose_layer(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    groups: np.ndarray | list[str],
+    candidates: list[tuple[str, bool]] | None = None,
+    weighting: Weighting = "score",
+    batch_size: int = 64,
+    precision: Precision = "auto",
+    resamples: int = 1000,
+) -> LayerChoice:
+    """The ViT layer (default: `candidate_layers`) with the highest mean rank agreement with occlusion on
+    `inputs` [B, C, H, W] of the classes `targets` [B], images grouped by `groups` [B] for the intervals.
+    Give it validation images only: the images it chooses on must not be the ones that report."""
+    agreement = layer_agreement(
+        model, inputs, targets, candidates or candidate_layers(model), weighting, batch_size, precision
+    )
+    summary = {name: mean_interval(values, groups, 0.95, resamples, 0) for name, values in agreement.items()}
+    scored = [name for name in summary if summary[name]["mean"] is not None]
+    chosen = max(scored, key=lambda name: summary[name]["mean"]) if scored else next(iter(summary))
+    return LayerChoice(chosen, summary)

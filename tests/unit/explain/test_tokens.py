@@ -7,7 +7,7 @@ import torch
 from test_layers import images, tiny_vit
 
 from renalmae.explain.layers import vit_layer
-from renalmae.explain.tokens import candidate_layers, edge_cells, layer_agreement, token_norms
+from renalmae.explain.tokens import candidate_layers, choose_layer, edge_cells, layer_agreement, token_norms
 
 CORNER = 1 + 0  # the class token comes first, then patch (0, 0)
 
@@ -64,3 +64,13 @@ def test_layer_agreement_scores_every_candidate_layer_against_one_occlusion_map(
                                "blocks.1", "blocks.1 (unit tokens)"]  # fmt: skip
     for values in agreement.values():
         assert values.shape == (3,) and np.all((values >= -1) & (values <= 1))
+
+
+def test_the_layer_chosen_is_the_candidate_that_agrees_best_with_occlusion():
+    model = tiny_vit(depth=2)
+    inputs, targets = images(4), torch.tensor([0, 1, 0, 1])
+    choice = choose_layer(model, inputs, targets, ["a", "a", "b", "b"], batch_size=40, resamples=50)
+    agreement = layer_agreement(model, inputs, targets, candidate_layers(model), batch_size=40)
+    best = max(agreement, key=lambda name: np.nanmean(agreement[name]))
+    assert choice.chosen == best
+    assert set(choice.agreement) == set(agreement) and choice.agreement[best]["groups"] == 2
