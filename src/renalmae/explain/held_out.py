@@ -72,8 +72,12 @@ def _set_rows(data: IngestedData, ids: list[str], classes: list[str], settings: 
     flat = np.asarray(data.masks[rows["cache_index"].to_numpy()]).reshape(len(rows), -1)
     measured = measured_images(rows, flat.any(axis=1), settings.max_images, settings.seed)
     shown = sample_per_class(rows, classes, settings.images_per_class, settings.seed)
-    occluded = measured_images(measured, np.ones(len(measured), bool), max(settings.occlusion_images, 1),
-                               settings.seed) if settings.occlusion_images else measured.iloc[:0]  # fmt: skip
+    everyone = np.ones(len(measured), dtype=bool)
+    occluded = (
+        measured_images(measured, everyone, settings.occlusion_images, settings.seed)
+        if settings.occlusion_images
+        else measured.iloc[:0]
+    )
     rows = pd.concat([measured, shown[~shown["id"].isin(measured["id"])]], ignore_index=True)
     rows["measured"] = rows["id"].isin(measured["id"])
     rows["occluded"] = rows["id"].isin(occluded["id"])
