@@ -133,6 +133,7 @@ def test_the_page_opens_with_the_answers_then_the_pictures_then_the_tables(expla
     assert opening.count("<tr>") == 1 + 3  # header + one row per explained model and task
     assert re.search(r"<td>(yes|no) \(", opening)  # an answer with its numbers
     assert "score: r = " in opening and "softmax: r = " in opening
+    assert re.search(r"map: score \d+%, softmax \d+%; occlusion: \d+%", opening)
 
 
 def test_the_lesion_test_and_occlusion_agreement_are_measured_per_image_and_summarised(explained):
