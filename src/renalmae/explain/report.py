@@ -43,13 +43,21 @@ class ExplainedModel:
     lesion: dict[str, dict] | None = None  # `lesion.summarise_lesion`: {class | all: {metric: entry}}
 
 
+def _number(value: float) -> str:
+    """Three decimals, never `-0.000` (a value that rounds to zero has no sign)."""
+    return f"{round(value, 3) + 0.0:.3f}"
+
+
 def interval_text(entry: dict) -> str | None:
-    """`mean (low–high)` of a `mean_interval` entry; `mean` alone without an interval; None without a mean."""
+    """`mean (low–high)` of a `mean_interval` entry (`low to high` when a bound is negative, so a minus sign
+    is not read as a dash); `mean` alone without an interval; None without a mean."""
     if entry.get("mean") is None:
         return None
     if entry.get("low") is None:
-        return f"{entry['mean']:.3f}"
-    return f"{entry['mean']:.3f} ({entry['low']:.3f}–{entry['high']:.3f})"
+        return _number(entry["mean"])
+    low, high = _number(entry["low"]), _number(entry["high"])
+    between = " to " if low.startswith("-") or high.startswith("-") else "–"
+    return f"{_number(entry['mean'])} ({low}{between}{high})"
 
 
 def _rows(explained: list[ExplainedModel], metrics: tuple[str, ...], count_metric: str) -> list[list]:
@@ -144,7 +152,7 @@ def _yes_no(answer: bool | None) -> str:
 
 
 def _short(entry: dict) -> str:
-    return "—" if entry.get("mean") is None else f"{entry['mean']:.3f}"
+    return "—" if entry.get("mean") is None else _number(entry["mean"])
 
 
 def _percent(entry: dict) -> str:

@@ -48,3 +48,12 @@ def test_localisation_is_summarised_over_lesion_images_and_faithfulness_over_all
     assert summary["all"]["deletion_auc"]["n"] == 4
     assert summary["all"]["deletion_auc"]["mean"] == pytest.approx(0.25)
     assert summary["normal"]["energy_in_mask"]["n"] == 0
+
+
+def test_an_interval_with_a_negative_bound_reads_low_to_high_and_zero_has_no_sign():
+    from renalmae.explain.report import interval_text
+
+    assert interval_text({"mean": 0.25, "low": 0.1, "high": 0.4}) == "0.250 (0.100–0.400)"
+    assert interval_text({"mean": -0.1, "low": -0.23, "high": -0.0001}) == "-0.100 (-0.230 to 0.000)"
+    assert interval_text({"mean": -0.0004, "low": None, "high": None}) == "0.000"
+    assert interval_text({"mean": None}) is None
