@@ -117,3 +117,40 @@ def write_validation(directory: Path, success: bool = True) -> Path:
 def sample_images(n: int = 3, size: int = 48, seed: int = 0) -> np.ndarray:
     """uint8 images of another size than the models' (the pyfunc must resize them)."""
     return np.random.default_rng(seed).integers(0, 256, size=(n, size, size), dtype=np.uint8)
+
+
+PASSING_TAGS = {
+    "renalmae.validation_status": "passed", "holdout.auc": "0.9", "holdout.f1": "0.8",
+    "renalmae.negative_class": "normal", "renalmae.data_version": "phantom-test",
+}  # fmt: skip
+
+
+def register_bundle(uri: str, root: Path, name: str, seed: int = 0, **tags: str):
+    """Register a two-fold binary ensemble as the next version of `name` through the real registration
+    path (`register_version`: models-from-code, evaluation set, tags, `challenger` move); its holdout
+    evaluation set is shared by every call with the same `name`. Returns (bundle folder, version)."""
+    from renalmae.registry.audit import actor
+    from renalmae.registry.connection import artifact_location, mlflow_client
+    from renalmae.registry.pyfunc import FoldEnsemble, bundle_ensemble
+    from renalmae.registry.versions import evaluation_frame, register_version
+
+    bundle = root / "bundle"
+    bundle_ensemble(make_run_dirs(root / "runs", "usfmae", "binary", folds=2, seed=seed), "normal", bundle)
+    labels = holdout_labels("binary", n=40)
+    images = np.random.default_rng(1).integers(0, 256, size=(40, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    probabilities = FoldEnsemble(bundle).predict_proba(images)
+    evaluation = evaluation_frame(np.array([f"img-{i:03d}" for i in range(40)]), labels, probabilities,
+                                  ["normal", "anomaly"])  # fmt: skip
+    client = mlflow_client(uri)
+    experiment = client.get_experiment_by_name("registry-tests")
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment("registry-tests", artifact_location(uri))
+    )
+    run = client.create_run(experiment_id, tags={"mlflow.user": actor()})
+    version = register_version(
+        client, uri, name, run.info.run_id, bundle, evaluation, {**PASSING_TAGS, **tags}
+    )
+    client.set_terminated(run.info.run_id)
+    return bundle, version

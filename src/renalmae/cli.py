@@ -208,6 +208,22 @@ def cmd_promote(args, params):
     return json.dumps(decision, indent=2, sort_keys=True, default=str)
 
 
+def cmd_rollback(args, params):
+    from renalmae.registry.connection import tracking_uri
+    from renalmae.registry.promote import rollback
+
+    return json.dumps(rollback(tracking_uri(params), args.model, args.version), indent=2, sort_keys=True)
+
+
+def cmd_audit(args, params):
+    from renalmae.registry.audit import audit_registry, audit_table, refuse_flagged
+    from renalmae.registry.connection import tracking_uri
+
+    records = audit_registry(tracking_uri(params), args.model)
+    print(audit_table(records))
+    refuse_flagged(records, tracking_uri(params))
+
+
 def cmd_predict(args, params):
     from renalmae.registry.connection import tracking_uri
     from renalmae.registry.serving import load_ensemble, predict_files
@@ -265,6 +281,19 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         help="also copy the promoted version to this registry (staging → production) as champion",
     )
     promote.set_defaults(handler=cmd_promote)
+    rollback = commands.add_parser(
+        "rollback",
+        help="move `champion` back to a version that passed the gate before (recorded like a promotion)",
+    )
+    rollback.add_argument("--model", required=True, help="registered model name, e.g. renal-usfmae-binary")
+    rollback.add_argument("--version", default=None, help="default: the champion the current one replaced")
+    rollback.set_defaults(handler=cmd_rollback)
+    audit = commands.add_parser(
+        "audit",
+        help="list every alias with its evidence (gate decision, recorded move); fail if any lacks it",
+    )
+    audit.add_argument("--model", default=None, help="only this registered model (default: all)")
+    audit.set_defaults(handler=cmd_audit)
 
     predict = commands.add_parser(
         "predict",

@@ -1,27 +1,20 @@
-"""The promotion gate: move a version to `champion` only if it passes, and never leave a half move.
+"""Alias moves: `promote` (gate, then move `champion`), `rollback`, and the copy to another registry.
 
-The gate (all must hold, else `GateError`; aliases and versions stay as they were):
-1. the version's data validation passed (`renalmae.validation_status` tag = `passed`);
-2. its holdout AUC and F1 (`holdout.auc`, `holdout.f1` tags, at the operating point compare chose)
-   reach `registry.min_auc` / `registry.min_f1`;
-3. it is non-inferior to the current champion on the same evaluation set: the lower bound of the
-   one-sided (1 - `registry.alpha`) DeLong confidence interval of AUC(candidate) - AUC(champion) lies
-   above -`registry.noninferiority_margin` (above 0 when `registry.require_superiority`); see
-   `renalmae.stats.noninferiority`. Both versions' stored evaluation sets must hold the same images with
-   the same labels (else refused); an undefined comparison (too few images of a class, perfect
-   separation) concludes nothing and refuses. The score is P(not the negative class), so binary and
-   multiclass versions are compared on anomaly detection.
-4. the evaluation set has not been spent: every gate decision taken on a set (passed or failed) is
-   counted on the registered model (tag `renalmae.evaluation_set_decisions.<sha256[:16]>`), and beyond
-   `registry.max_decisions_per_evaluation_set` the gate refuses until candidates are registered on a
-   fresh set, because each further look at the same images makes a chance pass likelier.
+`promote` takes the model's promotion lock, decides with the gate (`renalmae.registry.gate`) against the
+gated champion (where the last recorded move put `champion`, see `renalmae.registry.audit`), and then:
+- passed: tags the decision on the version (`promotion.*`), moves `champion`, reads it back, and records
+  the move (the model's `renalmae.alias_move.champion` tag and a run of `renalmae-registry-audit`);
+- refused: tags the refusal on the version (`refusal.*`), records it, and raises `GateError`; aliases
+  stay where they were.
+`rollback` moves `champion` back to a version that passed the gate before (default: the champion the
+current one replaced), recorded the same way. A version that holds `champion` without a recorded move
+(set by hand) is gated by `promote` like any candidate, which is how such an alias is repaired.
 
 Two promotions at once: each first takes the model's promotion lock, a registered model named
 `<name>--promotion-lock` created with a unique token. Creating a registered model is atomic in the
 registry's database (the name is unique), so exactly one promoter holds the lock; the others wait and
 then gate against the champion the winner left. A lock older than its lease (`LOCK_LEASE_S`, a crashed
-promoter) is broken. After moving the alias the promoter reads it back and only then records the
-decision (tags `promotion.*`, with the previous champion and the evidence) on the version.
+promoter) is broken.
 """
 
 from __future__ import annotations
@@ -34,46 +27,28 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from renalmae.errors import GateError, ModelError, ServiceError
 from renalmae.params import RegistryParams
-from renalmae.registry.connection import artifact_location, mlflow_client, redacted, service_errors
-from renalmae.registry.versions import (
-    CHALLENGER,
-    CHAMPION,
-    EVALUATION_ARTIFACT,
-    EVALUATION_SET_TAG,
-    MODEL_ARTIFACT,
-    evaluation_set_sha256,
+from renalmae.registry.audit import (
+    PROMOTED,
+    Move,
+    actor,
+    code_version,
+    record_move,
+    recorded_move,
+    utc_now,
 )
-from renalmae.stats.noninferiority import noninferiority_test
+from renalmae.registry.connection import artifact_location, mlflow_client, redacted, service_errors
+from renalmae.registry.gate import GateResult, candidate_evaluation_set, check_gate, take_decision
+from renalmae.registry.versions import CHALLENGER, CHAMPION, EVALUATION_ARTIFACT, MODEL_ARTIFACT
 
 LOCK_SUFFIX = "--promotion-lock"
 LISTED_NAMES = 20
 LOCK_LEASE_S = 120.0
 LOCK_WAIT_S = 60.0
-DECISIONS_TAG = "renalmae.evaluation_set_decisions."
-
-
-@dataclass
-class GateResult:
-    """Outcome of the gate for one version: pass / fail, the reasons it failed, the numbers it used."""
-
-    passed: bool
-    failures: list[str] = field(default_factory=list)
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-
-def _float_tag(tags: dict[str, str], key: str) -> float | None:
-    try:
-        return float(tags[key])
-    except (KeyError, ValueError):
-        return None
 
 
 def resolve_version(client: Any, uri: str, name: str, version: str | None) -> Any:
@@ -125,140 +100,6 @@ def current_champion(client: Any, uri: str, name: str) -> Any | None:
         if CHAMPION not in aliases:
             return None
         return client.get_model_version(name, aliases[CHAMPION])
-
-
-def load_evaluation(client: Any, uri: str, model_version: Any) -> pd.DataFrame:
-    """The evaluation set stored with a version (its run's `evaluation/holdout.parquet`)."""
-    with tempfile.TemporaryDirectory(prefix="renalmae-evaluation-") as staging, service_errors(uri):
-        path = client.download_artifacts(model_version.run_id, EVALUATION_ARTIFACT, staging)
-        return pd.read_parquet(path)
-
-
-def negative_scores_column(frame: pd.DataFrame, tags: dict[str, str]) -> str:
-    negative = tags.get("renalmae.negative_class")
-    column = f"prob_{negative}"
-    return column if column in frame.columns else next(c for c in frame.columns if c.startswith("prob_"))
-
-
-def compare_with_champion(
-    candidate: Any,
-    candidate_eval: pd.DataFrame,
-    champion: Any,
-    champion_eval: pd.DataFrame,
-    settings: RegistryParams,
-) -> tuple[bool, dict[str, Any]]:
-    """Non-inferiority of the candidate to the champion on the shared images; (passed, evidence).
-
-    Raises GateError when the evaluation sets hold different images or labels.
-    """
-    name = f"{candidate.name} v{candidate.version} vs champion v{champion.version}"
-    if set(candidate_eval["id"]) != set(champion_eval["id"]) or len(candidate_eval) != len(champion_eval):
-        raise GateError(
-            f"{name}: the evaluation sets hold different images ({len(candidate_eval)} vs "
-            f"{len(champion_eval)} ids, not the same set), so the versions cannot be compared; register both "
-            "on the same holdout split, or re-register the champion on this split first"
-        )
-    merged = candidate_eval.merge(champion_eval, on="id", suffixes=("_candidate", "_champion"))
-    if (merged["y_true_candidate"] != merged["y_true_champion"]).any():
-        raise GateError(f"{name}: the same image ids carry different labels; the evaluation sets disagree")
-    negative = negative_scores_column(candidate_eval, candidate.tags)
-    negative_index = [column for column in candidate_eval.columns if column.startswith("prob_")].index(
-        negative
-    )
-    labels = (merged["y_true_candidate"].to_numpy() != negative_index).astype(int)
-    result = noninferiority_test(
-        labels,
-        1.0 - merged[f"{negative}_candidate"].to_numpy(dtype=float),
-        1.0 - merged[f"{negative}_champion"].to_numpy(dtype=float),
-        margin=settings.noninferiority_margin,
-        alpha=settings.alpha,
-    )
-    evidence = {
-        "champion_version": str(champion.version),
-        "n_images": int(len(merged)),
-        "test": "non-inferiority of AUC, one-sided DeLong confidence bound",
-        **{key: value for key, value in result.to_dict().items() if key not in ("margin", "alpha")},
-        "noninferiority_margin": settings.noninferiority_margin,
-        "require_superiority": settings.require_superiority,
-        "alpha": settings.alpha,
-    }
-    return (result.superior if settings.require_superiority else result.non_inferior), evidence
-
-
-def _champion_failure(evidence: dict[str, Any], settings: RegistryParams) -> str:
-    versus = f"champion v{evidence['champion_version']} on {evidence['n_images']} holdout images"
-    if evidence["undefined"]:
-        return f"the comparison with {versus} is undefined ({evidence['undefined']}), so nothing is shown"
-    numbers = (
-        f"AUC {evidence['auc_candidate']:.4f} vs {evidence['auc_reference']:.4f}, difference "
-        f"{evidence['difference']:+.4f}, one-sided {1 - settings.alpha:.0%} lower bound "
-        f"{evidence['lower_bound']:+.4f}"
-    )
-    if not evidence["non_inferior"]:
-        return (
-            f"not shown non-inferior to {versus} ({numbers} <= -{settings.noninferiority_margin} = "
-            "-registry.noninferiority_margin)"
-        )
-    return f"not shown superior to {versus} ({numbers} <= 0) and registry.require_superiority is true"
-
-
-def check_gate(
-    client: Any, uri: str, candidate: Any, champion: Any | None, settings: RegistryParams
-) -> GateResult:
-    """Evaluate the gate for `candidate` against `champion` (None: no champion yet)."""
-    tags = candidate.tags
-    result = GateResult(passed=True)
-    status = tags.get("renalmae.validation_status", "unknown")
-    result.evidence["validation_status"] = status
-    if status != "passed":
-        result.failures.append(f"data validation status is '{status}', not 'passed'")
-    for metric, threshold in (("auc", settings.min_auc), ("f1", settings.min_f1)):
-        value = _float_tag(tags, f"holdout.{metric}")
-        result.evidence[f"holdout_{metric}"] = value
-        result.evidence[f"min_{metric}"] = threshold
-        if value is None or value < threshold:
-            result.failures.append(
-                f"holdout {metric.upper()} {value} is below registry.min_{metric} {threshold}"
-            )
-    if champion is not None and str(champion.version) != str(candidate.version):
-        passed, evidence = compare_with_champion(
-            candidate,
-            load_evaluation(client, uri, candidate),
-            champion,
-            load_evaluation(client, uri, champion),
-            settings,
-        )
-        result.evidence.update(evidence)
-        if not passed:
-            result.failures.append(_champion_failure(evidence, settings))
-    result.passed = not result.failures
-    return result
-
-
-def candidate_evaluation_set(client: Any, uri: str, candidate: Any) -> str:
-    """sha256 of the candidate's evaluation set content (register-time tag, else hashed from the artifact)."""
-    tagged = candidate.tags.get(EVALUATION_SET_TAG)
-    return tagged if tagged else evaluation_set_sha256(load_evaluation(client, uri, candidate))
-
-
-def take_decision(client: Any, uri: str, name: str, evaluation_set: str, settings: RegistryParams) -> int:
-    """Count one more gate decision on `evaluation_set` (held under the promotion lock); return the count.
-
-    Refuses (GateError, nothing counted) once the set has served `max_decisions_per_evaluation_set`.
-    """
-    key = f"{DECISIONS_TAG}{evaluation_set[:16]}"
-    with service_errors(uri):
-        taken = int(client.get_registered_model(name).tags.get(key, "0"))
-        if taken >= settings.max_decisions_per_evaluation_set:
-            raise GateError(
-                f"{name}: the evaluation set {evaluation_set[:16]}… has already served {taken} promotion "
-                f"decisions (registry.max_decisions_per_evaluation_set = "
-                f"{settings.max_decisions_per_evaluation_set}); every look at the same images makes a chance "
-                "pass likelier, so it must be refreshed: register the candidates on a new holdout split "
-                "(new images) before deciding again; champion unchanged"
-            )
-        client.set_registered_model_tag(name, key, str(taken + 1))
-    return taken + 1
 
 
 @contextlib.contextmanager
@@ -313,74 +154,167 @@ def _break_if_stale(client: Any, lock_name: str) -> None:
                 client.delete_registered_model(lock_name)
 
 
+def gated_champion(client: Any, uri: str, name: str) -> Any | None:
+    """The version the last recorded move put at `champion` (None when there is none), whatever the
+    alias says now: the champion a candidate is gated against."""
+    with service_errors(uri):
+        recorded = recorded_move(client.get_registered_model(name).tags, CHAMPION).get("version")
+        return None if recorded is None else client.get_model_version(name, str(recorded))
+
+
 def promote(
     uri: str, name: str, version: str | None, settings: RegistryParams, to_registry: str | None = None
 ) -> dict[str, Any]:
-    """Gate `name` version `version` (default: the challenger) and make it `champion`; return the decision."""
+    """Gate `name` version `version` (default: the challenger) and make it `champion`; return the decision.
+
+    Raises `GateError` (recorded, nothing moved) when the gate refuses, `ModelError` for an unknown model
+    or version, `ServiceError` when the registry fails.
+    """
     client = mlflow_client(uri, read_only=True)
     candidate = resolve_version(client, uri, name, version)
     with promotion_lock(client, uri, name) as token:
-        champion = current_champion(client, uri, name)
+        holder = current_champion(client, uri, name)
+        champion = gated_champion(client, uri, name)
         if champion is not None and str(champion.version) == str(candidate.version):
-            return {"name": name, "version": str(candidate.version), "decision": "already champion"}
+            if holder is not None and str(holder.version) == str(candidate.version):
+                return {"name": name, "version": str(candidate.version), "decision": "already champion"}
+            champion = None  # a recorded champion the alias was moved away from by hand: nothing to compare
         evaluation_set = candidate_evaluation_set(client, uri, candidate)
         decisions = take_decision(client, uri, name, evaluation_set, settings)
         gate = check_gate(client, uri, candidate, champion, settings)
         gate.evidence |= {"evaluation_set_sha256": evaluation_set, "decisions_on_evaluation_set": decisions}
-        if not gate.passed:
-            raise GateError(
-                f"{name} v{candidate.version} not promoted, champion unchanged: " + "; ".join(gate.failures)
-            )
         decision = {
             "name": name,
             "version": str(candidate.version),
-            "decision": "promoted",
-            "previous_champion": None if champion is None else str(champion.version),
+            "decision": PROMOTED if gate.passed else "refused",
+            "previous_champion": None if holder is None else str(holder.version),
+            "compared_with": None if champion is None else str(champion.version),
             "evidence": gate.evidence,
             "token": token,
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "by": actor(),
+            "at": utc_now(),
         }
+        if not gate.passed:
+            _record_refusal(client, uri, candidate, decision, gate)
+            raise GateError(
+                f"{name} v{candidate.version} not promoted, champion unchanged: " + "; ".join(gate.failures)
+            )
         with service_errors(uri):
+            for key, value in promotion_tags(decision, settings, candidate.tags).items():
+                client.set_model_version_tag(name, candidate.version, key, value)
             client.set_registered_model_alias(name, CHAMPION, candidate.version)
             if str(client.get_model_version_by_alias(name, CHAMPION).version) != str(candidate.version):
                 raise ServiceError(f"{name}: the champion alias did not stick at v{candidate.version}; retry")
-            for key, value in promotion_tags(decision).items():
-                client.set_model_version_tag(name, candidate.version, key, value)
+        move = Move("promote", name, CHAMPION, decision["previous_champion"], decision["version"], "passed",
+                    decision["by"], decision["at"])  # fmt: skip
+        decision["audit_run"] = record_move(client, uri, move, gate.evidence)
     if to_registry:
         decision["copied_to"] = copy_to_registry(client, uri, candidate, to_registry)
     return decision
 
 
-def promotion_tags(decision: dict[str, Any]) -> dict[str, str]:
+def promotion_tags(
+    decision: dict[str, Any], settings: RegistryParams, tags: dict[str, str]
+) -> dict[str, str]:
+    """The passing decision as version tags: what was decided, on what data, against whom, by whom, when."""
+    evidence = decision["evidence"]
+    lower_bound = evidence.get("lower_bound")
+    interval = "n/a (no champion to compare with)" if decision["compared_with"] is None else (
+        f"AUC difference >= {lower_bound:+.4f} (one-sided {1 - settings.alpha:.0%})"
+        if lower_bound is not None else "undefined"
+    )  # fmt: skip
     return {
         "promotion.decision": decision["decision"],
         "promotion.at": decision["at"],
+        "promotion.by": decision["by"],
+        "promotion.code_version": code_version(),
         "promotion.previous_champion": str(decision["previous_champion"]),
+        "promotion.compared_with": str(decision["compared_with"]),
         "promotion.token": decision["token"],
-        "promotion.evidence": json.dumps(decision["evidence"], sort_keys=True, default=str),
-        "promotion.evaluation_set_sha256": str(decision["evidence"].get("evaluation_set_sha256")),
-        "promotion.decisions_on_evaluation_set": str(decision["evidence"].get("decisions_on_evaluation_set")),
+        "promotion.evaluation_set_sha256": str(evidence.get("evaluation_set_sha256")),
+        "promotion.evaluation_set_data_version": tags.get("renalmae.data_version", "unknown"),
+        "promotion.decisions_on_evaluation_set": str(evidence.get("decisions_on_evaluation_set")),
+        "promotion.margin": str(settings.noninferiority_margin),
+        "promotion.alpha": str(settings.alpha),
+        "promotion.require_superiority": str(settings.require_superiority).lower(),
+        "promotion.interval": interval,
+        "promotion.evidence": json.dumps(evidence, sort_keys=True, default=str)[:5000],
     }
 
 
+def _record_refusal(
+    client: Any, uri: str, candidate: Any, decision: dict[str, Any], gate: GateResult
+) -> None:
+    reasons = "; ".join(gate.failures)
+    with service_errors(uri):
+        for key, value in {
+            "refusal.at": decision["at"], "refusal.by": decision["by"],
+            "refusal.compared_with": str(decision["compared_with"]), "refusal.reasons": reasons[:5000],
+        }.items():  # fmt: skip
+            client.set_model_version_tag(candidate.name, candidate.version, key, value)
+    move = Move("refused", candidate.name, CHAMPION, decision["previous_champion"],
+                decision["previous_champion"], "failed", decision["by"], decision["at"])  # fmt: skip
+    record_move(
+        client, uri, move, {**gate.evidence, "candidate": str(candidate.version), "failures": gate.failures}
+    )
+
+
+def rollback(uri: str, name: str, version: str | None = None) -> dict[str, Any]:
+    """Move `champion` back to `version` (default: the champion the current one replaced), which must
+    carry a passing gate decision of its own; recorded like a promotion. Raises `GateError` otherwise."""
+    client = mlflow_client(uri)
+    registered_model(client, uri, name)
+    with promotion_lock(client, uri, name):
+        holder = current_champion(client, uri, name)
+        if version is None:
+            champion = gated_champion(client, uri, name)
+            version = None if champion is None else champion.tags.get("promotion.previous_champion")
+            if version in (None, "None"):
+                raise GateError(
+                    f"{name}: the recorded champion replaced no earlier one, so there is nothing to roll "
+                    "back to; name a version that passed the gate: "
+                    f"`renalmae rollback --model {name} --version N`"
+                )
+        target = resolve_version(client, uri, name, str(version))
+        if target.tags.get("promotion.decision") != PROMOTED:
+            raise GateError(
+                f"{name} v{target.version} never passed the gate, so champion cannot go back to it; gate it "
+                f"with `renalmae promote --model {name} --version {target.version}`"
+            )
+        move = Move("rollback", name, CHAMPION, None if holder is None else str(holder.version),
+                    str(target.version), "passed", actor(), utc_now())  # fmt: skip
+        with service_errors(uri):
+            client.set_registered_model_alias(name, CHAMPION, target.version)
+        audit_run = record_move(client, uri, move, {"passed_gate_at": target.tags.get("promotion.at")})
+    return {"name": name, "version": str(target.version), "decision": "rolled back",
+            "previous_champion": move.from_version, "audit_run": audit_run}  # fmt: skip
+
+
 def copy_to_registry(client: Any, uri: str, model_version: Any, target_uri: str) -> dict[str, str]:
-    """Copy a version (model, evaluation set, tags) into the registry at `target_uri` as its champion.
+    """Copy a promoted version (model, evaluation set, tags with its gate decision) into the registry at
+    `target_uri` as its champion, the move recorded there too (action `copy`).
 
     `MlflowClient.copy_model_version` copies between registered models of one registry (it looks the source
     up in the destination registry), so between two servers the files are downloaded and logged again
     under a run of the target's `renalmae-promotions` experiment; within one registry it is used as is.
     """
+    import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     name, source = model_version.name, f"models:/{model_version.name}/{model_version.version}"
     target = mlflow_client(target_uri)
-    tags = {**model_version.tags, "renalmae.copied_from": f"{uri} {source}"}
+    with service_errors(uri):
+        model_version = client.get_model_version(name, model_version.version)  # with its decision tags
+    tags = {**model_version.tags, "renalmae.copied_from": f"{redacted(uri)} {source}"}
     with tempfile.TemporaryDirectory(prefix="renalmae-copy-") as staging, service_errors(target_uri):
         if target_uri == uri:
             copied = target.copy_model_version(source, f"{name}-production")
         else:
             with service_errors(uri):
-                model_dir = client.download_artifacts(model_version.run_id, MODEL_ARTIFACT, staging)
+                model_dir = mlflow.artifacts.download_artifacts(
+                    artifact_uri=model_version.source, dst_path=f"{staging}/model", tracking_uri=uri,
+                    registry_uri=uri,
+                )  # fmt: skip
                 evaluation = client.download_artifacts(model_version.run_id, EVALUATION_ARTIFACT, staging)
             experiment = target.get_experiment_by_name("renalmae-promotions")
             experiment_id = (
@@ -402,5 +336,9 @@ def copy_to_registry(client: Any, uri: str, model_version: Any, target_uri: str)
             copied = target.create_model_version(
                 name, source=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}", run_id=run.info.run_id, tags=tags
             )
+        previous = target.get_registered_model(copied.name).aliases.get(CHAMPION)
         target.set_registered_model_alias(copied.name, CHAMPION, copied.version)
+    move = Move("copy", copied.name, CHAMPION, None if previous is None else str(previous),
+                str(copied.version), "passed", actor(), utc_now())  # fmt: skip
+    record_move(target, target_uri, move, {"copied_from": tags["renalmae.copied_from"]})
     return {"registry": target_uri, "name": copied.name, "version": str(copied.version)}

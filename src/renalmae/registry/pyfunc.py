@@ -5,8 +5,11 @@ network but the mean probability of the k fold models (the same ensemble `compar
 holdout), with the project's preprocessing in front (square pad + resize to the training
 `image_size`, then `to_model_input`), and it must accept images of any size. A pyfunc keeps that whole
 path in one place and reuses the exact training code; pt2 would export k fixed-shape graphs and
-leave resizing and averaging to every caller. The weights travel as safetensors (no pickled
-tensors); only the small wrapper object is pickled by MLflow.
+leave resizing and averaging to every caller. The version is an MLflow model-from-code: MLflow loads it
+by running `renalmae/registry/served_model.py` with the package copy logged beside it (no pickle), and
+the weights travel as safetensors. Loading refuses a version that holds `champion` without a passing gate
+decision (`renalmae.registry.audit.require_gated_model`), so `mlflow models serve -m
+models:/NAME@champion` serves only a gated champion.
 
 Input: a uint8 image array `[N, H, W]` (a single `[H, W]` image, a list of images of different sizes and
 a list of image paths work too when the Python object is called directly; `renalmae predict` decodes
@@ -41,6 +44,8 @@ from renalmae.operating_point import DecisionRule, registered_rule
 
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_ARTIFACT = "ensemble"
+MODEL_KEY = "model_key"
+"""`model_config` key of the served model: a random id also tagged on its registered versions."""
 BUNDLED_FILES = ("weights.safetensors", "run.json")
 
 
@@ -194,6 +199,12 @@ class FoldEnsembleModel(mlflow.pyfunc.PythonModel):
     """MLflow wrapper of `FoldEnsemble` (see the module docstring for why a pyfunc)."""
 
     def load_context(self, context) -> None:
+        """Refuse an ungated champion (in the registry MLflow points at), then load the fold models."""
+        import mlflow
+
+        from renalmae.registry.audit import require_gated_model
+
+        require_gated_model((context.model_config or {}).get(MODEL_KEY), mlflow.get_registry_uri())
         self.ensemble = FoldEnsemble(context.artifacts[ENSEMBLE_ARTIFACT])
 
     # np.ndarray is a hint MLflow accepts without inferring a schema from it: the explicit signature rules

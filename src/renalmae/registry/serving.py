@@ -1,4 +1,9 @@
-"""Using a registered model: load it from a `models:/` URI and predict class probabilities for image files."""
+"""Using a registered model: load it from a `models:/` URI and predict class probabilities for image files.
+
+A version that holds `champion` without a passing gate decision is never loaded (see
+`renalmae.registry.audit`): the check runs here before anything is downloaded, and again in the model's
+own `load_context`, for loaders that do not come through here.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import pandas as pd
 from renalmae.data.decode import DEFAULT_MAX_IMAGE_PIXELS
 from renalmae.errors import ModelError
 from renalmae.operating_point import DecisionRule
+from renalmae.registry.audit import require_gated
 from renalmae.registry.connection import mlflow_client, redacted, service_errors
 from renalmae.registry.connection import tracking_uri as default_tracking_uri
 from renalmae.registry.pyfunc import FoldEnsemble, FoldEnsembleModel
@@ -27,6 +33,7 @@ def load_ensemble(model_uri: str, tracking_uri: str | None = None) -> FoldEnsemb
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     require_registered(model_uri, tracking_uri)
+    require_gated_uri(model_uri, tracking_uri)
     with service_errors(tracking_uri):
         pyfunc_model = mlflow.pyfunc.load_model(model_uri)
     wrapper = pyfunc_model.unwrap_python_model()
@@ -58,6 +65,20 @@ def require_registered(model_uri: str, tracking_uri: str) -> None:
             else f"set the alias, or name a version: models:/{name}/<version>"
         )
         raise ModelError(f"{model_uri}: no version of {name} has the alias '{alias}'; {how}")
+
+
+def require_gated_uri(model_uri: str, tracking_uri: str) -> None:
+    """Refuse a `models:/NAME@ALIAS` or `models:/NAME/VERSION` whose version is an ungated champion."""
+    if not model_uri.startswith("models:/"):
+        return
+    name, _, alias = model_uri.removeprefix("models:/").partition("@")
+    name, _, number = name.partition("/")
+    client = mlflow_client(tracking_uri)
+    if alias:
+        with service_errors(tracking_uri):
+            number = client.get_model_version_by_alias(name, alias).version
+    if number:
+        require_gated(client, tracking_uri, name, str(number))
 
 
 def _exists(tracking_uri: str, lookup) -> bool:

@@ -1,9 +1,16 @@
 """Model versions: log a fold ensemble as an MLflow model, verify its upload, register it, tag it.
 
+The model is logged with MLflow 3's `log_model(name=...)` as a model-from-code (a LoggedModel of the
+step's run): its code is `served_model.py` plus a copy of the `renalmae` package (`code_paths`), its
+weights the bundle's safetensors, its `model_config` a random `model_key` that is also tagged on the
+version (`renalmae.model_key`), so a loaded model can find its versions and refuse to serve an ungated
+champion (`renalmae.registry.audit`). No pickle is written.
+
 Order matters: upload the model and its evaluation set, read the upload back and compare it file by
-file with what was sent, only then create the model version, then tag it, and only then move the
-`challenger` alias. A failure at any point (artifact store down, server gone) raises `ServiceError`
-and leaves every alias where it was, so no alias ever points at a version whose files are missing.
+file with what was sent, only then create the model version with its tags (linked to the LoggedModel),
+and only then move the `challenger` alias, recorded as a move (`renalmae.registry.audit.record_move`).
+A failure at any point (artifact store down, server gone) raises `ServiceError` and leaves every alias
+where it was, so no alias ever points at a version whose files are missing.
 
 The evaluation set stored with every version (`evaluation/holdout.parquet` in the model's run: id,
 y_true, prob_<class>) is the holdout ensemble prediction; `promote` compares a challenger and the
@@ -16,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +35,17 @@ from renalmae.data.predictions import probability_columns
 from renalmae.errors import DataError, ServiceError
 from renalmae.evaluate.decision import DecisionRule
 from renalmae.registry.connection import service_errors
-from renalmae.registry.pyfunc import ENSEMBLE_ARTIFACT, FoldEnsemble, FoldEnsembleModel, pinned_requirements
+from renalmae.registry.pyfunc import ENSEMBLE_ARTIFACT, MODEL_KEY, FoldEnsemble, pinned_requirements
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 EVALUATION_ARTIFACT = "evaluation/holdout.parquet"
 EVALUATION_SET_TAG = "renalmae.evaluation_set_sha256"
 MODEL_ARTIFACT = "model"
+MODEL_KEY_TAG = "renalmae.model_key"
+"""Version tag equal to the served model's `model_config["model_key"]`: how a loaded model finds itself."""
+SERVED_MODEL_FILE = Path(__file__).with_name("served_model.py")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -138,21 +150,63 @@ def ensemble_signature(classes: list[str]):
     )
 
 
-def save_ensemble_model(bundle_dir: Path, out_dir: Path) -> None:
-    """Write the pyfunc model directory (MLmodel, wrapper, bundled fold weights, signature, example)."""
-    import mlflow.pyfunc
-
+def ensemble_model_arguments(bundle_dir: Path, model_key: str) -> dict[str, Any]:
+    """The arguments of `mlflow.pyfunc.save_model` / `log_model` for a fold-ensemble bundle: the model
+    file and package copy (models-from-code), the weights, signature, input example and requirements."""
     ensemble = FoldEnsemble(bundle_dir)
     size = int(ensemble.info["image_size"])
-    example = np.random.default_rng(0).integers(0, 256, size=(2, size, size), dtype=np.uint8)
-    mlflow.pyfunc.save_model(
-        path=str(out_dir),
-        python_model=FoldEnsembleModel(),
-        artifacts={ENSEMBLE_ARTIFACT: str(bundle_dir)},
-        signature=ensemble_signature(ensemble.classes),
-        input_example=example,
-        pip_requirements=pinned_requirements(),
-    )
+    return {
+        "python_model": str(SERVED_MODEL_FILE),
+        "code_paths": [str(PACKAGE_DIR)],
+        "artifacts": {ENSEMBLE_ARTIFACT: str(bundle_dir)},
+        "model_config": {MODEL_KEY: model_key},
+        "signature": ensemble_signature(ensemble.classes),
+        "input_example": np.random.default_rng(0).integers(0, 256, size=(2, size, size), dtype=np.uint8),
+        "pip_requirements": pinned_requirements(),
+    }
+
+
+def save_ensemble_model(bundle_dir: Path, out_dir: Path, model_key: str | None = None) -> None:
+    """Write the pyfunc model directory of a bundle (no registry involved; for `mlflow models predict`)."""
+    import mlflow.pyfunc
+
+    mlflow.pyfunc.save_model(path=str(out_dir), **ensemble_model_arguments(bundle_dir, model_key or ""))
+
+
+def _verify_logged_model(client: Any, uri: str, model_id: str, bundle_dir: Path) -> None:
+    """Check every bundled file reached the LoggedModel's `artifacts/<folder>/` with its size."""
+    with service_errors(uri, "MLflow artifact store"):
+        remote: dict[str, int] = {}
+        pending = ["artifacts"]
+        while pending:
+            for entry in client.list_logged_model_artifacts(model_id, pending.pop()):
+                if entry.is_dir:
+                    pending.append(entry.path)
+                else:
+                    remote[entry.path.split("/", 2)[-1]] = entry.file_size or 0
+    expected = {path.relative_to(bundle_dir).as_posix(): path.stat().st_size
+                for path in bundle_dir.rglob("*") if path.is_file()}  # fmt: skip
+    missing = {path: size for path, size in expected.items() if remote.get(path) != size}
+    if missing:
+        raise ServiceError(
+            f"the artifact store at {uri} did not keep {len(missing)} file(s) of model {model_id} "
+            f"(e.g. {sorted(missing)[:3]}); no model version was created; check the S3 endpoint and retry"
+        )
+
+
+def log_ensemble_model(client: Any, uri: str, run_id: str, bundle_dir: Path, model_key: str) -> Any:
+    """Log the bundle as a LoggedModel of run `run_id` in the store at `uri` and verify the upload;
+    return MLflow's `ModelInfo`."""
+    import mlflow
+    import mlflow.pyfunc
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    arguments = ensemble_model_arguments(bundle_dir, model_key)
+    with service_errors(uri, "MLflow artifact store"), mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name=MODEL_ARTIFACT, **arguments)
+    _verify_logged_model(client, uri, info.model_id, bundle_dir)
+    return info
 
 
 def register_version(
@@ -167,33 +221,37 @@ def register_version(
     """Upload the model and evaluation set to the run, verify, create version `name`, tag it, alias it."""
     from mlflow.exceptions import MlflowException
 
+    from renalmae.registry.audit import Move, actor, record_move, recorded_move, utc_now
+
     with tempfile.TemporaryDirectory(prefix="renalmae-register-") as staging:
-        staging = Path(staging)
-        save_ensemble_model(bundle_dir, staging / MODEL_ARTIFACT)
-        evaluation_dir = staging / "evaluation"
+        evaluation_dir = Path(staging) / "evaluation"
         evaluation_dir.mkdir()
         evaluation.to_parquet(evaluation_dir / Path(EVALUATION_ARTIFACT).name, index=False)
         upload_and_verify(client, uri, run_id, evaluation_dir, "evaluation")
-        upload_and_verify(client, uri, run_id, staging / MODEL_ARTIFACT, MODEL_ARTIFACT)
-    source = f"runs:/{run_id}/{MODEL_ARTIFACT}"
+    model_key = uuid.uuid4().hex
+    info = log_ensemble_model(client, uri, run_id, bundle_dir, model_key)
     with service_errors(uri):
         try:
             client.create_registered_model(name, description="renalmae fold ensemble (mean probability)")
         except MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        tags = {**tags, EVALUATION_SET_TAG: evaluation_set_sha256(evaluation)}
+        tags = {**tags, EVALUATION_SET_TAG: evaluation_set_sha256(evaluation), MODEL_KEY_TAG: model_key}
         version = client.create_model_version(
-            name, source=source, run_id=run_id, tags={key: str(value) for key, value in tags.items()}
-        )
+            name, source=info.model_uri, run_id=run_id, model_id=info.model_id,
+            tags={key: str(value) for key, value in tags.items()},
+        )  # fmt: skip
+        previous = recorded_move(client.get_registered_model(name).tags, CHALLENGER).get("version")
         client.set_registered_model_alias(name, CHALLENGER, version.version)
+    move = Move("register", name, CHALLENGER, previous, str(version.version), "none", actor(), utc_now())
+    record_move(client, uri, move)
     return RegisteredVersion(
         name=name,
         version=str(version.version),
         run_id=run_id,
         model_uri=f"models:/{name}/{version.version}",
         alias_uri=f"models:/{name}@{CHALLENGER}",
-        source=source,
+        source=info.model_uri,
     )
 
 

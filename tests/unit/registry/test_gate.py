@@ -10,9 +10,9 @@ from scipy.stats import norm
 
 from renalmae.errors import GateError
 from renalmae.params import RegistryParams
-from renalmae.registry import promote
+from renalmae.registry import gate
 from renalmae.registry.connection import mlflow_client
-from renalmae.registry.promote import check_gate, compare_with_champion, take_decision
+from renalmae.registry.gate import check_gate, compare_with_champion, take_decision
 from renalmae.registry.versions import evaluation_set_sha256
 
 SETTINGS = RegistryParams(min_auc=0.7, min_f1=0.5, alpha=0.05)
@@ -32,7 +32,7 @@ def _version(number: int, drop: tuple[str, ...] = (), **tags: str) -> ModelVersi
 def check_gate_against(monkeypatch, candidate_eval, champion_eval, settings=NI_SETTINGS):
     """`check_gate` of v2 against champion v1 with these evaluation sets in place of the registry's."""
     evaluations = {"run2": candidate_eval, "run1": champion_eval}
-    monkeypatch.setattr(promote, "load_evaluation", lambda client, uri, version: evaluations[version.run_id])
+    monkeypatch.setattr(gate, "load_evaluation", lambda client, uri, version: evaluations[version.run_id])
     return check_gate(None, "unused", _version(2), _version(1), settings)
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from registrykit import make_run_dirs
+from registrykit import make_run_dirs, register_bundle
 
 from renalmae.data.decode import Preparation, prepare_image_file
 from renalmae.errors import DataError, ModelError
-from renalmae.registry.pyfunc import ENSEMBLE_ARTIFACT, FoldEnsemble, FoldEnsembleModel, bundle_ensemble
+from renalmae.registry.pyfunc import FoldEnsemble, bundle_ensemble
 from renalmae.registry.serving import predict_files
 
 
@@ -36,23 +36,13 @@ def user_files(directory: Path) -> list[Path]:
 
 
 def register_champion(store_uri: str, tmp_path: Path, name: str, champion: bool = True) -> Path:
-    """A two-fold ensemble registered as version 1 of `name` (aliased `champion` when asked); its bundle."""
-    import mlflow
-    import mlflow.pyfunc
+    """A two-fold ensemble registered as version 1 of `name` (promoted when asked); its bundle."""
+    from renalmae.params import RegistryParams
+    from renalmae.registry.promote import promote
 
-    from renalmae.registry.connection import mlflow_client
-
-    bundle = tmp_path / "bundle"
-    bundle_ensemble(make_run_dirs(tmp_path / "runs", "usfmae", "binary", folds=2), "normal", bundle)
-    mlflow.set_tracking_uri(store_uri)
-    mlflow.set_registry_uri(store_uri)
-    with mlflow.start_run():
-        mlflow.pyfunc.log_model(
-            name="model", python_model=FoldEnsembleModel(), artifacts={ENSEMBLE_ARTIFACT: str(bundle)},
-            registered_model_name=name, pip_requirements=[],
-        )  # fmt: skip
+    bundle, version = register_bundle(store_uri, tmp_path, name)
     if champion:
-        mlflow_client(store_uri).set_registered_model_alias(name, "champion", "1")
+        promote(store_uri, name, version.version, RegistryParams())
     return bundle
 
 
