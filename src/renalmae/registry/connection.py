@@ -24,6 +24,7 @@ from renalmae.params import Params
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
 INVALID_REQUEST_CODES = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST"}
+ACCESS_CODES = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
 
 
 def tracking_uri(params: Params | None = None) -> str:
@@ -91,6 +92,24 @@ def redacted(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _access_refused(uri: str, what: str, code: str) -> str:
+    """The message for a server that refused who we are (401) or what we asked (403); never the secret."""
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    user = read_mlflow_creds().username
+    if code == "UNAUTHENTICATED":
+        given = f"the password of user {user!r} is wrong" if user else "no credentials were given"
+        return (
+            f"{what} at {uri} requires authentication and refused this request: {given}; set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of that server "
+            "(docs/registry.md)"
+        )
+    return (
+        f"{what} at {uri} refused the request: user {user!r} lacks the permission (403); ask the server's "
+        "admin for EDIT (or MANAGE) on this model or experiment, or use an account that has it"
+    )
+
+
 @contextlib.contextmanager
 def service_errors(uri: str, what: str = "MLflow") -> Iterator[None]:
     """Turn MLflow / HTTP / S3 failures inside the block into one `ServiceError` (or `ModelError`)."""
@@ -100,6 +119,8 @@ def service_errors(uri: str, what: str = "MLflow") -> Iterator[None]:
     try:
         yield
     except MlflowException as error:
+        if error.error_code in ACCESS_CODES:
+            raise ServiceError(_access_refused(uri, what, error.error_code)) from None
         unknown_alias = error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(error).lower()
         if error.error_code in NOT_FOUND_CODES or unknown_alias:
             raise ModelError(

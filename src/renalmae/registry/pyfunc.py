@@ -213,8 +213,11 @@ class FoldEnsembleModel(mlflow.pyfunc.PythonModel):
 
 
 PIP_REQUIREMENTS = [
-    "torch", "timm", "safetensors", "numpy", "pandas", "pillow", "pydicom", "python-gdcm", "mlflow",
+    "torch", "torchvision", "timm", "safetensors", "numpy", "scipy", "scikit-learn", "pandas", "pillow",
+    "pydicom", "python-gdcm", "pydantic", "pyyaml", "mlflow",
 ]  # fmt: skip
+"""What the served model's code (the package copy logged with it) imports, for the environment MLflow builds
+to serve it."""
 
 
 def pinned_requirements() -> list[str]:
