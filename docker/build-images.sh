@@ -8,7 +8,8 @@
 # and dev, the names components/ runs). The base image is docker/base-image.sh's, made once. The
 # machine's own pip sources (the file:// indexes and --find-links folders of `pip config list`, e.g.
 # where torch's wheels lie) are mounted read-only into the build and handed to pip there. The `cpu`
-# target needs the PyTorch CPU index, which is not reachable here.
+# target needs the PyTorch CPU index, which is not reachable here. The image carries the checkout's commit
+# (`git rev-parse HEAD`, with -dirty when tracked files differ) as build argument GIT_COMMIT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,11 +44,17 @@ for folder in "${mounts[@]}"; do
     volume_args+=(--volume "$root:$root:ro")
 done
 
+git_commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+if [ "$git_commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+    git_commit="$git_commit-dirty"
+fi
+
 for target in "${targets[@]}"; do
     podman build --format docker --file docker/Dockerfile --target "$target" \
         --build-arg PYTHON_IMAGE="$base_image" \
         --build-arg PIP_EXTRA_INDEX_URL="${index_urls[*]}" \
         --build-arg PIP_FIND_LINKS="${find_links[*]}" \
+        --build-arg GIT_COMMIT="$git_commit" \
         "${volume_args[@]}" \
         --tag "$repository:$tag-$target" .
 done

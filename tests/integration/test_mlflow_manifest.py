@@ -2,15 +2,18 @@
 
 The Deployment is rendered by `kubectl kustomize infra/base`; its command, arguments and environment are
 taken from the rendered YAML and expanded as the kubelet does ($(VAR) from the container's env, Secret
-keys, the namespace). Only what a cluster would supply differs: the Secrets' values, the database
-Service's address (POSTGRES_HOST / POSTGRES_PORT) and the listen address (127.0.0.1 on a free port
-instead of 0.0.0.0:5000, which a shared machine must not bind).
+keys, the namespace), its basic-auth settings read from the rendered ConfigMap. Only what a cluster
+would supply differs: the Secrets' values, the database Service's address and name (POSTGRES_HOST /
+POSTGRES_PORT / POSTGRES_DB, and the same in the auth settings' database URI), the mounted ConfigMap's
+path and the listen address (127.0.0.1 on a free port instead of 0.0.0.0:5000, which a shared machine
+must not bind).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets as tokens
 import signal
 import subprocess
 import sys
@@ -70,18 +73,27 @@ def manifest_server(rendered, postgres, services, tmp_path_factory):
     """`mlflow server` with the Deployment's command, args and env; yields (url, pid, password, database)."""
     container = rendered[("Deployment", "renalmae-mlflow")]["spec"]["template"]["spec"]["containers"][0]
     database = postgres.create_database("mlflow_manifest")
+    admin = {"MLFLOW_AUTH_ADMIN_USERNAME": "admin", "MLFLOW_AUTH_ADMIN_PASSWORD": tokens.token_urlsafe(18),
+             "MLFLOW_FLASK_SERVER_SECRET_KEY": tokens.token_hex(24)}  # fmt: skip
     secrets = {
-        "renalmae-postgres": {
-            "POSTGRES_USER": postgres.user, "POSTGRES_PASSWORD": postgres.password, "POSTGRES_DB": database,
-        },
+        "renalmae-postgres": {"POSTGRES_PASSWORD": postgres.password},
         "renalmae-s3": {**DUMMY_AWS, "MLFLOW_S3_ENDPOINT_URL": services.s3_url},
-    }  # fmt: skip
-    for name, values in secrets.items():  # the test knows every key the manifest's Secrets have
-        assert set(values) == set(rendered[("Secret", name)]["stringData"]), name
+        "renalmae-mlflow-server": admin,
+    }
+    assert ("Secret", "renalmae-postgres") not in rendered  # the base references Secrets, never holds them
     env = container_environment(container, secrets)
-    # the database Service's address in the cluster -> the test server's
-    assert (env["POSTGRES_HOST"], env["POSTGRES_PORT"]) == ("renalmae-postgres", "5432")
-    env |= {"POSTGRES_HOST": postgres.host, "POSTGRES_PORT": str(postgres.port)}
+    # the database Service's address and name in the cluster -> the test server's
+    cluster_database = (env["POSTGRES_USER"], env["POSTGRES_HOST"], env["POSTGRES_PORT"], env["POSTGRES_DB"])
+    assert cluster_database == ("mlflow", "renalmae-postgres", "5432", "mlflow")
+    env |= {"POSTGRES_USER": postgres.user, "POSTGRES_HOST": postgres.host,
+            "POSTGRES_PORT": str(postgres.port), "POSTGRES_DB": database}  # fmt: skip
+    auth_settings = rendered[("ConfigMap", "renalmae-mlflow-auth")]["data"]["basic_auth.ini"]
+    cluster_uri = "postgresql+psycopg://mlflow@renalmae-postgres:5432/mlflow"
+    assert cluster_uri in auth_settings
+    auth_file = tmp_path_factory.mktemp("mlflow-auth") / "basic_auth.ini"
+    auth_file.write_text(auth_settings.replace(cluster_uri, postgres.backend_store_uri(database)))
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow-auth/basic_auth.ini"
+    env["MLFLOW_AUTH_CONFIG_PATH"] = str(auth_file)
     arguments = [kubelet_expand(arg, env) for arg in container["args"]]
     port = free_port()
     listen = {"--host=0.0.0.0": "--host=127.0.0.1", "--port=5000": f"--port={port}"}
@@ -105,7 +117,8 @@ def manifest_server(rendered, postgres, services, tmp_path_factory):
             except requests.RequestException:  # not listening yet, or too busy to answer
                 pass
             time.sleep(0.5)
-        yield {"url": url, "pid": server.pid, "database": database, "password": postgres.password, "log": log}
+        yield {"url": url, "pid": server.pid, "database": database, "password": postgres.password, "log": log,
+               "admin": ("admin", admin["MLFLOW_AUTH_ADMIN_PASSWORD"])}  # fmt: skip
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -122,6 +135,8 @@ def test_manifest_server_keeps_runs_in_postgres_and_artifacts_in_s3(
 
     for key, value in DUMMY_AWS.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", manifest_server["admin"][0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", manifest_server["admin"][1])
     client = mlflow.MlflowClient(tracking_uri=manifest_server["url"])
     experiment_id = client.create_experiment("manifest-check")
     run = client.create_run(experiment_id)
@@ -144,16 +159,17 @@ def test_manifest_server_keeps_runs_in_postgres_and_artifacts_in_s3(
 def test_manifest_server_admits_cluster_clients_and_probes_and_refuses_other_hosts(manifest_server):
     url, api = manifest_server["url"], "/api/2.0/mlflow/experiments/search?max_results=1"
 
-    def status(path: str, host: str) -> int:
-        return requests.get(f"{url}{path}", headers={"Host": host}, timeout=30).status_code
+    def status(path: str, host: str, auth: tuple[str, str] | None = manifest_server["admin"]) -> int:
+        return requests.get(f"{url}{path}", headers={"Host": host}, auth=auth, timeout=30).status_code
 
     assert status(api, f"renalmae-mlflow.{NAMESPACE}.svc.cluster.local:5000") == 200
+    assert status(api, f"renalmae-mlflow.{NAMESPACE}.svc.cluster.local:5000", auth=None) == 401
     assert status(api, "renalmae-mlflow:5000") == 200
     assert status(api, "attacker.example:5000") == 403
-    assert status("/health", "10.244.1.17:5000") == 200  # the kubelet's probe names the pod IP
+    assert status("/health", "10.244.1.17:5000", auth=None) == 200  # the kubelet's probe names the pod IP
 
 
-def test_manifest_server_never_shows_the_database_password(manifest_server):
+def test_manifest_server_never_shows_the_database_or_admin_password(manifest_server):
     pids = [manifest_server["pid"]]
     pids += [int(pid) for pid in subprocess.run(["pgrep", "-g", str(manifest_server["pid"])],
                                                 capture_output=True, text=True).stdout.split()]  # fmt: skip
@@ -163,5 +179,6 @@ def test_manifest_server_never_shows_the_database_password(manifest_server):
     assert command_lines and any(
         "--backend-store-uri=postgresql+psycopg://" in line for line in command_lines
     )
-    assert not [line for line in command_lines if manifest_server["password"] in line]
-    assert manifest_server["password"] not in manifest_server["log"].read_text()
+    for secret in (manifest_server["password"], manifest_server["admin"][1]):
+        assert not [line for line in command_lines if secret in line]
+        assert secret not in manifest_server["log"].read_text()

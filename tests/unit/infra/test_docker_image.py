@@ -67,6 +67,17 @@ def test_no_secret_is_baked_into_the_image():
     ]
 
 
+def test_every_runtime_image_carries_the_git_commit_it_was_built_from():
+    by_name = stages(DOCKERFILE.read_text())
+    build_script = (REPO_ROOT / "docker" / "build-images.sh").read_text()
+
+    assert "ARG GIT_COMMIT=unknown" in by_name["runtime"]
+    assert 'ENV RENALMAE_GIT_COMMIT="${GIT_COMMIT}"' in by_name["runtime"]
+    assert 'LABEL org.opencontainers.image.revision="${GIT_COMMIT}"' in by_name["runtime"]
+    assert all(by_name[target].startswith("runtime AS ") for target in ("cpu", "cuda", "mlflow"))
+    assert '--build-arg GIT_COMMIT="$git_commit"' in build_script and "git rev-parse HEAD" in build_script
+
+
 def test_build_context_holds_only_what_the_image_needs():
     ignored = (REPO_ROOT / ".dockerignore").read_text().splitlines()
 
