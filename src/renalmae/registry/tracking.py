@@ -9,7 +9,11 @@ pipeline-run id (`renalmae.registry.lineage.pipeline_run_id`): the first process
 several create it at once, each waits `PARENT_SETTLE_S`, then all keep the earliest-created one and
 delete their own (creations further apart than that see each other's parent and never race). Every run
 carries the lineage tags (git commit, data version of what it read, DVC inputs version, params hash,
-engine, pipeline-run id); the parent also holds every parameter, flattened (`finetune.epochs`, ...).
+engine, pipeline-run id) and MLflow's own `mlflow.source.git.commit` and `mlflow.user` (the MLflow
+account in use, else the OS user); the parent also holds every parameter, flattened (`finetune.epochs`,
+...). A step run is opened with `mlflow.start_run(parent_run_id=...)` (MLflow's nesting, shown as a tree in
+its UI) and records the ingested data it read as an input dataset (`mlflow.log_input`: name `ingested`,
+digest its content hash).
 """
 
 from __future__ import annotations
@@ -155,19 +159,22 @@ def track_step(
     if not params.tracking.enabled:
         yield StepTracker()
         return
+    import mlflow
+
     uri = tracking_uri(params)
     client = mlflow_client(uri)
     with service_errors(uri):
         experiment_id = _experiment_id(client, params.tracking.experiment, uri)
-        lineage = lineage_tags(params, data_version=data_version)
+        lineage = mlflow_tags(lineage_tags(params, data_version=data_version))
         parent_id = pipeline_parent_run(client, experiment_id, params, lineage)
         run_name = "-".join([step, *[str(value) for value in tags.values()]])
-        run = client.create_run(
-            experiment_id,
+        mlflow.set_tracking_uri(uri)
+        run = mlflow.start_run(
+            experiment_id=experiment_id,
             run_name=run_name,
+            parent_run_id=parent_id,
             tags={
                 **lineage,
-                "mlflow.parentRunId": parent_id,
                 "renalmae.role": "step",
                 "renalmae.step": step,
                 **{f"renalmae.{key}": str(value) for key, value in tags.items()},
@@ -175,12 +182,34 @@ def track_step(
         )
     tracker = StepTracker(client, run.info.run_id, uri)
     try:
+        if data_version:
+            with service_errors(uri):
+                mlflow.log_input(ingested_dataset(lineage), context=step)
         yield tracker
     except BaseException:
         with contextlib.suppress(Exception):
-            client.set_terminated(run.info.run_id, status="FAILED")
+            mlflow.end_run(status="FAILED")
             client.set_terminated(parent_id, status="FAILED")
         raise
     with service_errors(uri):
-        client.set_terminated(run.info.run_id, status="FINISHED")
+        mlflow.end_run(status="FINISHED")
         client.set_terminated(parent_id, status="FINISHED")
+
+
+def mlflow_tags(lineage: dict[str, str]) -> dict[str, str]:
+    """`lineage` plus MLflow's own tags for the same facts: `mlflow.source.git.commit`, `mlflow.user`."""
+    from renalmae.registry.audit import actor
+
+    return {**lineage, "mlflow.source.git.commit": lineage["renalmae.git_commit"], "mlflow.user": actor()}
+
+
+def ingested_dataset(lineage: dict[str, str]):
+    """The ingested table a step read, as an MLflow dataset (metadata only: its content hash is the digest,
+    the data and DVC versions its source's tags)."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    versions = {key: lineage[key] for key in ("renalmae.data_version", "renalmae.dvc_data_version")}
+    return MetaDataset(
+        CodeDatasetSource(versions), name="ingested", digest=versions["renalmae.data_version"][:36]
+    )

@@ -20,6 +20,7 @@ content hash (`renalmae.evaluation_set_sha256`: the image ids and labels, not th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
@@ -203,7 +204,13 @@ def log_ensemble_model(client: Any, uri: str, run_id: str, bundle_dir: Path, mod
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     arguments = ensemble_model_arguments(bundle_dir, model_key)
-    with service_errors(uri, "MLflow artifact store"), mlflow.start_run(run_id=run_id):
+    active = mlflow.active_run()  # the step's run, opened by `track_step`, or resumed here
+    resumed = (
+        contextlib.nullcontext()
+        if active and active.info.run_id == run_id
+        else mlflow.start_run(run_id=run_id)
+    )
+    with service_errors(uri, "MLflow artifact store"), resumed:
         info = mlflow.pyfunc.log_model(name=MODEL_ARTIFACT, **arguments)
     _verify_logged_model(client, uri, info.model_id, bundle_dir)
     return info

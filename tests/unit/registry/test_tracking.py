@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,20 @@ def test_a_step_inside_dvc_is_tagged_with_engine_and_input_hashes(clean_env, sto
     assert run.data.tags["renalmae.data_version"] == "f00d" * 16
     assert run.data.tags["renalmae.dvc_data_version"] == "abc123.dir"
     assert run.data.tags["renalmae.inputs_version"] != "unknown"
+
+
+def test_a_step_run_carries_mlflows_own_lineage_tags_and_its_input_dataset(clean_env, store_uri):
+    clean_env.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    params = _params(store_uri)
+    with track_step(params, "split", data_version="be" * 32) as tracker:
+        pass
+    run = mlflow_client(store_uri).get_run(tracker.run_id)
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["renalmae.git_commit"]
+    assert run.data.tags["mlflow.user"] == "alice"
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "ingested" and dataset_input.dataset.digest == ("be" * 32)[:36]
+    assert json.loads(dataset_input.dataset.source)["tags"]["renalmae.data_version"] == "be" * 32
+    assert {tag.key: tag.value for tag in dataset_input.tags}["mlflow.data.context"] == "split"
 
 
 def test_a_step_without_dvc_lock_records_the_version_of_the_data_it_read(clean_env, store_uri, tmp_path):
