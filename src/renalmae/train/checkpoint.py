@@ -44,9 +44,18 @@ def _value_at(raw: dict[str, Any], dotted: str) -> Any:
 
 
 def rng_state(augment_generator: torch.Generator) -> dict[str, Any]:
+    """Every RNG's state as tensors, ints, floats and tuples only, so that a resume file loads with
+    `torch.load(..., weights_only=True)` (numpy's state array becomes an int64 tensor)."""
+    numpy_state = np.random.get_state(legacy=False)
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "bit_generator": numpy_state["bit_generator"],
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
         "python": random.getstate(),
         "augment": augment_generator.get_state(),
     }
@@ -57,7 +66,10 @@ def rng_state(augment_generator: torch.Generator) -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any], augment_generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    key = numpy_state["key"].numpy().astype(np.uint32)
+    np.random.set_state((numpy_state["bit_generator"], key, numpy_state["pos"], numpy_state["has_gauss"],
+                         numpy_state["gauss"]))  # fmt: skip
     random.setstate(state["python"])
     augment_generator.set_state(state["augment"])
     if "cuda" in state and torch.cuda.is_available():
