@@ -4,7 +4,7 @@
 #   POSTGRES_PASSWORD=... infra/local/start-postgres.sh [PORT] [RUN_DIR]
 #
 # The role and database are $POSTGRES_USER and $POSTGRES_DB (default `mlflow`, as in the Kubernetes
-# Secret of infra/base/secrets.yaml); the password comes only from $POSTGRES_PASSWORD and is checked
+# PostgreSQL of infra/base/postgres.yaml); the password comes only from $POSTGRES_PASSWORD and is checked
 # with scram-sha-256 over TCP. No Unix socket is opened. The cluster lives in a fresh directory
 # (`initdb`), the server is started with `pg_ctl` and its PID written to RUN_DIR/postgres.pid;
 # infra/local/stop.sh RUN_DIR postgres stops it by that PID and deletes the directory.

@@ -28,7 +28,7 @@ DUMMY_AWS = {
 ARTIFACT_BUCKET = "mlflow"
 DVC_BUCKET = "dvc"
 POSTGRES_ROLE = "mlflow"
-"""Role and first database of the test PostgreSQL (POSTGRES_USER / POSTGRES_DB of infra/base/secrets.yaml)."""
+"""Role and first database of the test PostgreSQL (as POSTGRES_USER / POSTGRES_DB of infra/base)."""
 
 
 def free_port() -> int:
