@@ -129,8 +129,7 @@ def register_bundle(uri: str, root: Path, name: str, seed: int = 0, **tags: str)
     """Register a two-fold binary ensemble as the next version of `name` through the real registration
     path (`register_version`: models-from-code, evaluation set, tags, `challenger` move); its holdout
     evaluation set is shared by every call with the same `name`. Returns (bundle folder, version)."""
-    from renalmae.registry.audit import actor
-    from renalmae.registry.connection import artifact_location, mlflow_client
+    from renalmae.registry.connection import actor, artifact_location, mlflow_client
     from renalmae.registry.pyfunc import FoldEnsemble, bundle_ensemble
     from renalmae.registry.versions import evaluation_frame, register_version
 

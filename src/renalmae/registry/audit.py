@@ -22,7 +22,6 @@ Who may write tags or move aliases at all is the server's business (MLflow's bas
 
 from __future__ import annotations
 
-import getpass
 import json
 import time
 from dataclasses import dataclass
@@ -31,28 +30,15 @@ from typing import Any
 
 from renalmae.errors import GateError, ModelError
 from renalmae.registry.connection import artifact_location, mlflow_client, redacted, service_errors
-from renalmae.registry.versions import CHALLENGER, CHAMPION, MODEL_KEY_TAG
 
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+MODEL_KEY_TAG = "renalmae.model_key"
+"""Version tag equal to the served model's `model_config["model_key"]`: how a loaded model finds itself."""
 AUDIT_EXPERIMENT = "renalmae-registry-audit"
 MOVE_TAG = "renalmae.alias_move."
 PROMOTED = "promoted"
 LOCK_SUFFIX = "--promotion-lock"
-
-
-def actor() -> str:
-    """Who acts: the MLflow account in use (`MLFLOW_TRACKING_USERNAME` or ~/.mlflow/credentials, read by
-    MLflow), else the operating-system user."""
-    from mlflow.utils.credentials import read_mlflow_creds
-
-    return read_mlflow_creds().username or getpass.getuser()
-
-
-def code_version() -> str:
-    """The package version and the git commit of the code taking the decision."""
-    from renalmae import __version__
-    from renalmae.registry.lineage import git_commit
-
-    return f"renalmae {__version__} ({git_commit()})"
 
 
 def utc_now() -> str:

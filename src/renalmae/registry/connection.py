@@ -59,6 +59,16 @@ def require_store(uri: str) -> None:
         )
 
 
+def actor() -> str:
+    """Who acts on the store: the MLflow account in use (`MLFLOW_TRACKING_USERNAME` or
+    ~/.mlflow/credentials, as MLflow reads them), else the operating-system user."""
+    import getpass
+
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    return read_mlflow_creds().username or getpass.getuser()
+
+
 def artifact_location(uri: str) -> str | None:
     """Where a new experiment keeps its artifacts: `mlruns/` beside an embedded sqlite database (MLflow's
     own default is ./mlruns of whatever the working directory happens to be); None (the server's

@@ -32,18 +32,10 @@ from typing import Any
 
 from renalmae.errors import GateError, ModelError, ServiceError
 from renalmae.params import RegistryParams
-from renalmae.registry.audit import (
-    PROMOTED,
-    Move,
-    actor,
-    code_version,
-    record_move,
-    recorded_move,
-    utc_now,
-)
-from renalmae.registry.connection import artifact_location, mlflow_client, redacted, service_errors
+from renalmae.registry.audit import CHALLENGER, CHAMPION, PROMOTED, Move, record_move, recorded_move, utc_now
+from renalmae.registry.connection import actor, artifact_location, mlflow_client, redacted, service_errors
 from renalmae.registry.gate import GateResult, candidate_evaluation_set, check_gate, take_decision
-from renalmae.registry.versions import CHALLENGER, CHAMPION, EVALUATION_ARTIFACT, MODEL_ARTIFACT
+from renalmae.registry.versions import EVALUATION_ARTIFACT, MODEL_ARTIFACT
 
 LOCK_SUFFIX = "--promotion-lock"
 LISTED_NAMES = 20
@@ -152,6 +144,14 @@ def _break_if_stale(client: Any, lock_name: str) -> None:
                 "renalmae.lock_token"
             ):
                 client.delete_registered_model(lock_name)
+
+
+def code_version() -> str:
+    """The package version and the git commit of the code taking the decision."""
+    from renalmae import __version__
+    from renalmae.registry.lineage import git_commit
+
+    return f"renalmae {__version__} ({git_commit()})"
 
 
 def gated_champion(client: Any, uri: str, name: str) -> Any | None:

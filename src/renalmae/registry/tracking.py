@@ -28,6 +28,7 @@ from typing import Any
 from renalmae.params import Params
 from renalmae.registry.connection import (
     DEFAULT_TRACKING_URI,
+    actor,
     artifact_location,
     mlflow_client,
     service_errors,
@@ -198,8 +199,6 @@ def track_step(
 
 def mlflow_tags(lineage: dict[str, str]) -> dict[str, str]:
     """`lineage` plus MLflow's own tags for the same facts: `mlflow.source.git.commit`, `mlflow.user`."""
-    from renalmae.registry.audit import actor
-
     return {**lineage, "mlflow.source.git.commit": lineage["renalmae.git_commit"], "mlflow.user": actor()}
 
 

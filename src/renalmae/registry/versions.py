@@ -35,16 +35,20 @@ import pandas as pd
 from renalmae.data.predictions import probability_columns
 from renalmae.errors import DataError, ServiceError
 from renalmae.evaluate.decision import DecisionRule
-from renalmae.registry.connection import service_errors
+from renalmae.registry.audit import (
+    CHALLENGER,
+    MODEL_KEY_TAG,
+    Move,
+    record_move,
+    recorded_move,
+    utc_now,
+)
+from renalmae.registry.connection import actor, service_errors
 from renalmae.registry.pyfunc import ENSEMBLE_ARTIFACT, MODEL_KEY, FoldEnsemble, pinned_requirements
 
-CHALLENGER = "challenger"
-CHAMPION = "champion"
 EVALUATION_ARTIFACT = "evaluation/holdout.parquet"
 EVALUATION_SET_TAG = "renalmae.evaluation_set_sha256"
 MODEL_ARTIFACT = "model"
-MODEL_KEY_TAG = "renalmae.model_key"
-"""Version tag equal to the served model's `model_config["model_key"]`: how a loaded model finds itself."""
 SERVED_MODEL_FILE = Path(__file__).with_name("served_model.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -227,8 +231,6 @@ def register_version(
 ) -> RegisteredVersion:
     """Upload the model and evaluation set to the run, verify, create version `name`, tag it, alias it."""
     from mlflow.exceptions import MlflowException
-
-    from renalmae.registry.audit import Move, actor, record_move, recorded_move, utc_now
 
     with tempfile.TemporaryDirectory(prefix="renalmae-register-") as staging:
         evaluation_dir = Path(staging) / "evaluation"
