@@ -16,7 +16,7 @@ import pandas as pd
 from renalmae.data.decode import DEFAULT_MAX_IMAGE_PIXELS
 from renalmae.errors import ModelError
 from renalmae.operating_point import DecisionRule
-from renalmae.registry.audit import require_gated
+from renalmae.registry.audit import MODEL_KEY_TAG, require_gated
 from renalmae.registry.connection import mlflow_client, redacted, service_errors
 from renalmae.registry.connection import tracking_uri as default_tracking_uri
 from renalmae.registry.pyfunc import FoldEnsemble, FoldEnsembleModel
@@ -68,15 +68,22 @@ def require_registered(model_uri: str, tracking_uri: str) -> None:
 
 
 def require_gated_uri(model_uri: str, tracking_uri: str) -> None:
-    """Refuse a `models:/NAME@ALIAS` or `models:/NAME/VERSION` whose version is an ungated champion."""
+    """Refuse a `models:/NAME@ALIAS` or `models:/NAME/VERSION` whose version is an ungated champion, or
+    one registered as a pickle (no `renalmae.model_key`: before models-from-code), before any download."""
     if not model_uri.startswith("models:/"):
         return
     name, _, alias = model_uri.removeprefix("models:/").partition("@")
     name, _, number = name.partition("/")
     client = mlflow_client(tracking_uri)
-    if alias:
-        with service_errors(tracking_uri):
+    with service_errors(tracking_uri):
+        if alias:
             number = client.get_model_version_by_alias(name, alias).version
+        tags = client.get_model_version(name, str(number)).tags if number else {}
+    if number and MODEL_KEY_TAG not in tags:
+        raise ModelError(
+            f"{model_uri} (v{number}) was registered before versions were models from code: it holds a "
+            "pickled model, which renalmae does not load; register it again (`renalmae register`)"
+        )
     if number:
         require_gated(client, tracking_uri, name, str(number))
 

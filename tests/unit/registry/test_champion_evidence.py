@@ -209,3 +209,26 @@ def test_registered_versions_are_models_from_code_without_pickles(registry, tmp_
     assert Path(loaded.stdout.strip()) == model_dir / "code" / "renalmae" / "__init__.py"
     logged = client.get_logged_model(registered.source.removeprefix("models:/"))  # a LoggedModel of the run
     assert logged.source_run_id == registered.run_id and logged.name == "model"
+
+
+def test_a_version_registered_as_a_pickle_is_refused_before_it_is_downloaded(registry, tmp_path):
+    import mlflow
+    import mlflow.pyfunc
+    from registrykit import make_run_dirs
+
+    from renalmae.registry.pyfunc import ENSEMBLE_ARTIFACT, FoldEnsembleModel, bundle_ensemble
+
+    uri, _, image = registry
+    bundle = tmp_path / "bundle"
+    bundle_ensemble(make_run_dirs(tmp_path / "runs", "usfmae", "binary", folds=2), "normal", bundle)
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run():  # how versions were logged before models-from-code
+        mlflow.pyfunc.log_model(
+            name="model", python_model=FoldEnsembleModel(), artifacts={ENSEMBLE_ARTIFACT: str(bundle)},
+            registered_model_name="pickled-usfmae-binary", pip_requirements=[],
+        )  # fmt: skip
+
+    with pytest.raises(
+        ModelError, match="holds a pickled model, which renalmae does not load; register it again"
+    ):
+        predict_files("models:/pickled-usfmae-binary/1", uri, [image])
