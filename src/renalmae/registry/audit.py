@@ -39,6 +39,7 @@ AUDIT_EXPERIMENT = "renalmae-registry-audit"
 MOVE_TAG = "renalmae.alias_move."
 PROMOTED = "promoted"
 LOCK_SUFFIX = "--promotion-lock"
+"""Registered models named `<name>--promotion-lock` are `promote`'s locks, not models."""
 
 
 def utc_now() -> str:
@@ -50,7 +51,7 @@ class Move:
     """One alias move or refused promotion, as recorded."""
 
     action: str
-    """`register`, `promote`, `rollback` or `refused`."""
+    """`register`, `promote`, `rollback`, `copy` (`promote --to-registry`, in the target) or `refused`."""
     name: str
     alias: str
     from_version: str | None
@@ -195,7 +196,7 @@ def audit_registry(uri: str, name: str | None = None) -> list[AliasRecord]:
     client = mlflow_client(uri)
     records = []
     with service_errors(uri):
-        models = [client.get_registered_model(name)] if name else _registered_models(client)
+        models = [client.get_registered_model(name)] if name else registered_models(client)
         for model in models:
             for alias, number in sorted(model.aliases.items()):
                 version = client.get_model_version(model.name, str(number))
@@ -211,7 +212,8 @@ def audit_registry(uri: str, name: str | None = None) -> list[AliasRecord]:
     return records
 
 
-def _registered_models(client: Any) -> list[Any]:
+def registered_models(client: Any) -> list[Any]:
+    """Every registered model but the promotion locks, page by page, sorted by name."""
     models, token = [], None
     while True:
         page = client.search_registered_models(max_results=1000, page_token=token)

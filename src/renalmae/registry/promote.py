@@ -32,12 +32,21 @@ from typing import Any
 
 from renalmae.errors import GateError, ModelError, ServiceError
 from renalmae.params import RegistryParams
-from renalmae.registry.audit import CHALLENGER, CHAMPION, PROMOTED, Move, record_move, recorded_move, utc_now
+from renalmae.registry.audit import (
+    CHALLENGER,
+    CHAMPION,
+    LOCK_SUFFIX,
+    PROMOTED,
+    Move,
+    record_move,
+    recorded_move,
+    registered_models,
+    utc_now,
+)
 from renalmae.registry.connection import actor, artifact_location, mlflow_client, redacted, service_errors
 from renalmae.registry.gate import GateResult, candidate_evaluation_set, check_gate, take_decision
 from renalmae.registry.versions import EVALUATION_ARTIFACT, MODEL_ARTIFACT
 
-LOCK_SUFFIX = "--promotion-lock"
 LISTED_NAMES = 20
 LOCK_LEASE_S = 120.0
 LOCK_WAIT_S = 60.0
@@ -63,7 +72,7 @@ def registered_model(client: Any, uri: str, name: str) -> Any:
         except MlflowException as error:
             if error.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-        names = sorted(name for name in _registered_names(client) if not name.endswith(LOCK_SUFFIX))
+        names = [model.name for model in registered_models(client)]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     shown = ", ".join(names[:LISTED_NAMES])
     shown += f", … ({len(names)} in all)" if len(names) > LISTED_NAMES else ""
@@ -73,17 +82,6 @@ def registered_model(client: Any, uri: str, name: str) -> Any:
         + (f"registered: {shown}" if names else "none is registered yet: run `make run` (its "
            "`register` stage) or `renalmae register` first")
     )  # fmt: skip
-
-
-def _registered_names(client: Any) -> list[str]:
-    """Every registered model's name, page by page."""
-    names, token = [], None
-    while True:
-        page = client.search_registered_models(max_results=1000, page_token=token)
-        names += [model.name for model in page]
-        token = page.token
-        if not token:
-            return names
 
 
 def current_champion(client: Any, uri: str, name: str) -> Any | None:
