@@ -74,7 +74,10 @@ def test_register_promote_refuse_worse_and_predict_with_champion(mlflow_server, 
         .paginate(Bucket=ARTIFACT_BUCKET)
         for item in page.get("Contents", [])
     ]
-    assert any(first["run_id"] in key and key.endswith("weights.safetensors") for key in keys)
+    model_id = first["source"].removeprefix("models:/")  # the version's LoggedModel (models-from-code)
+    assert any(model_id in key and key.endswith("weights.safetensors") for key in keys)
+    assert any(model_id in key and key.endswith("code/renalmae/registry/pyfunc.py") for key in keys)
+    assert not any(model_id in key and key.endswith(".pkl") for key in keys)
     assert any(first["run_id"] in key and key.endswith("evaluation/holdout.parquet") for key in keys)
 
     # a clearly worse candidate is registered as challenger but refused as champion
