@@ -193,7 +193,7 @@ def _alias_evidence(alias: str, version: Any, model_tags: dict[str, str]) -> str
 
 def audit_registry(uri: str, name: str | None = None) -> list[AliasRecord]:
     """Every alias of every registered model (or of `name`) with its evidence and, if it lacks it, why."""
-    client = mlflow_client(uri)
+    client = mlflow_client(uri, read_only=True)
     records = []
     with service_errors(uri):
         models = [client.get_registered_model(name)] if name else registered_models(client)

@@ -260,7 +260,7 @@ def _record_refusal(
 def rollback(uri: str, name: str, version: str | None = None) -> dict[str, Any]:
     """Move `champion` back to `version` (default: the champion the current one replaced), which must
     carry a passing gate decision of its own; recorded like a promotion. Raises `GateError` otherwise."""
-    client = mlflow_client(uri)
+    client = mlflow_client(uri, read_only=True)
     registered_model(client, uri, name)
     with promotion_lock(client, uri, name):
         holder = current_champion(client, uri, name)

@@ -67,9 +67,11 @@ def rng_state(augment_generator: torch.Generator) -> dict[str, Any]:
 def restore_rng(state: dict[str, Any], augment_generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     numpy_state = state["numpy"]
-    key = numpy_state["key"].numpy().astype(np.uint32)
-    np.random.set_state((numpy_state["bit_generator"], key, numpy_state["pos"], numpy_state["has_gauss"],
-                         numpy_state["gauss"]))  # fmt: skip
+    if isinstance(numpy_state, dict):
+        key = numpy_state["key"].numpy().astype(np.uint32)
+        numpy_state = (numpy_state["bit_generator"], key, numpy_state["pos"], numpy_state["has_gauss"],
+                       numpy_state["gauss"])  # fmt: skip
+    np.random.set_state(numpy_state)  # a tuple: a resume file written before the state was tensors
     random.setstate(state["python"])
     augment_generator.set_state(state["augment"])
     if "cuda" in state and torch.cuda.is_available():

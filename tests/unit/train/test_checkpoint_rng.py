@@ -27,3 +27,15 @@ def test_rng_state_loads_weights_only_and_restores_every_stream(tmp_path):
     restore_rng(state["rng"], generator)
 
     assert draws(generator) == expected
+
+
+def test_a_resume_file_with_numpys_old_tuple_state_still_restores(tmp_path):
+    generator = torch.Generator().manual_seed(7)
+    np.random.seed(2)
+    state = rng_state(generator) | {"numpy": np.random.get_state()}  # as resume files were written before
+    expected = np.random.rand(3).tolist()
+    np.random.seed(99)
+
+    restore_rng(state, generator)
+
+    assert np.random.rand(3).tolist() == expected
