@@ -92,17 +92,29 @@ def compare_with_champion(
         negative
     )
     labels = (merged["y_true_candidate"].to_numpy() != negative_index).astype(int)
+    # Images of one patient / series are one unit (the candidate's record of them; versions registered
+    # before the evaluation set carried groups count every image alone).
+    group_column = next((c for c in ("group_candidate", "group") if c in merged), None)
+    groups = merged[group_column].to_numpy() if group_column else None
     result = noninferiority_test(
         labels,
         1.0 - merged[f"{negative}_candidate"].to_numpy(dtype=float),
         1.0 - merged[f"{negative}_champion"].to_numpy(dtype=float),
         margin=settings.noninferiority_margin,
         alpha=settings.alpha,
+        groups=groups,
     )
+    clustered = groups is not None and result.clusters < result.images
     evidence = {
         "champion_version": str(champion.version),
         "n_images": int(len(merged)),
-        "test": "non-inferiority of AUC, one-sided DeLong confidence bound",
+        "n_clusters": int(result.clusters),
+        "test": "non-inferiority of AUC, one-sided DeLong confidence bound"
+        + (
+            f" (Obuchowski's clustered variance over {result.clusters} patients / series)"
+            if clustered
+            else ""
+        ),
         **{key: value for key, value in result.to_dict().items() if key not in ("margin", "alpha")},
         "noninferiority_margin": settings.noninferiority_margin,
         "require_superiority": settings.require_superiority,

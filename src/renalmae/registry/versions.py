@@ -71,13 +71,17 @@ def evaluation_frame(
     probabilities: np.ndarray,
     classes: list[str],
     rule: DecisionRule | None = None,
+    groups: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The evaluation set stored with a version: id, y_true, prob_<class>, y_pred at `rule` (compare's)."""
+    """The evaluation set stored with a version: id, group (patient / series: the unit the gate's test
+    counts; the id itself when `groups` does not name one), y_true, prob_<class>, y_pred at `rule`."""
     frame = pd.DataFrame(probabilities, columns=probability_columns(classes))
     frame.insert(0, "y_true", np.asarray(y_true, dtype=np.int64))
-    frame.insert(0, "id", np.asarray(ids).astype(str))
+    ids = np.asarray(ids).astype(str)
+    frame.insert(0, "group", [str((groups or {}).get(image_id, image_id)) for image_id in ids])
+    frame.insert(0, "id", ids)
     if rule is not None:
-        frame.insert(2, "y_pred", rule.predict(np.asarray(probabilities)))
+        frame.insert(3, "y_pred", rule.predict(np.asarray(probabilities)))
     return frame
 
 

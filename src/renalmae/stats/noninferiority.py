@@ -38,6 +38,9 @@ class NonInferiority:
     non_inferior: bool
     superior: bool
     undefined: str | None = None
+    images: int = 0
+    clusters: int = 0
+    """Independent units the standard error was estimated from (= `images` without groups)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +62,7 @@ def noninferiority_test(
     if not delong.defined:
         return NonInferiority(
             delong.auc_a, delong.auc_b, delong.difference, None, None, None, margin, alpha, False, False,
-            delong.undefined,
+            delong.undefined, delong.images, delong.clusters,
         )  # fmt: skip
     lower_bound = delong.difference - ndtri(1.0 - alpha) * delong.std_error
     p_value = float(ndtr(-(delong.difference + margin) / delong.std_error))
@@ -74,4 +77,6 @@ def noninferiority_test(
         alpha=alpha,
         non_inferior=bool(lower_bound > -margin),
         superior=bool(lower_bound > 0.0),
+        images=delong.images,
+        clusters=delong.clusters,
     )

@@ -14,6 +14,7 @@ from renalmae.registry import gate
 from renalmae.registry.connection import mlflow_client
 from renalmae.registry.gate import check_gate, compare_with_champion, take_decision
 from renalmae.registry.versions import evaluation_set_sha256
+from renalmae.stats.delong import delong_test
 
 SETTINGS = RegistryParams(min_auc=0.7, min_f1=0.5, alpha=0.05)
 NI_SETTINGS = RegistryParams(noninferiority_margin=0.05, alpha=0.05)
@@ -104,6 +105,23 @@ def test_an_equally_good_candidate_passes_as_non_inferior():
     passed, evidence = _gate(0.90, 0.90)
     assert passed and evidence["non_inferior"] and evidence["n_images"] == 194
     assert evidence["lower_bound"] > -NI_SETTINGS.noninferiority_margin
+
+
+def test_the_gate_counts_patients_or_series_not_frames():
+    """Frames of one series move together: the gate's bound is as wide as its clusters make it."""
+    candidate_eval, champion_eval = _paired(0.90, 0.90)
+    series = [f"series-{i // 6}" for i in range(len(candidate_eval))]  # six frames a series, one label
+    candidate_eval, champion_eval = (frame.assign(group=series) for frame in (candidate_eval, champion_eval))
+    _, clustered = compare_with_champion(_version(2), candidate_eval, _version(1), champion_eval, NI_SETTINGS)
+    _, frames = _gate(0.90, 0.90)
+    assert clustered["n_clusters"] == 33 and frames["n_clusters"] == 194
+    assert clustered["std_error"] != frames["std_error"]
+    assert "clustered variance over 33" in clustered["test"]
+    labels = candidate_eval["y_true"].to_numpy()
+    expected = delong_test(
+        labels, candidate_eval["prob_anomaly"], champion_eval["prob_anomaly"], groups=np.array(series)
+    )
+    assert clustered["std_error"] == pytest.approx(expected.std_error)
 
 
 def test_a_clearly_better_candidate_is_superior():
