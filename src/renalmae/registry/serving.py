@@ -118,6 +118,7 @@ def predict_files(
     tracking_uri: str | None,
     images: list[str | os.PathLike],
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    rule: DecisionRule | None = None,
 ) -> pd.DataFrame:
     """One row per image file: `image`, `prob_<class>` …, the `predicted` class name at the ensemble's
     registered operating point (compare's rule: a threshold on P(anomaly), or the prior-corrected argmax),
@@ -125,16 +126,23 @@ def predict_files(
 
     `model`: a `models:/` URI or an ensemble loaded with `load_ensemble` (so that `predict --explain`
     explains the very ensemble that predicted). Files may differ in size, mode and format: each is
-    prepared exactly as ingest prepared the model's training images. Raises `DataError` naming a bad
-    file, `ModelError` without the model.
+    prepared exactly as ingest prepared the model's training images. `rule`: another rule than the
+    registered one (a site's, `renalmae.registry.site_rules`), named with where it was chosen. Raises
+    `DataError` naming a bad file, `ModelError` without the model.
     """
     ensemble = model if isinstance(model, FoldEnsemble) else load_ensemble(model, tracking_uri)
     table = ensemble.predict_frame([Path(path) for path in images], max_pixels=max_pixels)
     table.insert(0, "image", [str(Path(path)) for path in images])
     probabilities = table.filter(like="prob_").to_numpy()
-    registered = ensemble.rule
+    registered = rule or ensemble.rule
     table["predicted"] = [
         ensemble.classes[index] for index in (registered or DecisionRule()).predict(probabilities)
     ]
-    table["decision_rule"] = registered.name if registered else "argmax (no operating point registered)"
+    table["decision_rule"] = (
+        f"{rule.name}, {rule.chosen_on}"
+        if rule
+        else registered.name
+        if registered
+        else "argmax (no operating point registered)"
+    )
     return table
