@@ -1,12 +1,13 @@
-"""The KFP side of a step's declaration: a component's interface, and the body every component runs.
+"""The KFP side of the pipeline declaration: a component's interface, and the body every component runs.
 
-`component_interface(step)` derives a component's inputs and outputs from the step's `STEP`: one input
-artifact per declared input (a list per producer for run lists), `task` / `fold` for the steps that run
-per task and fold, the output artifact, plus `metrics` (the numbers of the artifact's metrics file),
-`report` (its HTML page) and, for a trained model, `holdout_confusion`. `components/` turns that into
-the component's Python signature; `run_component` is its body: validate the params text, call
-`run()` with the artifacts' paths (under torchrun, or as a Kubeflow Trainer job, when the params ask for
-several processes or nodes: `renalmae.launch`), then fill those extra outputs.
+`component_interface(step)` says what the component of a step takes and gives, from its declaration in
+`renalmae.pipeline`: one input artifact per declared input (a list per producer for run lists), `task` /
+`fold` / `repeat` for a training step, the output artifact, plus `metrics` (the headline numbers of the
+artifact's metrics file), `report` (its HTML page) and, for a trained model, `holdout_confusion`. The
+components in `components/` are written out by hand and a test holds each to this. `run_component` is
+their body: validate the params text, call the step on the artifacts' paths (under torchrun, or as a
+Kubeflow Trainer job, when the params ask for several processes or nodes: `renalmae.launch`), then fill
+those extra outputs.
 
 Kept in the package (not in `components/`) because a component's body runs inside the container,
 where only the installed package can be imported. Nothing here imports `kfp`: output artifacts are
@@ -25,11 +26,11 @@ from typing import Any
 
 import yaml
 
-from renalmae import launch
+from renalmae import launch, pipeline
 from renalmae.artifacts import TrainedRun
 from renalmae.errors import ParamsError
 from renalmae.params import Params, params_from_dict
-from renalmae.steps import Step
+from renalmae.pipeline import Step
 
 ENGINE_ENV = "RENALMAE_ENGINE"
 RUN_ID_ENV = "RENALMAE_PIPELINE_RUN_ID"
@@ -44,6 +45,7 @@ TRAINJOB_SECRETS_ENV = "RENALMAE_TRAINJOB_SECRETS"
 METRICS_OUTPUT = "metrics"
 REPORT_OUTPUT = "report"
 CONFUSION_OUTPUT = "holdout_confusion"
+TARGET_PARAMETERS = (("task", "str"), ("fold", "int"), ("repeat", "int"))
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,8 @@ def component_interface(step: Step) -> list[Port]:
             ports += [Port(runs_input(p), "input", f"list[{artifact.kfp_type}]") for p in declared.producers]
         else:
             ports.append(Port(artifact.kfp_name, "input", artifact.kfp_type))
-    if step.per_target:
-        ports += [Port("task", "parameter", "str"), Port("fold", "parameter", "int")]
+    if step.fans_out:
+        ports += [Port(name, "parameter", kind) for name, kind in TARGET_PARAMETERS]
     output = step.output.artifact
     ports.append(Port(output.kfp_name, "output", output.kfp_type))
     if output.metrics_file:
@@ -83,34 +85,43 @@ def component_interface(step: Step) -> list[Port]:
     return ports
 
 
-def run_component(step_name: str, arguments: dict[str, Any]) -> None:
-    """The body of every step component: `arguments` are the component function's `locals()`."""
-    from renalmae import steps
-
-    module = steps.load(step_name)
-    step: Step = module.STEP
-    params = component_params(arguments["params_yaml"], arguments.get("pipeline_run_id", ""))
-    inputs: dict[str, Any] = {}
-    for declared in step.inputs:
-        if declared.many:
-            collected = [arguments[runs_input(producer)] for producer in declared.producers]
-            inputs[declared.argument] = [run.path for runs in collected for run in runs]
-        else:
-            inputs[declared.argument] = arguments[declared.artifact.kfp_name].path
-    target = {"task": arguments["task"], "fold": arguments["fold"]} if step.per_target else {}
-    output = step.output.artifact(arguments[step.output.artifact.kfp_name].path)
+def run_component(
+    step_name: str,
+    params_yaml: str,
+    inputs: dict[str, Any],
+    output: Any,
+    target: dict[str, Any] | None = None,
+    metrics: Any = None,
+    report: Any = None,
+    holdout_confusion: Any = None,
+) -> Path:
+    """The body of every step component: run step `step_name` on the paths of the `inputs` artifacts (by
+    the step's argument names; a list for collected runs) into the `output` artifact's path, then log its
+    headline metrics, copy its HTML page and log a trained model's holdout confusion matrix."""
+    step = pipeline.step(step_name)
+    params = component_params(params_yaml)
+    arguments = {
+        name: [item.path for item in value] if isinstance(value, list) else value.path
+        for name, value in inputs.items()
+    }
+    out = step.output.artifact(output.path)
     if step.nodes_for(params) > 1:
-        run_id = arguments.get("pipeline_run_id", "")
-        settings = trainjob_settings(run_id)
-        launch.run_as_trainjob(module, params, inputs, target, output.path, settings=settings, run_id=run_id)
+        run_id = os.environ.get("KFP_RUN_ID", "")
+        launch.run_as_trainjob(
+            pipeline.load(step_name), params, arguments, target or {}, out.path,
+            settings=trainjob_settings(run_id), run_id=run_id,
+        )  # fmt: skip
     else:
-        launch.run_step(module, params, inputs, target, output.path)
-    if output.metrics_file:
-        log_json_metrics(arguments[METRICS_OUTPUT], output / output.metrics_file)
-    if output.report_file:
-        copy_html(output / output.report_file, arguments[REPORT_OUTPUT])
-    if isinstance(output, TrainedRun):
-        log_confusion_matrix(arguments[CONFUSION_OUTPUT], output.path, params)
+        launch.run_step(pipeline.load(step_name), params, arguments, target or {}, out.path)
+    if step.fans_out:  # one run: its folder below the output
+        out = step.output.artifact(pipeline.Target(**target).path(out.path))
+    if metrics is not None:
+        log_json_metrics(metrics, out / out.metrics_file)
+    if report is not None:
+        copy_html(out / out.report_file, report)
+    if holdout_confusion is not None:
+        log_confusion_matrix(holdout_confusion, out.path, params)
+    return out.path
 
 
 CPU_POD = {"cpu": "2", "memory": "8Gi"}
@@ -122,9 +133,7 @@ GPU_POD = {"cpu": "8", "memory": "48Gi"}
 def pod_resources(params: Params, step_name: str) -> tuple[int, str, str]:
     """(GPUs, CPU, memory) the pod of `step_name` asks for: its processes per node with a training pod's
     CPU and memory, or no GPU and a light pod's when it submits a TrainJob (its nodes do the work)."""
-    from renalmae import steps
-
-    step = steps.declaration(step_name)  # the step module's imports (torch) are not needed to read it
+    step = pipeline.step(step_name)
     if step.nodes_for(params) > 1:
         return 0, CPU_POD["cpu"], CPU_POD["memory"]
     return step.processes_for(params), GPU_POD["cpu"], GPU_POD["memory"]
@@ -147,28 +156,20 @@ def trainjob_settings(pipeline_run_id: str = "") -> launch.TrainJobSettings:
     )
 
 
-def component_params(params_yaml: str, pipeline_run_id: str = "") -> Params:
-    """Validate the params text a component receives and tell the tracking code it runs under KFP.
-
-    `pipeline_run_id` is the KFP run id (`dsl.PIPELINE_JOB_ID_PLACEHOLDER`); it is exported as
-    `RENALMAE_PIPELINE_RUN_ID` with `RENALMAE_ENGINE=kfp`, which the MLflow tracking module reads to
-    group the steps of one pipeline run.
-    """
+def component_params(params_yaml: str) -> Params:
+    """Validate the params text a component receives (`ParamsError` naming the problem)."""
     try:
         raw = yaml.safe_load(params_yaml) or {}
     except yaml.YAMLError as error:
         raise ParamsError(f"params_yaml: not valid YAML ({error}); pass the text of a params file") from None
-    params = params_from_dict(raw, source="params_yaml")
-    os.environ[ENGINE_ENV] = "kfp"
-    if pipeline_run_id:
-        os.environ[RUN_ID_ENV] = pipeline_run_id
-    return params
+    return params_from_dict(raw, source="params_yaml")
 
 
 def training_targets(params: Params) -> list[dict[str, Any]]:
-    """One `{"task_type", "fold"}` item per (task, fold) pair: what the pipeline fans out over."""
+    """One `{"task_type", "fold", "repeat"}` item per training run: what the pipeline fans out over."""
     return [
-        {"task_type": task, "fold": fold} for task in params.finetune.tasks for fold in params.split.folds
+        {"task_type": target.task, "fold": target.fold, "repeat": target.repeat}
+        for target in pipeline.targets(params)
     ]
 
 

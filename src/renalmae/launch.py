@@ -23,20 +23,21 @@ import yaml
 
 from renalmae.errors import ParamsError, ServiceError
 from renalmae.params import Params
-from renalmae.steps import Step
+from renalmae.pipeline import Step
 
 
 def cli_argv(step: Step, params_file: str | Path, arguments: dict[str, Any], target: dict[str, Any],
              out: str | Path) -> list[str]:  # fmt: skip
-    """`[<step>, --params, FILE, <input options>, (--task, --fold), --out, OUT]`: the CLI's options for these
-    arguments (as `renalmae.cli.add_step_arguments` declares them)."""
+    """`[<step>, --params, FILE, <input options>, (--task T --fold K --repeat R), --out, OUT]`: the CLI's
+    options for these arguments (as `renalmae.cli.add_step_arguments` declares them)."""
     argv = [step.name, "--params", str(params_file)]
     for declared in step.inputs:
         value = arguments[declared.argument]
         paths = value if declared.many else [value]
         argv += [declared.artifact.option, *map(str, paths)]
-    if step.per_target:
-        argv += ["--task", str(target["task"]), "--fold", str(target["fold"])]
+    for key, value in target.items():
+        if value is not None:
+            argv += [f"--{key}", str(value)]
     return [*argv, "--out", str(out)]
 
 
@@ -54,6 +55,7 @@ def run_step(module: ModuleType, params: Params, arguments: dict[str, Any], targ
     a rank already; raises `RenalMAEError` when a rank fails (its message is printed above by the CLI).
     """
     step: Step = module.STEP
+    target = {key: value for key, value in target.items() if value is not None}
     processes = step.processes_for(params)
     if processes <= 1 or launched_by_torchrun():
         return module.run(params, **arguments, **target, **{step.output.argument: out})

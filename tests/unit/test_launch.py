@@ -6,22 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from renalmae import launch, steps
+from renalmae import launch, pipeline
 from renalmae.cli import build_parser
 
 
-@pytest.mark.parametrize("name", steps.PIPELINE)
+@pytest.mark.parametrize("name", pipeline.PIPELINE)
 def test_the_command_every_rank_runs_parses_back_to_the_same_arguments(name):
-    step = steps.load(name).STEP
+    step = pipeline.step(name)
     arguments = {
         declared.argument: [Path(f"/runs/{p}") for p in declared.producers] if declared.many
         else Path(f"/in/{declared.argument}")
         for declared in step.inputs
     }  # fmt: skip
-    target = {"task": "multiclass", "fold": 3} if step.per_target else {}
+    target = {"task": "multiclass", "fold": 3, "repeat": 1} if step.fans_out else {}
     argv = launch.cli_argv(step, "/shared/params.yaml", arguments, target, "/out/here")
 
-    parsed = build_parser(argv).parse_args(argv)
+    parsed = build_parser().parse_args(argv)
 
     assert parsed.command == name and parsed.params == Path("/shared/params.yaml")
     assert {key: getattr(parsed, key) for key in arguments} == arguments

@@ -18,18 +18,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from renalmae.artifacts import Encoder, IngestedData, Splits
+from renalmae.artifacts import Encoder, IngestedData
 from renalmae.data.cache import load_ingested
 from renalmae.data.splits import load_splits
 from renalmae.errors import DataError
 from renalmae.initialisation import checkpoint_initialisation, mae_pretraining_data
-from renalmae.io import write_json
+from renalmae.io import file_digest, write_json
 from renalmae.models import create_model, load_init_checkpoint, model_spec, save_encoder
 from renalmae.params import Params
+from renalmae.pipeline import step
 from renalmae.registry.tracking import StepTracker, track_step
-from renalmae.steps import Input, Output, Step
 from renalmae.train import checkpoint as ckpt
-from renalmae.train.classifier import file_digest
 from renalmae.train.data import CachedImages
 from renalmae.train.distributed import output_dir, setup
 from renalmae.train.engine import FitConfig, fit, mae_objective, seed_everything
@@ -37,14 +36,7 @@ from renalmae.train.figures import plot_loss, plot_reconstructions
 
 log = logging.getLogger(__name__)
 
-STEP = Step(
-    name="pretrain",
-    inputs=(Input("ingest_dir", IngestedData), Input("splits_path", Splits)),
-    output=Output("out_dir", Encoder),
-    params=("data", "encoder", "mae", "augment", "train", "pretrain"),
-    processes="pretrain.gpus",
-    nodes="pretrain.nodes",
-)
+STEP = step("pretrain")
 
 RECONSTRUCTION_IMAGES = 8
 

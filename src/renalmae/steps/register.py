@@ -14,11 +14,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from renalmae.artifacts import Comparison, Registered, TrainedRun, ValidationReport
+from renalmae.artifacts import Comparison, ValidationReport
 from renalmae.errors import DataError, ParamsError
 from renalmae.evaluate.runs import ModelRun, holdout_ensemble, load_runs
 from renalmae.io import write_json
 from renalmae.params import Params
+from renalmae.pipeline import step
 from renalmae.registry.connection import mlflow_client, redacted, tracking_uri
 from renalmae.registry.lineage import lineage_tags
 from renalmae.registry.pyfunc import bundle_ensemble
@@ -31,25 +32,8 @@ from renalmae.registry.versions import (
     register_version,
     version_tags,
 )
-from renalmae.steps import Input, Output, Step
 
-STEP = Step(
-    name="register",
-    inputs=(
-        Input("run_dirs", TrainedRun, producers=("finetune", "baseline")),
-        Input("comparison_dir", Comparison),
-        Input("validation_dir", ValidationReport),
-    ),
-    output=Output("out_path", Registered),
-    params=(
-        "registry",
-        "tracking",
-        "data.negative_class",
-        "finetune.tasks",
-        "split.folds",
-        "validate.min_pixel_std",
-    ),
-)
+STEP = step("register")
 
 
 def validation_status(validation_dir: Path) -> str:

@@ -57,18 +57,29 @@ def test_every_step_is_a_task_of_the_pipeline(compiled):
     executors = spec["deploymentSpec"]["executors"]
     for step in STEPS:
         assert f"exec-{step}" in executors, step
-        assert f"kfp_io.run_component({step!r}, locals())" in " ".join(
-            executors[f"exec-{step}"]["container"]["command"]
-        ), step
+        command = " ".join(executors[f"exec-{step}"]["container"]["command"])
+        assert "run_component(" in command and f'"{step}", params_yaml' in command, step
 
 
-def test_finetune_and_baseline_fan_out_over_task_and_fold(compiled):
+def test_no_task_takes_a_per_run_input_and_each_reads_the_run_id_from_its_pod_label(compiled):
+    """A per-run input (the run id) would make every KFP cache key differ from run to run."""
+    text = COMPILED.read_text()
+    assert "PIPELINE_JOB_ID" not in text and "pipeline_run_id" not in text
+    platform = compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in STEPS:
+        field = platform[f"exec-{step}"]["fieldPathAsEnv"]
+        assert {"name": "KFP_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"} in field, step
+
+
+def test_finetune_and_baseline_fan_out_over_task_fold_and_repeat(compiled):
     spec = compiled[0]
     loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
     loop_tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
 
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--targets-Output"
     assert set(loop_tasks) == {"finetune", "baseline"}
+    target = loop_tasks["finetune"]["inputs"]["parameters"]
+    assert {"task", "fold", "repeat"} <= set(target)
     collected = spec["root"]["dag"]["tasks"]["compare"]["inputs"]["artifacts"]
     assert collected["finetune_runs"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
     assert collected["baseline_runs"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
