@@ -58,7 +58,8 @@ def run_step(args: argparse.Namespace, params) -> str:
     arguments = {declared.argument: getattr(args, declared.argument) for declared in step.inputs}
     target = {key: getattr(args, key) for key in ("task", "fold", "repeat")} if step.fans_out else {}
     out = getattr(args, step.output.argument) or Path(step.output.artifact.path_for(step.name))
-    launch.run_step(pipeline.load(step.name), params, arguments, target, out)
+    context = launch.cli_run_context(step.name) if step.tracked else None
+    launch.run_step(pipeline.load(step.name), params, arguments, target, out, context)
     return f"{step.name}: wrote {out}"
 
 

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,10 @@ from renalmae.artifacts import TrainedRun
 from renalmae.errors import ParamsError
 from renalmae.params import Params, params_from_dict
 from renalmae.pipeline import Step
+from renalmae.run_context import RunContext
 
-ENGINE_ENV = "RENALMAE_ENGINE"
-RUN_ID_ENV = "RENALMAE_PIPELINE_RUN_ID"
+RUN_ID_ENV = "KFP_RUN_ID"
+"""The KFP run id, from the pod's `pipeline/runid` label (the DAG maps it with the downward API)."""
 TRAINJOB_IMAGE_ENV = "RENALMAE_TRAINJOB_IMAGE"
 """Set by the DAG on a step that may run as a Kubeflow Trainer job: the image its nodes run,"""
 SHARED_PVC_ENV = "RENALMAE_SHARED_PVC"
@@ -105,14 +107,14 @@ def run_component(
         for name, value in inputs.items()
     }
     out = step.output.artifact(output.path)
+    context = run_context(step_name)
     if step.nodes_for(params) > 1:
-        run_id = os.environ.get("KFP_RUN_ID", "")
         launch.run_as_trainjob(
             pipeline.load(step_name), params, arguments, target or {}, out.path,
-            settings=trainjob_settings(run_id), run_id=run_id,
+            settings=trainjob_settings(context), run_id=context.pipeline_run_id,
         )  # fmt: skip
     else:
-        launch.run_step(pipeline.load(step_name), params, arguments, target or {}, out.path)
+        launch.run_step(pipeline.load(step_name), params, arguments, target or {}, out.path, context)
     if step.fans_out:  # one run: its folder below the output
         out = step.output.artifact(pipeline.Target(**target).path(out.path))
     if metrics is not None:
@@ -139,13 +141,22 @@ def pod_resources(params: Params, step_name: str) -> tuple[int, str, str]:
     return step.processes_for(params), GPU_POD["cpu"], GPU_POD["memory"]
 
 
-def trainjob_settings(pipeline_run_id: str = "") -> launch.TrainJobSettings:
+def run_context(step_name: str, environ: Mapping[str, str] = os.environ) -> RunContext:
+    """The run context of a step in a KFP pod: engine `kfp`, the run id of its pod's label (none under
+    kfp.local: lineage derives one), and the commit its image was built from where the image says."""
+    return RunContext(
+        engine="kfp",
+        pipeline_run_id=environ.get(RUN_ID_ENV, ""),
+        stage=step_name,
+        git_commit=environ.get(launch.COMMIT_ENV, ""),
+    )
+
+
+def trainjob_settings(context: RunContext) -> launch.TrainJobSettings:
     """The TrainJob settings the DAG gave this task (the `RENALMAE_TRAINJOB_*` / `RENALMAE_SHARED_*`
-    variables): image, shared volume, and the environment of its nodes (secrets by reference, the engine
-    and run id so their tracking joins this pipeline run)."""
-    env = [{"name": ENGINE_ENV, "value": "kfp"}]
-    if pipeline_run_id:
-        env.append({"name": RUN_ID_ENV, "value": pipeline_run_id})
+    variables): image, shared volume, and the environment of its nodes (secrets by reference, and the run
+    context so that their tracking joins this pipeline run)."""
+    env = [{"name": name, "value": value} for name, value in launch.context_environment(context).items()]
     for secret, keys in json.loads(os.environ.get(TRAINJOB_SECRETS_ENV, "{}")).items():
         env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in keys]
     return launch.TrainJobSettings(

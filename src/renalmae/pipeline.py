@@ -82,7 +82,8 @@ class Step:
     fingerprint). `fans_out`: it trains task × fold × repeat targets (`targets`) and takes `task`, `fold`
     and `repeat` keywords, each optional. `device`: `gpu` for a step that trains or runs models (its pod
     asks for a GPU and runs the CUDA image). `processes` / `nodes`: the params keys (e.g. `pretrain.gpus`)
-    giving its data-parallel processes per node and its nodes (`renalmae.launch`).
+    giving its data-parallel processes per node and its nodes (`renalmae.launch`). `tracked`: it logs
+    to MLflow, so `run()` takes the runner's `context` (`renalmae.run_context.RunContext`).
     """
 
     name: str
@@ -95,6 +96,7 @@ class Step:
     model: ModelIdentity | None = None
     processes: str = ""
     nodes: str = ""
+    tracked: bool = False
 
     def processes_for(self, params: Any) -> int:
         """Data-parallel processes per node the params ask for (1 when the step declares none)."""
@@ -149,7 +151,7 @@ STEPS: dict[str, Step] = {
             inputs=(Input("ingest_dir", IngestedData), Input("splits_path", Splits)),
             output=Output("out_dir", Encoder),
             params=(*TRAINING_KEYS, "data.source", "data.pool", "encoder", "mae", "pretrain"),
-            device="gpu", processes="pretrain.gpus", nodes="pretrain.nodes",
+            device="gpu", processes="pretrain.gpus", nodes="pretrain.nodes", tracked=True,
         ),
         Step(
             "finetune", "fine-tune the MAE-initialised ViT on every task × fold × repeat (USF-MAE)",
@@ -157,7 +159,7 @@ STEPS: dict[str, Step] = {
                     Input("encoder_dir", Encoder)),
             output=Output("out_dir", TrainedRun),
             params=(*CLASSIFIER_KEYS, "encoder", "finetune"),
-            fans_out=True, device="gpu", model=ModelIdentity(CANDIDATE, name="usfmae"),
+            fans_out=True, device="gpu", model=ModelIdentity(CANDIDATE, name="usfmae"), tracked=True,
         ),
         Step(
             "baseline", "train the CNN baseline (DenseNet-169) on every task × fold × repeat, like finetune",
@@ -165,6 +167,7 @@ STEPS: dict[str, Step] = {
             output=Output("out_dir", TrainedRun),
             params=(*CLASSIFIER_KEYS, "baseline"),
             fans_out=True, device="gpu", model=ModelIdentity(BASELINE, name_param="baseline.arch"),
+            tracked=True,
         ),
         Step(
             "compare", "compare USF-MAE with the baseline: fold ensembles, DeLong, McNemar, intervals",
@@ -189,6 +192,7 @@ STEPS: dict[str, Step] = {
             output=Output("out_path", Registered),
             params=("registry", "tracking", "data.negative_class", "finetune.tasks", "split.folds",
                     "validate.min_pixel_std"),
+            tracked=True,
         ),
     )
 }  # fmt: skip

@@ -21,6 +21,7 @@ from renalmae.models import create_model, load_encoder, load_encoder_into_vit, m
 from renalmae.params import Params
 from renalmae.pipeline import Target, step, targets
 from renalmae.registry.tracking import StepTracker, track_step
+from renalmae.run_context import RunContext
 from renalmae.train import checkpoint as ckpt
 from renalmae.train.classifier import auc_sentence, load_fold, train_classifier, write_run
 from renalmae.train.distributed import output_dir, setup
@@ -40,10 +41,11 @@ def run(
     task: str | None = None,
     fold: int | None = None,
     repeat: int | None = None,
+    context: RunContext | None = None,
 ) -> Path:
     """Fine-tune every target of the params (or those with the given task, fold, repeat) under `out_dir`."""
     for target in targets(params, task, fold, repeat):
-        train_run(params, ingest_dir, splits_path, encoder_dir, target, out_dir)
+        train_run(params, ingest_dir, splits_path, encoder_dir, target, out_dir, context)
     return Path(out_dir)
 
 
@@ -54,6 +56,7 @@ def train_run(
     encoder_dir: str | Path,
     target: Target,
     out_dir: str | Path,
+    context: RunContext | None = None,
 ) -> Path:
     """One fold model of one task and repeat, written to its run folder under `out_dir`; returns that."""
     started = time.time()
@@ -74,7 +77,7 @@ def train_run(
     )  # fmt: skip
     context = setup(params.train.device, params.train.cpu_threads)
     tracking = (
-        track_step(params, "finetune", data_version, task=task, fold=fold)
+        track_step(params, "finetune", data_version, context, task=task, fold=fold)
         if context.is_main
         else contextlib.nullcontext(StepTracker())
     )

@@ -28,6 +28,7 @@ from renalmae.models import create_model, load_init_checkpoint, model_spec, save
 from renalmae.params import Params
 from renalmae.pipeline import step
 from renalmae.registry.tracking import StepTracker, track_step
+from renalmae.run_context import RunContext
 from renalmae.train import checkpoint as ckpt
 from renalmae.train.data import CachedImages
 from renalmae.train.distributed import output_dir, setup
@@ -66,7 +67,13 @@ def _reconstruction_images(data, development_ids: list[str]) -> np.ndarray:
     return np.asarray(data.images[data.rows(ids[:RECONSTRUCTION_IMAGES])["cache_index"].to_numpy()])
 
 
-def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir: str | Path) -> Path:
+def run(
+    params: Params,
+    ingest_dir: str | Path,
+    splits_path: str | Path,
+    out_dir: str | Path,
+    context: RunContext | None = None,
+) -> Path:
     started = time.time()
     out_dir = Path(out_dir)
     data = load_ingested(ingest_dir)
@@ -103,7 +110,7 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
     context = setup(params.train.device, params.train.cpu_threads)
     objective = mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches, context)
     tracking = (
-        track_step(params, "pretrain", data_version)
+        track_step(params, "pretrain", data_version, context)
         if context.is_main
         else contextlib.nullcontext(StepTracker())
     )

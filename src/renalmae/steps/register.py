@@ -32,6 +32,7 @@ from renalmae.registry.versions import (
     register_version,
     version_tags,
 )
+from renalmae.run_context import RunContext
 
 STEP = step("register")
 
@@ -71,7 +72,12 @@ def holdout_metrics(runs: list[ModelRun], report: dict[str, Any]) -> tuple[dict[
 
 
 def run(
-    params: Params, run_dirs: list[Path], comparison_dir: Path, validation_dir: Path, out_path: Path
+    params: Params,
+    run_dirs: list[Path],
+    comparison_dir: Path,
+    validation_dir: Path,
+    out_path: Path,
+    context: RunContext | None = None,
 ) -> Path:
     if not params.tracking.enabled:
         raise ParamsError("register needs MLflow: set tracking.enabled: true in params.yaml")
@@ -92,10 +98,10 @@ def run(
         name = f"{params.registry.model_prefix}-{model}-{task}"
         data_version = trained_data_version(runs)
         tags = version_tags(
-            lineage_tags(params, data_version=data_version), status, point, p_values(report, task),
+            lineage_tags(params, data_version, context), status, point, p_values(report, task),
             params.data.negative_class,
         )  # fmt: skip
-        with track_step(params, "register", data_version, model=model, task=task) as tracker:
+        with track_step(params, "register", data_version, context, model=model, task=task) as tracker:
             holdout = point["sets"]["test"]
             tracker.log_metrics(
                 {f"holdout_{key}": holdout[key] for key in ("auc", "f1") if holdout.get(key) is not None}

@@ -19,6 +19,7 @@ def test_run_takes_exactly_the_declared_arguments(name):
     step = pipeline.step(name)
     declared = ["params", *(i.argument for i in step.inputs), step.output.argument]
     declared += ["task", "fold", "repeat"] if step.fans_out else []
+    declared += ["context"] if step.tracked else []  # the runner's RunContext
 
     assert module.STEP is step
     assert list(inspect.signature(module.run).parameters) == declared

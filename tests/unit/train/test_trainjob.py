@@ -317,7 +317,7 @@ def test_a_two_node_trainjob_that_loses_a_node_resumes_to_the_single_process_enc
     mount = tmp_path / "shared-volume"
     params = tiny_params(pretrain={**schedule, "nodes": 2, "gpus": 1})
     name = job_name("pretrain", "run-42")
-    kubelet = Kubelet(mount / "renalmae-runs" / name / ".checkpoints" / "out_dir" / "latest.pt")
+    kubelet = Kubelet(mount / "renalmae-runs" / name / ".checkpoints" / "pretrain" / "latest.pt")
     state = FakeKubernetes(token=TOKEN, runner=kubelet)
     settings = TrainJobSettings(image="renalmae:test", volume_claim="data", mount_path=str(mount))
 
@@ -417,14 +417,13 @@ def test_the_pretrain_component_with_two_nodes_submits_a_trainjob_and_returns_it
             kfp_io.SHARED_MOUNT_ENV: str(mount),
             kfp_io.TRAINJOB_SECRETS_ENV: json.dumps({"renalmae-mlflow": ["MLFLOW_TRACKING_URI"]}),
         }
-        for name, value in {**environment, kfp_io.ENGINE_ENV: "", kfp_io.RUN_ID_ENV: ""}.items():
-            monkeypatch.setenv(name, value)  # run_component sets the last two: restored after the test
-        kfp_io.run_component("pretrain", {
-            "params_yaml": tiny_params_yaml(TRAINING, pretrain={"nodes": 2, "epochs": 1}),
-            "pipeline_run_id": "run-7",
-            "ingested": Dataset(uri=str(ingest_dir)), "splits": Dataset(uri=str(splits_path)),
-            "encoder": Model(uri=str(tmp_path / "encoder")), "metrics": Metrics(uri=str(tmp_path / "m")),
-        })  # fmt: skip
+        for name, value in {**environment, kfp_io.RUN_ID_ENV: "run-7"}.items():
+            monkeypatch.setenv(name, value)  # the last: what the DAG maps from the pod's label
+        kfp_io.run_component(
+            "pretrain", tiny_params_yaml(TRAINING, pretrain={"nodes": 2, "epochs": 1}),
+            {"ingest_dir": Dataset(uri=str(ingest_dir)), "splits_path": Dataset(uri=str(splits_path))},
+            Model(uri=str(tmp_path / "encoder")), metrics=Metrics(uri=str(tmp_path / "m")),
+        )  # fmt: skip
 
     (trainer,) = ran
     (job,) = state.created
@@ -433,7 +432,8 @@ def test_the_pretrain_component_with_two_nodes_submits_a_trainjob_and_returns_it
     )  # fmt: skip
     secret = {"secretKeyRef": {"name": "renalmae-mlflow", "key": "MLFLOW_TRACKING_URI"}}
     assert {"name": "MLFLOW_TRACKING_URI", "valueFrom": secret} in trainer["env"], "by reference, no value"
-    assert {"name": kfp_io.RUN_ID_ENV, "value": "run-7"} in trainer["env"]
+    assert {"name": "RENALMAE_PIPELINE_RUN_ID", "value": "run-7"} in trainer["env"]  # nodes join the run
+    assert {"name": "RENALMAE_ENGINE", "value": "kfp"} in trainer["env"]
     assert "renal-data" in json.dumps(job["spec"]), "the shared volume is mounted on the nodes"
     on_volume = mount / "renalmae-runs" / job["metadata"]["name"] / "out_dir"
     for name in ("encoder.safetensors", "metrics.json"):
