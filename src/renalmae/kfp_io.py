@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from renalmae import launch, pipeline
+from renalmae import launch, pipeline, trainjob
 from renalmae.artifacts import TrainedRun
 from renalmae.errors import ParamsError
 from renalmae.params import Params, params_from_dict
@@ -109,7 +109,7 @@ def run_component(
     out = step.output.artifact(output.path)
     context = run_context(step_name)
     if step.nodes_for(params) > 1:
-        launch.run_as_trainjob(
+        trainjob.run_as_trainjob(
             pipeline.load(step_name), params, arguments, target or {}, out.path,
             settings=trainjob_settings(context), run_id=context.pipeline_run_id,
         )  # fmt: skip
@@ -152,14 +152,14 @@ def run_context(step_name: str, environ: Mapping[str, str] = os.environ) -> RunC
     )
 
 
-def trainjob_settings(context: RunContext) -> launch.TrainJobSettings:
+def trainjob_settings(context: RunContext) -> trainjob.TrainJobSettings:
     """The TrainJob settings the DAG gave this task (the `RENALMAE_TRAINJOB_*` / `RENALMAE_SHARED_*`
     variables): image, shared volume, and the environment of its nodes (secrets by reference, and the run
     context so that their tracking joins this pipeline run)."""
     env = [{"name": name, "value": value} for name, value in launch.context_environment(context).items()]
     for secret, keys in json.loads(os.environ.get(TRAINJOB_SECRETS_ENV, "{}")).items():
         env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in keys]
-    return launch.TrainJobSettings(
+    return trainjob.TrainJobSettings(
         image=os.environ.get(TRAINJOB_IMAGE_ENV, ""),
         volume_claim=os.environ.get(SHARED_PVC_ENV) or None,
         mount_path=os.environ.get(SHARED_MOUNT_ENV, ""),

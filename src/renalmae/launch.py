@@ -6,9 +6,8 @@ more than one runs as that many data-parallel ranks of a `torchrun` job on this 
 running the same `renalmae <step>` command (`cli_argv`) on the same params, written to a file. A process
 that is already a torchrun rank runs the step itself.
 
-Several nodes (`Step.nodes`, e.g. `pretrain.nodes`) are a Kubeflow Trainer job, which the KFP component
-submits with `run_as_trainjob`: the inputs and params are staged on a shared volume, every node runs
-`torchrun -m renalmae.cli <step> ...` there, and the output is copied back (`renalmae.train.trainjob`).
+Several nodes (`Step.nodes`, e.g. `pretrain.nodes`) are a Kubeflow Trainer job, which only the Kubeflow
+runner submits (`renalmae.trainjob.run_as_trainjob`).
 """
 
 from __future__ import annotations
@@ -18,14 +17,12 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import yaml
 
-from renalmae.errors import ParamsError, ServiceError
 from renalmae.params import Params
 from renalmae.pipeline import Step
 from renalmae.run_context import UNKNOWN, RunContext
@@ -126,67 +123,3 @@ def run_step(module: ModuleType, params: Params, arguments: dict[str, Any], targ
         environment = {**os.environ, **context_environment(context or RunContext())}
         run_under_torchrun(cli_argv(step, params_file, arguments, target, out), processes, environment)
     return Path(out)
-
-
-@dataclass(frozen=True)
-class TrainJobSettings:
-    """What a TrainJob needs beyond the params: the image every node runs, the shared ReadWriteMany volume
-    (claim name and mount path; None when the pipeline was compiled without one), container environment
-    entries (secrets by reference, never values), and the namespace (None: this pod's)."""
-
-    image: str
-    volume_claim: str | None
-    mount_path: str
-    env: list[dict[str, Any]] = field(default_factory=list)
-    namespace: str | None = None
-
-
-def run_as_trainjob(module: ModuleType, params: Params, arguments: dict[str, Any], target: dict[str, Any],
-                    out: str | Path, *, settings: TrainJobSettings, run_id: str, jobs=None,
-                    poll_seconds: float = 30.0) -> Path:  # fmt: skip
-    """Run the step `module` as a TrainJob of `step.nodes_for(params)` nodes; copy its output to `out`.
-
-    The job is named after the step and `run_id`, so a retried task adopts the job of its earlier attempt
-    (or finds its output on the volume). The step's params section holds `trainjob_runtime` and
-    `trainjob_restarts`. Raises `ParamsError` without a shared volume or with checkpoints off it, and
-    `ServiceError` as `renalmae.train.trainjob.run_trainjob` does.
-    """
-    from renalmae.train import trainjob
-    from renalmae.train.distributed import torchrun_command
-
-    step: Step = module.STEP
-    if not settings.volume_claim:
-        raise ParamsError(
-            f"{step.nodes} > 1 runs a Kubeflow Trainer job whose nodes share inputs, checkpoints and output "
-            "on a ReadWriteMany volume: compile the pipeline with `renalmae pipeline compile --data-pvc NAME`"
-            f", or set {step.nodes}: 1"
-        )
-    if not settings.image:
-        raise ParamsError(
-            f"the pipeline did not name the image the TrainJob of {step.name} runs; recompile it"
-        )
-    volume = trainjob.SharedVolume(settings.volume_claim, settings.mount_path)
-    volume.check_checkpoints(params)
-    if jobs is None:
-        jobs = trainjob.TrainJobs(trainjob.connect(), settings.namespace or trainjob.current_namespace())
-    name = trainjob.job_name(step.name, run_id or params.hash()[:16])
-    run_dir = volume.run_dir(name)
-    inputs = {declared.argument: Path(arguments[declared.argument]) for declared in step.inputs}
-    params_file, staged = trainjob.stage_inputs(run_dir, params, inputs)
-    volume_out = run_dir / step.output.argument
-    processes = step.processes_for(params)
-    section = getattr(params, step.nodes.split(".")[0])
-    spec = trainjob.TrainJobSpec(
-        name=name, namespace=jobs.namespace, image=settings.image,
-        command=torchrun_command(cli_argv(step, params_file, staged, target, volume_out)),
-        nodes=step.nodes_for(params), procs_per_node=processes,
-        gpus_per_node=processes if params.train.device != "cpu" else 0,
-        volume_claim=volume.claim, mount_path=volume.mount_path, runtime=section.trainjob_runtime,
-        env=list(settings.env),
-    )  # fmt: skip
-    if not volume_out.exists():  # the step writes its output atomically: there means complete
-        trainjob.run_trainjob(jobs, trainjob.trainjob_manifest(spec), restarts=section.trainjob_restarts,
-                              poll_seconds=poll_seconds)  # fmt: skip
-    if not volume_out.exists():
-        raise ServiceError(f"TrainJob {jobs.namespace}/{name} completed without writing {volume_out}")
-    return trainjob.collect_output(volume_out, out)

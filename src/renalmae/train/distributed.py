@@ -4,7 +4,7 @@
 talks to the process, so reading them here is the one exception to "no module reads the environment".
 Only rank 0 writes files and logs metrics. `torchrun_command` / `run_under_torchrun` start such a job:
 every rank runs the same `renalmae` CLI step (`pretrain.gpus` processes in one pod; a Kubeflow Trainer
-job on several nodes, see `renalmae.train.trainjob`).
+job on several nodes, see `renalmae.trainjob`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from fake_kubernetes import (
 )
 
 from renalmae.errors import ServiceError
-from renalmae.train.trainjob import (
+from renalmae.trainjob import (
     TrainJobs,
     TrainJobSpec,
     connect,
@@ -308,7 +308,7 @@ def test_a_two_node_trainjob_that_loses_a_node_resumes_to_the_single_process_enc
     from safetensors.numpy import load_file
     from trainkit import tiny_params
 
-    from renalmae.launch import TrainJobSettings, run_as_trainjob
+    from renalmae.trainjob import TrainJobSettings, run_as_trainjob
     from renalmae.steps import pretrain
 
     ingest_dir, splits_path = dataset
@@ -360,7 +360,7 @@ def test_a_trainjob_that_could_not_resume_or_run_is_refused_before_submitting(tm
     from trainkit import tiny_params
 
     from renalmae.errors import ParamsError
-    from renalmae.launch import TrainJobSettings, run_as_trainjob
+    from renalmae.trainjob import TrainJobSettings, run_as_trainjob
     from renalmae.steps import pretrain
 
     params = tiny_params(train={"checkpoint_dir": "/scratch/local"}, pretrain={"nodes": 2})
@@ -373,7 +373,7 @@ def test_a_trainjob_that_could_not_resume_or_run_is_refused_before_submitting(tm
 def test_the_pretrain_component_with_two_nodes_submits_a_trainjob_and_returns_its_encoder(
     tmp_path, dataset, monkeypatch
 ):
-    """The KFP component's path for `pretrain.nodes: 2` (`kfp_io.run_component` → `launch.run_as_trainjob`):
+    """The KFP component's path for `pretrain.nodes: 2` (`kfp_io.run_component` → `trainjob.run_as_trainjob`):
     the image, shared volume and secret names the DAG sets on the task reach the job, the client finds
     the cluster as a pod would (here a kubeconfig naming the fake API server), and the encoder the job
     writes on the volume becomes the task's `encoder` artifact. The fake kubelet runs the job's command in
