@@ -308,8 +308,8 @@ def test_a_two_node_trainjob_that_loses_a_node_resumes_to_the_single_process_enc
     from safetensors.numpy import load_file
     from trainkit import tiny_params
 
-    from renalmae.trainjob import TrainJobSettings, run_as_trainjob
     from renalmae.steps import pretrain
+    from renalmae.trainjob import TrainJobSettings, run_as_trainjob
 
     ingest_dir, splits_path = dataset
     schedule = {"epochs": 4, "batch_size": 16}  # 16 steps, a checkpoint every 2
@@ -360,8 +360,8 @@ def test_a_trainjob_that_could_not_resume_or_run_is_refused_before_submitting(tm
     from trainkit import tiny_params
 
     from renalmae.errors import ParamsError
-    from renalmae.trainjob import TrainJobSettings, run_as_trainjob
     from renalmae.steps import pretrain
+    from renalmae.trainjob import TrainJobSettings, run_as_trainjob
 
     params = tiny_params(train={"checkpoint_dir": "/scratch/local"}, pretrain={"nodes": 2})
     given = {"image": "renalmae:test", "volume_claim": "data", "mount_path": "/mnt/renalmae", **settings}
