@@ -28,10 +28,11 @@ from components.pod_resources.component import pod_resources
 from components.pretrain.component import pretrain
 from components.register.component import register
 from components.split.component import split
+from components.stop.component import stop
 from components.targets.component import targets
 from components.validate.component import validate
 from renalmae import kfp_io
-from renalmae.kfp_io import runs_input
+from renalmae.kfp_io import PASSED, runs_input
 
 PIPELINE_NAME = "renalmae"
 MLFLOW_SECRET = "renalmae-mlflow"
@@ -49,6 +50,7 @@ DATA_MOUNT_PATH = "/mnt/renalmae"
 `*.init_checkpoint` and `train.checkpoint_dir` there (the last so a retried pod resumes its checkpoint)."""
 MAX_PARALLEL_TRAINING = 4
 """At most this many finetune (and baseline) pods at once: one GPU each."""
+VALIDATION_FAILED = "data validation failed: the report of the validate task (HTML, metrics) names the rules"
 RETRY = {"num_retries": 3, "backoff_duration": "60s", "backoff_factor": 2.0, "backoff_max_duration": "1800s"}
 
 
@@ -125,6 +127,72 @@ def _ingested(common: dict, parts: int, with_data):
     return merge_task.outputs["ingested"]
 
 
+def _train_and_compare(common: dict, ingested, validate_task, data_pvc: str | None, with_data):
+    """split → pretrain → ParallelFor (task × fold × repeat) { finetune, baseline } → compare, explain,
+    register; returns the comparison."""
+    params_yaml = common["params_yaml"]
+    split_task = _with_secrets(
+        _on_cpu(
+            split(
+                ingested=ingested,
+                validation=validate_task.outputs["validation"],
+                **common,
+            ),
+            "split",
+        )
+    )
+    data = {"ingested": ingested, "splits": split_task.outputs["splits"]}
+    # pretrain.gpus GPUs in this pod (torchrun), or a light pod without GPU when it submits a TrainJob
+    # (pretrain.nodes > 1)
+    resources = _on_cpu(pod_resources(params_yaml=params_yaml, step="pretrain"), "pretrain resources")
+    pretrain_task = _on_gpu(pretrain(**data, **common), "pretrain (MAE)", resources=resources)
+    pretrain_task = _may_submit_trainjob(with_data(_with_secrets(pretrain_task)), data_pvc)
+    # Resources read from a task output are no data input: kfp.local orders tasks by their data inputs
+    # only and would start pretrain before pod-resources ("task 'pod-resources' not found"). Say it.
+    pretrain_task.after(resources)
+    targets_task = _on_cpu(targets(params_yaml=params_yaml), "targets (task × fold × repeat)")
+
+    with dsl.ParallelFor(targets_task.output, parallelism=MAX_PARALLEL_TRAINING) as target:
+        # Not `target.task_name`: on a loop item that is the name of the task producing the items.
+        fold_target = {"task": target.task_type, "fold": target.fold, "repeat": target.repeat}
+        finetune_task = with_data(
+            _with_secrets(
+                _on_gpu(
+                    finetune(encoder=pretrain_task.outputs["encoder"], **fold_target, **data, **common),
+                    "finetune (ViT)",
+                )
+            )
+        )
+        baseline_task = with_data(
+            _with_secrets(_on_gpu(baseline(**fold_target, **data, **common), "baseline (DenseNet)"))
+        )
+
+    def models() -> dict:  # one Collected per consumer: the compiler refuses a shared one
+        return {
+            runs_input("finetune"): dsl.Collected(finetune_task.outputs["model"]),
+            runs_input("baseline"): dsl.Collected(baseline_task.outputs["model"]),
+        }
+
+    compare_task = _with_secrets(
+        _on_cpu(compare(**models(), splits=split_task.outputs["splits"], **common), "compare")
+    )
+    explain_task = _with_secrets(_on_gpu(explain(**data, **models(), **common), "explain (Score-CAM)", False))
+    register_task = _with_secrets(
+        _on_cpu(
+            register(
+                comparison=compare_task.outputs["comparison"],
+                validation=validate_task.outputs["validation"],
+                **models(),
+                **common,
+            ),
+            "register",
+        )
+    )
+    # Models are registered only once their explanations exist (a reviewer looks at both).
+    register_task.after(explain_task)
+    return compare_task.outputs["comparison"]
+
+
 def build_pipeline(data_pvc: str | None = None, ingest_parts: int = 1):
     """The pipeline function; `data_pvc` (a PVC name) is mounted at DATA_MOUNT_PATH on the data readers;
     `ingest_parts` > 1 spreads the decoding of the inputs over that many pods (a ParallelFor)."""
@@ -144,68 +212,12 @@ def build_pipeline(data_pvc: str | None = None, ingest_parts: int = 1):
 
         ingested = _ingested(common, ingest_parts, _with_data)
         validate_task = _with_secrets(_on_cpu(validate(ingested=ingested, **common), "validate"))
-        split_task = _with_secrets(
-            _on_cpu(
-                split(
-                    ingested=ingested,
-                    validation=validate_task.outputs["validation"],
-                    **common,
-                ),
-                "split",
-            )
-        )
-        data = {"ingested": ingested, "splits": split_task.outputs["splits"]}
-        # pretrain.gpus GPUs in this pod (torchrun), or a light pod without GPU when it submits a TrainJob
-        # (pretrain.nodes > 1)
-        resources = _on_cpu(pod_resources(params_yaml=params_yaml, step="pretrain"), "pretrain resources")
-        pretrain_task = _on_gpu(pretrain(**data, **common), "pretrain (MAE)", resources=resources)
-        pretrain_task = _may_submit_trainjob(_with_data(_with_secrets(pretrain_task)), data_pvc)
-        # Resources read from a task output are no data input: kfp.local orders tasks by their data inputs
-        # only and would start pretrain before pod-resources ("task 'pod-resources' not found"). Say it.
-        pretrain_task.after(resources)
-        targets_task = _on_cpu(targets(params_yaml=params_yaml), "targets (task × fold × repeat)")
-
-        with dsl.ParallelFor(targets_task.output, parallelism=MAX_PARALLEL_TRAINING) as target:
-            # Not `target.task_name`: on a loop item that is the name of the task producing the items.
-            fold_target = {"task": target.task_type, "fold": target.fold, "repeat": target.repeat}
-            finetune_task = _with_data(
-                _with_secrets(
-                    _on_gpu(
-                        finetune(encoder=pretrain_task.outputs["encoder"], **fold_target, **data, **common),
-                        "finetune (ViT)",
-                    )
-                )
-            )
-            baseline_task = _with_data(
-                _with_secrets(_on_gpu(baseline(**fold_target, **data, **common), "baseline (DenseNet)"))
-            )
-
-        def models() -> dict:  # one Collected per consumer: the compiler refuses a shared one
-            return {
-                runs_input("finetune"): dsl.Collected(finetune_task.outputs["model"]),
-                runs_input("baseline"): dsl.Collected(baseline_task.outputs["model"]),
-            }
-
-        compare_task = _with_secrets(
-            _on_cpu(compare(**models(), splits=split_task.outputs["splits"], **common), "compare")
-        )
-        explain_task = _with_secrets(
-            _on_gpu(explain(**data, **models(), **common), "explain (Score-CAM)", False)
-        )
-        register_task = _with_secrets(
-            _on_cpu(
-                register(
-                    comparison=compare_task.outputs["comparison"],
-                    validation=validate_task.outputs["validation"],
-                    **models(),
-                    **common,
-                ),
-                "register",
-            )
-        )
-        # Models are registered only once their explanations exist (a reviewer looks at both).
-        register_task.after(explain_task)
-        return compare_task.outputs["comparison"]
+        # The report is kept either way (KFP uploads nothing of a failed task); its status gates the rest.
+        with dsl.If(validate_task.outputs["Output"] == PASSED, "data passed validation"):
+            comparison = _train_and_compare(common, ingested, validate_task, data_pvc, _with_data)
+        with dsl.Else("data failed validation"):
+            stopped = _on_cpu(stop(reason=VALIDATION_FAILED), "stop: data failed validation")
+        return dsl.OneOf(comparison, stopped.outputs["comparison"])
 
     return renal_pipeline
 

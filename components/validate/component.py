@@ -1,4 +1,4 @@
-"""KFP component `validate`: check the ingested data against the data contract."""
+"""KFP component `validate`: check the ingested data against the data contract; its status gates the DAG."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
@@ -13,10 +13,9 @@ def validate(
     validation: Output[Dataset],
     metrics: Output[Metrics],
     report: Output[HTML],
-):
-    """renalmae.steps.validate of `ingested` into `validation`."""
-    from renalmae.kfp_io import run_component
+) -> str:
+    """renalmae.steps.validate of `ingested` into `validation`; returns `passed` or `failed` (the report is
+    kept either way: KFP uploads nothing of a failed task)."""
+    from renalmae.kfp_io import run_validation
 
-    run_component(
-        "validate", params_yaml, {"ingest_dir": ingested}, validation, metrics=metrics, report=report
-    )
+    return run_validation(params_yaml, ingested, validation, metrics, report)

@@ -3,7 +3,8 @@
 `component_interface(step)` says what the component of a step takes and gives, from its declaration in
 `renalmae.pipeline`: one input artifact per declared input (a list per producer for run lists), `task` /
 `fold` / `repeat` for a training step, the output artifact, plus `metrics` (the headline numbers of the
-artifact's metrics file), `report` (its HTML page) and, for a trained model, `holdout_confusion`. The
+artifact's metrics file), `report` (its HTML page), for a trained model `holdout_confusion`, and for the
+validation report the status `passed` | `failed` that gates the DAG. The
 components in `components/` are written out by hand and a test holds each to this. `run_component` is
 their body: validate the params text, call the step on the artifacts' paths (under torchrun, or as a
 Kubeflow Trainer job, when the params ask for several processes or nodes: `renalmae.launch`), then fill
@@ -20,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +30,8 @@ from typing import Any
 import yaml
 
 from renalmae import launch, pipeline, trainjob
-from renalmae.artifacts import TrainedRun
-from renalmae.errors import ParamsError
+from renalmae.artifacts import TrainedRun, ValidationReport
+from renalmae.errors import DataValidationError, ParamsError
 from renalmae.params import Params, params_from_dict
 from renalmae.pipeline import Step
 from renalmae.run_context import RunContext
@@ -84,6 +86,8 @@ def component_interface(step: Step) -> list[Port]:
         ports.append(Port(REPORT_OUTPUT, "output", "HTML"))
     if output is TrainedRun:
         ports.append(Port(CONFUSION_OUTPUT, "output", "ClassificationMetrics"))
+    if output is ValidationReport:  # the status that gates the DAG (`run_validation`)
+        ports.append(Port("Output", "output", "str"))
     return ports
 
 
@@ -124,6 +128,28 @@ def run_component(
     if holdout_confusion is not None:
         log_confusion_matrix(holdout_confusion, out.path, params)
     return out.path
+
+
+PASSED, FAILED = "passed", "failed"
+
+
+def run_validation(params_yaml: str, ingested: Any, validation: Any, metrics: Any, report: Any) -> str:
+    """The body of the `validate` component: `passed`, or `failed` with the report still in its outputs.
+
+    KFP keeps nothing of a failed task, so data that fails validation is an outcome here, not an error:
+    the report (HTML page, numbers, the failed rules on stderr) is uploaded, and the status this returns
+    gates the rest of the DAG, whose `stop` task then fails the run naming the rules."""
+    try:
+        run_component(
+            "validate", params_yaml, {"ingest_dir": ingested}, validation, metrics=metrics, report=report
+        )
+    except DataValidationError as error:
+        print(f"validate: {error}", file=sys.stderr)
+        out = ValidationReport(validation.path)
+        log_json_metrics(metrics, out / out.metrics_file)
+        copy_html(out / out.report_file, report)
+        return FAILED
+    return PASSED
 
 
 CPU_POD = {"cpu": "2", "memory": "8Gi"}

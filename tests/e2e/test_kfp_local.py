@@ -33,7 +33,9 @@ def dvc_comparison(pipeline_runs) -> Path:
 def test_every_step_of_the_dag_ran_under_kfp_local(kfp_run):
     assert (kfp_run / "ingest" / "ingested" / "table.parquet").is_file()
     assert (kfp_run / "validate" / "validation" / "summary.json").is_file()
-    for iteration in ("for-loop-1-iteration-0", "for-loop-1-iteration-1"):
+    iterations = sorted(path.name for path in kfp_run.glob("for-loop-*-iteration-*"))
+    assert len(iterations) == 2, iterations  # binary × 2 folds × 1 repeat
+    for iteration in iterations:
         for step in ("finetune", "baseline"):
             # the model artifact holds the task's one run: <task>/fold<k> below it
             assert list((kfp_run / iteration / step / "model").glob("*/fold*/predictions.parquet")), (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,20 @@ def compile_to(output: Path, data_pvc: str | None = None, ingest_parts: int = 1)
     command += ["--ingest-parts", str(ingest_parts), *(["--data-pvc", data_pvc] if data_pvc else [])]
     subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, timeout=300)
     return list(yaml.safe_load_all(output.read_text()))
+
+
+def dag_tasks(spec: dict) -> dict:
+    """Every task of the pipeline, wherever it sits (the root, the validation gate's branch, a loop)."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def loop_of(spec: dict, task: str) -> str:
+    """The name of the ParallelFor component holding `task`."""
+    (name,) = [name for name, c in spec["components"].items() if task in c.get("dag", {}).get("tasks", {})]
+    return name.removeprefix("comp-")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +73,12 @@ def test_every_step_is_a_task_of_the_pipeline(compiled):
     for step in STEPS:
         assert f"exec-{step}" in executors, step
         command = " ".join(executors[f"exec-{step}"]["container"]["command"])
-        assert "run_component(" in command and f'"{step}", params_yaml' in command, step
+        body = (
+            "run_validation(params_yaml"
+            if step == "validate"
+            else f'run_component(\n        "{step}", params_yaml'
+        )
+        assert body in command or f'run_component("{step}", params_yaml' in command, step
 
 
 def test_no_task_takes_a_per_run_input_and_each_reads_the_run_id_from_its_pod_label(compiled):
@@ -73,16 +93,17 @@ def test_no_task_takes_a_per_run_input_and_each_reads_the_run_id_from_its_pod_la
 
 def test_finetune_and_baseline_fan_out_over_task_fold_and_repeat(compiled):
     spec = compiled[0]
-    loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
-    loop_tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    loop_name = loop_of(spec, "finetune")
+    loop = dag_tasks(spec)[loop_name]
+    loop_tasks = spec["components"][f"comp-{loop_name}"]["dag"]["tasks"]
 
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--targets-Output"
     assert set(loop_tasks) == {"finetune", "baseline"}
     target = loop_tasks["finetune"]["inputs"]["parameters"]
     assert {"task", "fold", "repeat"} <= set(target)
-    collected = spec["root"]["dag"]["tasks"]["compare"]["inputs"]["artifacts"]
-    assert collected["finetune_runs"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
-    assert collected["baseline_runs"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+    collected = dag_tasks(spec)["compare"]["inputs"]["artifacts"]
+    assert collected["finetune_runs"]["taskOutputArtifact"]["producerTask"] == loop_name
+    assert collected["baseline_runs"]["taskOutputArtifact"]["producerTask"] == loop_name
 
 
 def test_model_steps_request_gpus_and_others_none(compiled):
@@ -109,7 +130,7 @@ def test_model_steps_request_gpus_and_others_none(compiled):
 
 def test_training_steps_retry_with_backoff(compiled):
     spec = compiled[0]
-    tasks = {**spec["root"]["dag"]["tasks"], **spec["components"]["comp-for-loop-1"]["dag"]["tasks"]}
+    tasks = dag_tasks(spec)
     for step in ("pretrain", "finetune", "baseline"):
         policy = tasks[step]["retryPolicy"]
         assert policy["maxRetryCount"] >= 1 and policy["backoffDuration"], step
@@ -126,7 +147,7 @@ def test_tracking_steps_get_mlflow_and_s3_secrets_as_env(compiled):
 
 
 def test_the_pretrain_pod_gets_its_resources_from_the_params_and_the_trainjob_settings(tmp_path, compiled):
-    tasks = compiled[0]["root"]["dag"]["tasks"]
+    tasks = dag_tasks(compiled[0])
     for output in ("gpus", "cpu", "memory"):
         read = tasks["pretrain"]["inputs"]["parameters"][f"pipelinechannel--pod-resources-{output}"]
         assert read["taskOutputParameter"] == {"producerTask": "pod-resources", "outputParameterKey": output}
@@ -201,3 +222,14 @@ def test_ingest_parts_below_one_is_refused_with_the_option_named(tmp_path, capsy
     assert code != 0
     assert "--ingest-parts must be at least 1 (got 0)" in capsys.readouterr().err
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_validation_status_gates_every_step_after_it(compiled):
+    """KFP uploads nothing of a failed task: validate succeeds with a status, which gates the rest."""
+    spec = compiled[0]
+    assert set(spec["root"]["dag"]["tasks"]) == {"ingest", "validate", "condition-branches-1"}
+    gated = json.dumps(spec["components"]["comp-condition-branches-1"])
+    assert "pipelinechannel--validate-Output" in gated and "'passed'" in gated
+    after = {task for name, c in spec["components"].items() if name.startswith("comp-condition-") for task in
+             c.get("dag", {}).get("tasks", {})}  # fmt: skip
+    assert {"split", "pretrain", "compare", "explain", "register", "stop"} <= after
