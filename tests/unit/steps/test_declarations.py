@@ -6,11 +6,15 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from renalmae import pipeline
 from renalmae.params import Params, params_from_dict
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("name", pipeline.PIPELINE)
@@ -33,6 +37,22 @@ def test_declared_params_exist(name):
         for part in key.split("."):
             assert part in value, f"{name} declares params `{key}`, which params.yaml does not have"
             value = value[part]
+
+
+@pytest.mark.parametrize(
+    "params_file",
+    ["params.yaml", "tests/e2e/params-e2e.yaml", "profiles/gpu.yaml", "profiles/kidney-cpu.yaml",
+     "profiles/kidney-external.yaml"],
+)  # fmt: skip
+def test_every_declared_params_key_is_written_in_the_shipped_params_files(params_file):
+    """DVC refuses a stage whose declared key is missing from the params file (defaults do not count)."""
+    raw = yaml.safe_load((REPO_ROOT / params_file).read_text())
+    for step in pipeline.STEPS.values():
+        for key in step.params:
+            value = raw
+            for part in key.split("."):
+                assert isinstance(value, dict) and part in value, f"{params_file} lacks `{key}` ({step.name})"
+                value = value[part]
 
 
 def test_every_artifact_a_step_reads_is_written_by_exactly_one_step_before_it():
