@@ -48,6 +48,9 @@ class Artifact:
     dvc_outs: ClassVar[tuple[DvcOut, ...]] = (DvcOut(),)
     metrics_file: ClassVar[str | None] = None
     """File whose numbers a KFP run shows in its `Metrics` artifact."""
+    headline: ClassVar[tuple[str, ...]] = ()
+    """The numbers of `metrics_file` a pipeline UI shows, as `fnmatch` patterns of their dotted names
+    (empty: all of them); the rest stay in the file."""
     report_file: ClassVar[str | None] = None
     """HTML page a KFP run shows as its `HTML` artifact."""
     reader: ClassVar[str] = ""
@@ -234,6 +237,8 @@ class Explanations(Artifact):
     kfp_name = "explanations"
     option = "--explanations"
     metrics_file = LOCALISATION
+    headline = ("*.score.all.energy_in_mask.mean", "*.score.all.pointing_game.mean")
+    """Per set, model and task: how much of the Score-CAM map falls on the lesion, and how often its peak."""
     report_file = REPORT
 
 

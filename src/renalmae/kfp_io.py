@@ -24,13 +24,14 @@ import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from renalmae import launch, pipeline, trainjob
-from renalmae.artifacts import TrainedRun, ValidationReport
+from renalmae.artifacts import ROLES, Comparison, TrainedRun, ValidationReport
 from renalmae.errors import DataValidationError, ParamsError
 from renalmae.params import Params, params_from_dict
 from renalmae.pipeline import Step
@@ -86,6 +87,8 @@ def component_interface(step: Step) -> list[Port]:
         ports.append(Port(REPORT_OUTPUT, "output", "HTML"))
     if output is TrainedRun:
         ports.append(Port(CONFUSION_OUTPUT, "output", "ClassificationMetrics"))
+    if output is Comparison:
+        ports += [Port(f"{role}_roc", "output", "ClassificationMetrics") for role in ROLES]
     if output is ValidationReport:  # the status that gates the DAG (`run_validation`)
         ports.append(Port("Output", "output", "str"))
     return ports
@@ -100,6 +103,7 @@ def run_component(
     metrics: Any = None,
     report: Any = None,
     holdout_confusion: Any = None,
+    roc_curves: dict[str, Any] | None = None,
 ) -> Path:
     """The body of every step component: run step `step_name` on the paths of the `inputs` artifacts (by
     the step's argument names; a list for collected runs) into the `output` artifact's path, then log its
@@ -122,11 +126,13 @@ def run_component(
     if step.fans_out:  # one run: its folder below the output
         out = step.output.artifact(pipeline.Target(**target).path(out.path))
     if metrics is not None:
-        log_json_metrics(metrics, out / out.metrics_file)
+        log_json_metrics(metrics, out / out.metrics_file, out.headline)
     if report is not None:
         copy_html(out / out.report_file, report)
     if holdout_confusion is not None:
         log_confusion_matrix(holdout_confusion, out.path, params)
+    if roc_curves:
+        log_roc_curves(roc_curves, out.path, params)
     return out.path
 
 
@@ -228,15 +234,21 @@ def numeric_leaves(payload: Any, prefix: str = "") -> dict[str, float]:
     return leaves
 
 
-def log_json_metrics(metrics: Any, json_path: str | os.PathLike, limit: int = 100) -> dict[str, float]:
-    """Log the numbers of a step's summary JSON into a KFP `Metrics` artifact (the first `limit`).
+def log_json_metrics(
+    metrics: Any, json_path: str | os.PathLike, headline: tuple[str, ...] = (), limit: int = 100
+) -> dict[str, float]:
+    """Log the numbers of a step's summary JSON into a KFP `Metrics` artifact: those whose dotted names
+    match a `headline` pattern (all when there is none), at most `limit` (the UI shows no more).
 
     Returns what was logged; logs nothing when the file does not exist (a step may not write one).
     """
     json_path = Path(json_path)
     if not json_path.is_file():
         return {}
-    leaves = dict(list(numeric_leaves(json.loads(json_path.read_text())).items())[:limit])
+    leaves = numeric_leaves(json.loads(json_path.read_text()))
+    if headline:
+        leaves = {key: value for key, value in leaves.items() if any(fnmatch(key, p) for p in headline)}
+    leaves = dict(list(leaves.items())[:limit])
     for key, value in leaves.items():
         metrics.log_metric(key, value)
     return leaves
@@ -258,6 +270,27 @@ def log_confusion_matrix(
     labels = run.split(split)["y_true"].to_numpy()
     matrix = confusion_matrix(labels, predicted, labels=list(range(len(run.classes))))
     classification_metrics.log_confusion_matrix(run.classes, matrix.tolist())
+
+
+def log_roc_curves(curves: dict[str, Any], comparison_dir: str | os.PathLike, params: Params) -> None:
+    """Log the holdout ROC curve of each model's fold ensemble on the binary task into a KFP
+    `ClassificationMetrics` artifact per role (`curves`: role → artifact), from compare's
+    ensemble_predictions.parquet; nothing for a role without such a curve (no binary task, one class).
+    The first threshold, sklearn's +inf ("nothing positive"), is logged as 1.0: KFP takes finite numbers."""
+    import pandas as pd
+    from sklearn.metrics import roc_curve
+
+    table = pd.read_parquet(Path(comparison_dir) / Comparison.ENSEMBLE_PREDICTIONS)
+    names = pipeline.model_names(params)
+    for role, artifact in curves.items():
+        rows = table[
+            (table["task"] == "binary") & (table["split"] == "test") & (table["model"] == names[role])
+        ]
+        if rows["y_true"].nunique() < 2:
+            continue
+        probabilities = rows.filter(like="prob_").dropna(axis=1, how="all")  # [negative, anomaly]
+        fpr, tpr, thresholds = roc_curve(rows["y_true"], probabilities.iloc[:, 1])
+        artifact.log_roc_curve(fpr.tolist(), tpr.tolist(), [min(float(t), 1.0) for t in thresholds])
 
 
 def copy_html(page: str | os.PathLike, html_artifact: Any) -> Path | None:

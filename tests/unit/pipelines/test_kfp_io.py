@@ -67,6 +67,31 @@ def test_json_metrics_keep_finite_numbers_under_dotted_names(tmp_path):
     assert metrics.logged == {"n": 3.0, "auc.vit": 0.9}
 
 
+def test_explain_logs_its_headline_not_its_hundreds_of_numbers(tmp_path):
+    """KFP shows the first 100 numbers of a Metrics artifact: explain's file holds hundreds."""
+    from renalmae.artifacts import Explanations
+
+    by_metric = {
+        "energy_in_mask": {"mean": 0.4, "low": 0.3},
+        "pointing_game": {"mean": 0.5},
+        "empty_map": {"mean": 0},
+    }
+    per_weighting = {"score": {"all": by_metric, "utd": by_metric}, "softmax": {"all": by_metric}}
+    summary = tmp_path / Explanations.LOCALISATION
+    summary.write_text(
+        json.dumps({"test": {model: {"binary": per_weighting} for model in ("usfmae", "cnn")}})
+    )
+    metrics = RecordingMetrics()
+
+    kfp_io.log_json_metrics(metrics, summary, Explanations.headline)
+
+    assert metrics.logged == {
+        f"test.{model}.binary.score.all.{metric}.mean": value
+        for model in ("usfmae", "cnn")
+        for metric, value in (("energy_in_mask", 0.4), ("pointing_game", 0.5))
+    }
+
+
 def test_json_metrics_of_a_missing_file_log_nothing(tmp_path):
     metrics = RecordingMetrics()
 
