@@ -31,7 +31,7 @@ from renalmae.data.splitting import selection_split
 from renalmae.errors import DataError, ParamsError
 from renalmae.io import write_json
 from renalmae.models.trained import save_trained_model
-from renalmae.params import BaselineParams, FinetuneParams, Params
+from renalmae.params import ClassifierTrainingParams, FinetuneParams, Params
 from renalmae.stats.auc import roc_auc
 from renalmae.train.augment import batch_erasing, batch_mixup
 from renalmae.train.data import class_weights
@@ -124,7 +124,7 @@ def soft_target_cross_entropy(
 
 
 def classifier_objective(
-    section: FinetuneParams | BaselineParams, num_classes: int, weights: np.ndarray | None
+    section: ClassifierTrainingParams, num_classes: int, weights: np.ndarray | None
 ) -> Objective:
     """Cross-entropy with label smoothing (and class weights), after the section's random erasing; with
     mixup / CutMix on, the soft-target cross-entropy of the mixed batch (MAE fine-tuning recipe)."""
@@ -149,7 +149,7 @@ def classifier_objective(
     return objective
 
 
-def _require_even_batches(section: FinetuneParams | BaselineParams, name: str, train_images: int, world: int):
+def _require_even_batches(section: ClassifierTrainingParams, name: str, train_images: int, world: int):
     batch = min(section.batch_size, train_images) // world
     if batch_mixup(section, 2) is not None and batch % 2:
         raise ParamsError(
@@ -163,7 +163,7 @@ def train_classifier(
     model: nn.Module,
     fold_data: FoldData,
     params: Params,
-    section: FinetuneParams | BaselineParams,
+    section: ClassifierTrainingParams,
     lr: float,
     *,
     layer_decay: float = 1.0,
