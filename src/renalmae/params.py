@@ -352,9 +352,6 @@ class EvaluateParams(Section):
     One run is one draw: with R >= 3 the declared DeLong hypotheses are tested over the repeats, training
     variance included (Obuchowski-Rockette); with 1 the report says training variance is not counted."""
     seed: int = 0
-    repeats: PositiveInt = 1
-    """Training runs per task and fold, repeat r seeded `<section>.seed + r`: one run is one draw, so the
-    comparison says in how many repeats its verdict holds."""
 
 
 class ExplainParams(Section):

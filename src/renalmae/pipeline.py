@@ -173,8 +173,8 @@ STEPS: dict[str, Step] = {
             "compare", "compare USF-MAE with the baseline: fold ensembles, DeLong, McNemar, intervals",
             inputs=(Input("run_dirs", RUNS, producers=RUN_PRODUCERS), Input("splits_path", Splits)),
             output=Output("out_dir", Comparison),
-            params=("evaluate", "data.description", "data.classes", "data.negative_class", "data.group_column",
-                    *TARGET_KEYS[:2]),
+            params=("evaluate", "data.description", "data.classes", "data.negative_class",
+                    "data.group_column", *TARGET_KEYS[:2]),
         ),
         Step(
             "explain", "Score-CAM of both models on the holdout, checked by lesion and occlusion tests",
