@@ -84,13 +84,13 @@ def train_run(
     fingerprint = ckpt.fingerprint(
         params, STEP.params, task=task, fold=fold, repeat=target.repeat, splits=file_digest(splits_path)
     )
-    context = setup(params.train.device, params.train.cpu_threads)
+    dist = setup(params.train.device, params.train.cpu_threads)  # the processes of a torchrun job
     tracking = (
         track_step(params, "baseline", data_version, context, task=task, fold=fold)
-        if context.is_main
+        if dist.is_main
         else contextlib.nullcontext(StepTracker())
     )
-    with tracking as tracker, output_dir(run_dir, context) as staging:
+    with tracking as tracker, output_dir(run_dir, dist) as staging:
         result = train_classifier(
             model, fold_data, params, section,
             lr=section.base_lr,
@@ -98,7 +98,7 @@ def train_run(
             on_metrics=tracker.log_metrics,
             checkpoint_dir=ckpt.checkpoint_dir(params, out_dir, f"baseline-{target.name}"),
             fingerprint=fingerprint,
-            context=context,
+            context=dist,
         )  # fmt: skip
         model_name = STEP.model.name_for(params)
         metrics = write_run(staging, model, spec, info, fold_data, result, model_name, params, started)

@@ -75,13 +75,13 @@ def train_run(
         params, STEP.params, task=task, fold=fold, repeat=target.repeat,
         splits=file_digest(splits_path), encoder=file_digest(Path(encoder_dir) / Encoder.WEIGHTS),
     )  # fmt: skip
-    context = setup(params.train.device, params.train.cpu_threads)
+    dist = setup(params.train.device, params.train.cpu_threads)  # the processes of a torchrun job
     tracking = (
         track_step(params, "finetune", data_version, context, task=task, fold=fold)
-        if context.is_main
+        if dist.is_main
         else contextlib.nullcontext(StepTracker())
     )
-    with tracking as tracker, output_dir(run_dir, context) as staging:
+    with tracking as tracker, output_dir(run_dir, dist) as staging:
         result = train_classifier(
             model, fold_data, params, section,
             lr=section.base_lr * section.batch_size / 256,
@@ -89,7 +89,7 @@ def train_run(
             on_metrics=tracker.log_metrics,
             checkpoint_dir=ckpt.checkpoint_dir(params, out_dir, f"finetune-{target.name}"),
             fingerprint=fingerprint,
-            context=context,
+            context=dist,
         )  # fmt: skip
         info = {"role": STEP.model.role, "repeat": target.repeat, "data_version": data_version,
                 "encoder_source": str(encoder_dir), "encoder_load": report.to_dict(),

@@ -107,19 +107,19 @@ def run(
         clip_grad=section.clip_grad, seed=section.seed,
     )  # fmt: skip
     fingerprint = ckpt.fingerprint(params, STEP.params, splits=file_digest(splits_path))
-    context = setup(params.train.device, params.train.cpu_threads)
-    objective = mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches, context)
+    dist = setup(params.train.device, params.train.cpu_threads)  # the processes of a torchrun job
+    objective = mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches, dist)
     tracking = (
         track_step(params, "pretrain", data_version, context)
-        if context.is_main
+        if dist.is_main
         else contextlib.nullcontext(StepTracker())
     )
-    with tracking as tracker, output_dir(out_dir, context) as staging:
+    with tracking as tracker, output_dir(out_dir, dist) as staging:
         step_losses, history, streamed = [], [], False  # epochs 0: the published encoder as it is
         if section.epochs > 0:
             result = fit(
                 model, images, None, objective, config, params.train, params.augment,
-                on_metrics=tracker.log_metrics, fingerprint=fingerprint, context=context,
+                on_metrics=tracker.log_metrics, fingerprint=fingerprint, context=dist,
                 checkpoint_dir=ckpt.checkpoint_dir(params, out_dir, "pretrain"),
             )  # fmt: skip
             step_losses, history, streamed = result.step_losses, result.history, result.streamed

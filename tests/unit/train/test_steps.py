@@ -185,3 +185,25 @@ def test_one_call_trains_every_task_fold_and_repeat_each_seeded_by_its_repeat(tm
     assert (root / "binary/fold0-repeat1/weights.safetensors").read_bytes() != (
         root / "binary/fold0/weights.safetensors"
     ).read_bytes()
+
+
+def test_a_tracked_training_run_carries_the_context_its_runner_built(tmp_path, dataset):
+    from renalmae.registry.connection import mlflow_client
+    from renalmae.run_context import RunContext
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = tiny_params(
+        baseline=SMALL_CNN, tracking={"enabled": True, "tracking_uri": uri, "experiment": "t"}
+    )
+    context = RunContext(engine="dvc", pipeline_run_id="run-9", stage="baseline", git_commit="abc")
+
+    baseline.train_run(params, *dataset, Target("binary", 0), tmp_path / "bl", context)
+
+    client = mlflow_client(uri)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("t").experiment_id], "tags.`renalmae.role` = 'step'"
+    )
+    tags = run.data.tags
+    assert (tags["renalmae.engine"], tags["renalmae.pipeline_run_id"], tags["renalmae.git_commit"]) == (
+        "dvc", "run-9", "abc"
+    )  # fmt: skip
