@@ -1,5 +1,6 @@
 """The `renalmae` command line: one subcommand per pipeline step, made from its declaration
-(`renalmae.pipeline`), plus the registry and pipeline tools and `dvc-yaml`.
+(`renalmae.pipeline`), plus the registry tools and `dvc-yaml`. (The Kubeflow DAG is compiled, run and
+submitted from the project checkout: `python -m pipelines`.)
 
 A step's options are its declared inputs (each artifact's option, defaulting to where `dvc.yaml` keeps
 it), `--task` / `--fold` / `--repeat` for the training steps (default: every one of the params), and
@@ -11,7 +12,6 @@ line and exits non-zero, anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
@@ -106,86 +106,6 @@ def _explain_files(args, params):
     )  # fmt: skip
 
 
-def _pipelines():
-    """`pipelines/entrypoints.py` of the project checkout (it is not part of the installed package)."""
-    candidates = [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2]]
-    root = next((c for c in candidates if (c / "pipelines" / "renal_pipeline.py").is_file()), None)
-    if root is None:
-        raise RenalMAEError(
-            "pipelines/renal_pipeline.py not found; run `renalmae pipeline` inside the project checkout"
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.import_module("pipelines.entrypoints")
-
-
-def cmd_pipeline_compile(args, params):
-    if args.ingest_parts < 1:
-        raise ParamsError(f"--ingest-parts must be at least 1 (got {args.ingest_parts})")
-    return _pipelines().compile_pipeline(args.output, data_pvc=args.data_pvc, ingest_parts=args.ingest_parts)
-
-
-def cmd_pipeline_run(args, params):
-    if not args.local:
-        raise RenalMAEError(
-            "`renalmae pipeline run` needs --local (use `renalmae pipeline submit` for a cluster)"
-        )
-    return _pipelines().run_local(args.params, pipeline_root=args.root)
-
-
-def cmd_pipeline_submit(args, params):
-    run = _pipelines().submit(
-        host=args.host, experiment=args.experiment, version=args.version, params_path=args.params,
-        namespace=args.namespace, package=args.package, wait=args.wait, timeout_s=args.timeout,
-    )  # fmt: skip
-    return f"run {run.run_id}: {run.url}" + (f" ({run.state})" if run.state else "")
-
-
-def _add_pipeline_commands(commands) -> None:
-    pipeline = commands.add_parser(
-        "pipeline",
-        help="the Kubeflow pipeline: compile it, run it locally (kfp.local) or submit it to a cluster",
-        description="See docs/kubeflow.md. The pipeline's one argument is the text of the --params file.",
-    )
-    actions = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
-    compile_ = actions.add_parser("compile", help="compile the DAG to KFP pipeline YAML")
-    compile_.add_argument("--output", type=Path, default=Path("pipelines/renal_pipeline.yaml"))
-    compile_.add_argument(
-        "--data-pvc", default=None, help="mount this PVC at /mnt/renalmae on the data-reading steps"
-    )
-    compile_.add_argument(
-        "--ingest-parts", type=int, default=1, help="decode the inputs in this many pods (a ParallelFor)"
-    )
-    compile_.set_defaults(handler=cmd_pipeline_compile)
-    run = actions.add_parser("run", help="run the whole DAG on this machine with kfp.local")
-    run.add_argument("--local", action="store_true", help="run with kfp.local (SubprocessRunner)")
-    run.add_argument(
-        "--root", type=Path, default=Path("build/kfp-local"), help="pipeline root for task outputs"
-    )
-    run.set_defaults(handler=cmd_pipeline_run)
-    submit = actions.add_parser(
-        "submit",
-        help="upload a pipeline version and start a run on a KFP API server",
-        description="Token: $KF_PIPELINES_TOKEN (sent as a bearer token, never printed).",
-    )
-    submit.add_argument(
-        "--host", required=True, help="KFP API URL, e.g. https://kubeflow.example.org/pipeline"
-    )
-    submit.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
-    submit.add_argument("--experiment", required=True)
-    submit.add_argument("--version", required=True, help="pipeline version name, e.g. the git sha")
-    submit.add_argument(
-        "--package", type=Path, default=None, help="compiled YAML to upload (default: compile now)"
-    )
-    submit.add_argument(
-        "--wait", action="store_true", help="wait for the run; exit non-zero unless it succeeds"
-    )
-    submit.add_argument("--timeout", type=int, default=24 * 3600, help="seconds to wait with --wait")
-    submit.set_defaults(handler=cmd_pipeline_submit)
-    for action in actions.choices.values():
-        _add_common(action)
-
-
 def cmd_dvc_yaml(args, params):
     from renalmae.dvc_yaml import write_dvc_yaml
 
@@ -277,7 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     for parser_of_command in commands.choices.values():
         _add_common(parser_of_command)
-    _add_pipeline_commands(commands)
     dvc_yaml = commands.add_parser(
         "dvc-yaml",
         help="write dvc.yaml from the pipeline declaration (renalmae.pipeline)",

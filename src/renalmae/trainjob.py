@@ -402,8 +402,8 @@ def run_as_trainjob(module: ModuleType, params: Params, arguments: dict[str, Any
     if not settings.volume_claim:
         raise ParamsError(
             f"{step.nodes} > 1 runs a Kubeflow Trainer job whose nodes share inputs, checkpoints and output "
-            "on a ReadWriteMany volume: compile the pipeline with `renalmae pipeline compile --data-pvc NAME`"
-            f", or set {step.nodes}: 1"
+            "on a ReadWriteMany volume: compile the pipeline with "
+            f"`python -m pipelines compile --data-pvc NAME`, or set {step.nodes}: 1"
         )
     if not settings.image:
         raise ParamsError(

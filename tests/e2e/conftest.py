@@ -30,7 +30,7 @@ class PipelineRuns:
     """Where the two runs of the same params left their outputs."""
 
     dvc_repo: Path  # a git + DVC repository after `dvc repro compare`
-    kfp_output: str  # what `renalmae pipeline run --local` printed, ending with its comparison folder
+    kfp_output: str  # what `python -m pipelines run --local` printed, ending with its comparison folder
     kfp_error: str  # why the kfp.local run failed ("" when it did not): only the kfp tests fail then
 
     @property
@@ -90,13 +90,13 @@ def finish(process: subprocess.Popen, log: Path) -> str:
 
 @pytest.fixture(scope="session")
 def pipeline_runs(tmp_path_factory) -> PipelineRuns:
-    """`dvc repro compare` and `renalmae pipeline run --local` of the same params, run concurrently."""
+    """`dvc repro compare` and `python -m pipelines run --local` of the same params, run concurrently."""
     work = tmp_path_factory.mktemp("e2e")
     dvc_repo, kfp_dir = work / "dvc-repo", work / "kfp"
     dvc_repo.mkdir()
     kfp_dir.mkdir()
     pipeline_repository(dvc_repo)
-    kfp_command = [str(BIN / "renalmae"), "pipeline", "run", "--local",
+    kfp_command = [sys.executable, "-m", "pipelines", "run", "--local",
                    "--params", str(tracked_params(kfp_dir)), "--root", str(kfp_dir / "root")]  # fmt: skip
     kfp = start(kfp_command, REPO, kfp_dir / "pipeline-run.log")
     try:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def kfp_run(pipeline_runs) -> Path:
-    """The `renalmae pipeline run --local` run's directory under the pipeline root."""
+    """The `python -m pipelines run --local` run's directory under the pipeline root."""
     return pipeline_runs.kfp_run
 
 

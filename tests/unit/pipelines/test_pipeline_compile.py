@@ -18,12 +18,12 @@ GPU_STEPS = ["pretrain", "finetune", "baseline", "explain"]
 
 
 def compile_to(output: Path, data_pvc: str | None = None, ingest_parts: int = 1) -> list[dict]:
-    """`renalmae pipeline compile` in a fresh process, as a user runs it; return the YAML documents.
+    """`python -m pipelines compile` in a fresh process, as a user runs it; return the YAML documents.
 
     (Not in this process: kfp walks the call stack's modules in every resource setter, which takes ~30 s
     in a test worker that has loaded torch, against ~4 s for the whole command.)
     """
-    command = [sys.executable, "-m", "renalmae.cli", "pipeline", "compile", "--output", str(output)]
+    command = [sys.executable, "-m", "pipelines", "compile", "--output", str(output)]
     command += ["--ingest-parts", str(ingest_parts), *(["--data-pvc", data_pvc] if data_pvc else [])]
     subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, timeout=300)
     return list(yaml.safe_load_all(output.read_text()))
@@ -51,10 +51,10 @@ def compiled(tmp_path_factory) -> list[dict]:
 def test_committed_pipeline_yaml_is_up_to_date(compiled):
     if any(key.startswith("RENALMAE_IMAGE") for key in os.environ):
         pytest.skip("RENALMAE_IMAGE* is set, so image names differ from the committed defaults")
-    assert COMPILED.is_file(), "pipelines/renal_pipeline.yaml is missing: run `renalmae pipeline compile`"
+    assert COMPILED.is_file(), "pipelines/renal_pipeline.yaml is missing: run `python -m pipelines compile`"
     assert list(yaml.safe_load_all(COMPILED.read_text())) == compiled, (
         "pipelines/renal_pipeline.yaml is out of date with pipelines/ and components/: "
-        "run `renalmae pipeline compile` and commit the result"
+        "run `python -m pipelines compile` and commit the result"
     )
 
 
@@ -205,7 +205,7 @@ def test_image_tag_comes_from_the_environment(tmp_path):
     """CI sets the tag to the git sha; image names are read when components are imported (fresh process)."""
     env = {**os.environ, "RENALMAE_IMAGE": "registry.example.org/renalmae", "RENALMAE_IMAGE_TAG": "abc123"}
     output = tmp_path / "tagged.yaml"
-    command = [sys.executable, "-m", "renalmae.cli", "pipeline", "compile", "--output", str(output)]
+    command = [sys.executable, "-m", "pipelines", "compile", "--output", str(output)]
     # Compiling reads the steps' declarations, never their modules (torch, MLflow): seconds.
     subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=300)
 
@@ -215,9 +215,9 @@ def test_image_tag_comes_from_the_environment(tmp_path):
 
 
 def test_ingest_parts_below_one_is_refused_with_the_option_named(tmp_path, capsys):
-    from renalmae import cli
+    from pipelines.__main__ import main
 
-    code = cli.main(["pipeline", "compile", "--output", str(tmp_path / "p.yaml"), "--ingest-parts", "0"])
+    code = main(["compile", "--output", str(tmp_path / "p.yaml"), "--ingest-parts", "0"])
 
     assert code != 0
     assert "--ingest-parts must be at least 1 (got 0)" in capsys.readouterr().err

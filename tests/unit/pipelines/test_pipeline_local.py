@@ -1,4 +1,4 @@
-"""`renalmae pipeline run --local`: a failing step makes the command fail with a pointer to the outputs."""
+"""`python -m pipelines run --local`: a failing step makes the command fail with a pointer to the outputs."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ def test_a_failing_step_fails_the_local_run_with_a_clear_message(tmp_path):
     )
     root = tmp_path / "kfp-root"
 
-    command = ["pipeline", "run", "--local", "--params", str(params), "--root", str(root)]
+    command = ["run", "--local", "--params", str(params), "--root", str(root)]
     result = subprocess.run(
-        [sys.executable, "-m", "renalmae.cli", *command],
+        [sys.executable, "-m", "pipelines", *command],
         cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -45,9 +45,9 @@ def test_data_that_fails_validation_stops_the_run_and_keeps_the_report_that_says
     )  # fmt: skip
     root = tmp_path / "kfp-root"
 
-    command = ["pipeline", "run", "--local", "--params", str(params), "--root", str(root)]
+    command = ["run", "--local", "--params", str(params), "--root", str(root)]
     result = subprocess.run(
-        [sys.executable, "-m", "renalmae.cli", *command],
+        [sys.executable, "-m", "pipelines", *command],
         cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 

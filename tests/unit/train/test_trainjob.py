@@ -350,7 +350,7 @@ def test_a_two_node_trainjob_that_loses_a_node_resumes_to_the_single_process_enc
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"volume_claim": None}, "compile the pipeline with `renalmae pipeline compile --data-pvc NAME`"),
+        ({"volume_claim": None}, "compile the pipeline with `python -m pipelines compile --data-pvc NAME`"),
         ({"image": ""}, "did not name the image"),
         ({}, "train.checkpoint_dir /scratch/local is not on the shared volume mounted at /mnt/renalmae"),
     ],
