@@ -4,7 +4,7 @@
 `renalmae.pipeline`: one input artifact per declared input (a list per producer for run lists), `task` /
 `fold` / `repeat` for a training step, the output artifact, plus `metrics` (the headline numbers of the
 artifact's metrics file), `report` (its HTML page), for a trained model `holdout_confusion`, and for the
-validation report the status `passed` | `failed` that gates the DAG. The
+validation report its status `passed` | `failed` (`run_validation`). The
 components in `components/` are written out by hand and a test holds each to this. `run_component` is
 their body: validate the params text, call the step on the artifacts' paths (under torchrun, or as a
 Kubeflow Trainer job, when the params ask for several processes or nodes: `renalmae.launch`), then fill
@@ -143,8 +143,8 @@ def run_validation(params_yaml: str, ingested: Any, validation: Any, metrics: An
     """The body of the `validate` component: `passed`, or `failed` with the report still in its outputs.
 
     KFP keeps nothing of a failed task, so data that fails validation is an outcome here, not an error:
-    the report (HTML page, numbers, the failed rules on stderr) is uploaded, and the status this returns
-    gates the rest of the DAG, whose `stop` task then fails the run naming the rules."""
+    the report (HTML page, numbers, the failed rules on stderr) is uploaded and the status shown; the
+    `split` task then refuses the failed validation, which stops the run before any training."""
     try:
         run_component(
             "validate", params_yaml, {"ingest_dir": ingested}, validation, metrics=metrics, report=report

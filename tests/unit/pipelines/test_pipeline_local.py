@@ -36,6 +36,7 @@ def test_a_failing_step_fails_the_local_run_with_a_clear_message(tmp_path):
 
 
 def test_data_that_fails_validation_stops_the_run_and_keeps_the_report_that_says_why(tmp_path):
+    """KFP uploads nothing of a failed task: validate succeeds with a status, and split refuses the data."""
     params = tmp_path / "params.yaml"
     params.write_text(
         yaml.safe_dump({
@@ -55,4 +56,4 @@ def test_data_that_fails_validation_stops_the_run_and_keeps_the_report_that_says
     assert "data validation failed" in result.stdout + result.stderr
     (page,) = root.glob("renalmae-*/validate/report")  # the validate task succeeded: its outputs are kept
     assert "class_min_images" in page.read_text()
-    assert not list(root.glob("renalmae-*/**/split"))
+    assert not list(root.glob("renalmae-*/**/splits")), "split refused the failed validation: nothing trained"
