@@ -24,9 +24,9 @@ $(VENV)/.installed: requirements/dev.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# `renalmae warm`: DVC's stages fork from one process that has imported torch & co. (src/renalmae/warm.py)
+# One plain process per stage; each training step trains all its tasks and folds in its one process.
 run: setup  ## the main job: the whole pipeline on the embedded default (phantom, tiny profile)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/renalmae warm -- $(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 test: setup  ## the default test suite (everything but tests marked slow); starts its own services
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup --durations=30

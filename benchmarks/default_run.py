@@ -1,16 +1,13 @@
 """Where the default run's time goes: each DVC stage's wall time, split into process start and work.
 
 Copies `dvc.yaml`, the params and `src/` into a scratch git + DVC repository and runs there what `make run`
-runs, `renalmae warm -- dvc repro`, with a `renalmae` first on PATH that times itself: when the process was
-launched, how long it spent importing (every module it imported, torch / timm / mlflow / great-expectations
-/ kfp included, wherever the import statement sits) and the rest, the step's work. A stage that the warm
-worker ran (column "where": warm) imports in the worker's child, so its "start" is only the command's own
-and its step's imports count as work. Then runs the same a second time with nothing changed. Prints one
-row per stage, the totals and DVC's own share (hashing, locks, caching: the repro's wall time less its
-stages'); exits 0.
+runs, `dvc repro`, with a `renalmae` first on PATH that times itself: when the process was launched, how
+long it spent importing (every module it imported, torch / timm / mlflow / great-expectations / kfp
+included, wherever the import statement sits) and the rest, the step's work. Then runs the same a second
+time with nothing changed. Prints one row per stage, the totals and DVC's own share (hashing, locks,
+caching: the repro's wall time less its stages'); exits 0.
 
     python benchmarks/default_run.py                 # params.yaml: the default `make run` (minutes)
-    python benchmarks/default_run.py --cold          # plain `dvc repro`: every stage its own cold process
     python benchmarks/default_run.py --tiny          # tests/e2e/params-e2e.yaml (what make benchmarks runs)
     python benchmarks/default_run.py --params P --keep DIR
 
@@ -63,13 +60,10 @@ def timed_cli(log_path: Path, launched: float, argv: list[str]) -> int:
 
     builtins.__import__, importlib.import_module = timed(plain_import), timed(import_module)
     started_main = time.time()
-    code, forwarded = 1, []
+    code = 1
     try:
-        from renalmae import warm
         from renalmae.cli import main
 
-        forward = warm.forward
-        warm.forward = lambda argv: forwarded.append(forward(argv)) or forwarded[-1]
         code = main(argv)
     finally:
         builtins.__import__, importlib.import_module = plain_import, import_module
@@ -82,7 +76,6 @@ def timed_cli(log_path: Path, launched: float, argv: list[str]) -> int:
             "import_cpu": import_cpu_seconds,
             "cpu": time.process_time(),
             "heavy": [name for name in HEAVY if name in sys.modules],
-            "warm": forwarded not in ([], [None]),
             "exit": code,
         }
         with open(log_path, "a") as log:
@@ -91,10 +84,7 @@ def timed_cli(log_path: Path, launched: float, argv: list[str]) -> int:
 
 
 def stage_label(argv: list[str]) -> str:
-    label = argv[0]
-    if "--task" in argv and "--fold" in argv:
-        label += f" {argv[argv.index('--task') + 1]}/{argv[argv.index('--fold') + 1]}"
-    return label
+    return argv[0]
 
 
 def scratch_repository(root: Path, params: Path, timing_log: Path) -> dict[str, str]:
@@ -127,12 +117,8 @@ def scratch_repository(root: Path, params: Path, timing_log: Path) -> dict[str, 
     return env
 
 
-def repro(root: Path, env: dict[str, str], cold: bool) -> tuple[float, str]:
-    command = (
-        [str(BIN / "dvc"), "repro"]
-        if cold
-        else [str(BIN / "renalmae"), "warm", "--", str(BIN / "dvc"), "repro"]
-    )
+def repro(root: Path, env: dict[str, str]) -> tuple[float, str]:
+    command = [str(BIN / "dvc"), "repro"]
     started = time.time()
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
     seconds = time.time() - started
@@ -150,15 +136,14 @@ def row(label: str, wall: float, start: float, cpu: float, start_cpu: float, not
 def table(records: list[dict], repro_seconds: float) -> str:
     """Wall and CPU seconds per stage: all, process start (interpreter + imports), work."""
     columns = ("wall s", "start", "work", "cpu s", "start", "work")
-    header = f"{'':<22}{''.join(f'{column:>8}' for column in columns)}  where  heavy imports"
+    header = f"{'':<22}{''.join(f'{column:>8}' for column in columns)}  heavy imports"
     lines = [header, "-" * len(header)]
     totals = [0.0, 0.0, 0.0, 0.0]
     for record in records:
         start = record["interpreter"] + record["imports"]
         values = [record["total"], start, record["cpu"], record["import_cpu"]]
         totals = [total + value for total, value in zip(totals, values, strict=True)]
-        where = "warm " if record.get("warm") else "cold "
-        lines.append(row(stage_label(record["argv"]), *values, where + (", ".join(record["heavy"]) or "-")))
+        lines.append(row(stage_label(record["argv"]), *values, ", ".join(record["heavy"]) or "-"))
     lines += [
         "-" * len(header),
         row(f"{len(records)} stages", *totals),
@@ -178,13 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help=f"{TINY_PARAMS.relative_to(REPO)} (seconds)")
     parser.add_argument("--params", type=Path, default=None, help="default: params.yaml (--tiny: e2e params)")
     parser.add_argument("--keep", type=Path, default=None, help="run in this folder and keep it")
-    parser.add_argument("--cold", action="store_true", help="plain `dvc repro`, without the warm worker")
     args = parser.parse_args(argv)
     params = args.params or (TINY_PARAMS if args.tiny else REPO / "params.yaml")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    how = "dvc repro" if args.cold else "renalmae warm -- dvc repro"
     print(
-        f"default run ({how}) of {params.name}: {cores} cores, "
+        f"default run (dvc repro) of {params.name}: {cores} cores, "
         f"load average {os.getloadavg()[0]:.1f} at the start"
     )
     with tempfile.TemporaryDirectory(prefix="default-run-") as scratch:
@@ -192,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         root.mkdir(parents=True, exist_ok=True)
         timing_log = root / ".timing-bin.jsonl"
         env = scratch_repository(root, params, timing_log)
-        first_seconds, _ = repro(root, env, args.cold)
+        first_seconds, _ = repro(root, env)
         records = [json.loads(line) for line in timing_log.read_text().splitlines()]
         print(table(records, first_seconds))
-        second_seconds, second_output = repro(root, env, args.cold)
+        second_seconds, second_output = repro(root, env)
         up_to_date = "Data and pipelines are up to date." in second_output
         reran = len(timing_log.read_text().splitlines()) - len(records)
         print(

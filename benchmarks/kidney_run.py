@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from renalmae.params import load_params, params_from_dict
-from renalmae.stats import roc_auc
+from renalmae.stats.auc import roc_auc
 from renalmae.steps import baseline, finetune, ingest, pretrain, split, validate
 
 PROBABILITIES = ["prob_normal", "prob_anomaly"]
@@ -106,14 +106,10 @@ def run(params, args, data: Path, out: Path) -> None:
         if name in args.skip:
             continue
         started = time.time()
-        for fold in params.split.folds:
-            run_dir = out / name / f"fold{fold}"
-            if name == "usfmae":
-                step.run(params, ingest_dir, splits, out / "pretrain", "binary", fold, run_dir)
-            else:
-                step.run(params, ingest_dir, splits, "binary", fold, run_dir)
+        encoder = (out / "pretrain",) if name == "usfmae" else ()
+        step.run(params, ingest_dir, splits, *encoder, out / name, task="binary", repeat=0)  # every fold
         timings[name] = time.time() - started
-        results[name] = holdout_aucs(out / name, params.split.folds)
+        results[name] = holdout_aucs(out / name / "binary", params.split.folds)
     results["seconds"] = timings
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(json.dumps(results, indent=2, default=str))

@@ -41,8 +41,10 @@ import torch
 from renalmae.initialisation import checkpoint_initialisation, mae_pretraining_data
 from renalmae.models import create_model, model_spec, save_encoder
 from renalmae.params import Params, load_params, params_from_dict
-from renalmae.stats import delong_test, paired_bootstrap
+from renalmae.pipeline import Target
 from renalmae.stats.auc import roc_auc
+from renalmae.stats.bootstrap import paired_bootstrap
+from renalmae.stats.delong import delong_test
 from renalmae.steps import baseline, finetune, ingest, pretrain, split, validate
 from renalmae.train.engine import seed_everything
 
@@ -175,7 +177,7 @@ class NotRun(Exception):
 
 def run_config(name: str, params: Params, out: Path, fold: int, task: str, train: bool = True) -> dict:
     encoder_dir = encoder_dir_of(name, params, out)
-    run_dir = run_dir_of(name, params, out, fold)
+    run_dir = run_dir_of(name, params, out, fold, task)
     if not train and not (run_dir / "metrics.json").is_file():
         raise NotRun(name)
     ingest_dir, splits_path = prepared_data(params, out)
@@ -186,7 +188,8 @@ def run_config(name: str, params: Params, out: Path, fold: int, task: str, train
         else:
             timed(encoder_dir, pretrain.run, params, ingest_dir, splits_path, encoder_dir)
     if not (run_dir / "metrics.json").is_file():
-        timed(run_dir, finetune.run, params, ingest_dir, splits_path, encoder_dir, task, fold, run_dir)
+        timed(run_dir, finetune.train_run, params, ingest_dir, splits_path, encoder_dir, Target(task, fold),
+              run_dir.parents[1])  # fmt: skip
     metrics = json.loads((run_dir / "metrics.json").read_text())
     pretrain_seconds = 0.0 if name == "no-pretraining" else seconds_of(encoder_dir)
     return {"config": name, "model": "usfmae", "run_dir": str(run_dir), "image_size": params.data.image_size,
@@ -219,19 +222,27 @@ def encoder_dir_of(name: str, params: Params, out: Path) -> Path:
     return out / "pretrain" / (f"untrained-{key}" if name == "no-pretraining" else key)
 
 
-def run_dir_of(name: str, params: Params, out: Path, fold: int) -> Path:
+def run_dir_of(name: str, params: Params, out: Path, fold: int, task: str) -> Path:
     """The fine-tuning run: keyed by what the finetune step reads and by the encoder it starts from."""
     key = f"{digest(params, finetune.STEP.params)}-{encoder_dir_of(name, params, out).name}"
-    return out / "finetune" / f"{name}-{key}-fold{fold}"
+    return Target(task, fold).path(out / "finetune" / f"{name}-{key}")
 
 
 def run_baseline(params: Params, out: Path, fold: int, task: str, train: bool = True) -> dict:
-    run_dir = out / "baseline" / f"{digest(params, baseline.STEP.params)}-fold{fold}"
+    run_dir = Target(task, fold).path(out / "baseline" / digest(params, baseline.STEP.params))
     if not train and not (run_dir / "metrics.json").is_file():
         raise NotRun(f"{params.baseline.arch} {params.data.image_size}px")
     ingest_dir, splits_path = prepared_data(params, out)
     if not (run_dir / "metrics.json").is_file():
-        timed(run_dir, baseline.run, params, ingest_dir, splits_path, task, fold, run_dir)
+        timed(
+            run_dir,
+            baseline.train_run,
+            params,
+            ingest_dir,
+            splits_path,
+            Target(task, fold),
+            run_dir.parents[1],
+        )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"config": f"{params.baseline.arch} {params.data.image_size}px", "model": params.baseline.arch,
             "what": "the CNN baseline, random init, trained the same way on the same fold",

@@ -16,7 +16,8 @@ import time
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 
-from renalmae.stats import delong_test, paired_bootstrap, stratified_indices
+from renalmae.stats.bootstrap import paired_bootstrap, stratified_indices
+from renalmae.stats.delong import delong_test
 
 
 def _paired_predictions(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from components.testkit import step_or_skip, synthetic_runs
+from renalmae.pipeline import Target
 from renalmae.testing import tiny_params_yaml
 
 
@@ -78,33 +79,14 @@ def encoder(params, work, ingested, splits) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_runs(params, work, ingested, splits, encoder) -> dict[str, list[Path]]:
-    """Fine-tuned ViT and baseline runs for every fold of the binary task."""
+    """Fine-tuned ViT and baseline runs for every fold of the binary task (each step trains them all)."""
     finetune, baseline = step_or_skip("finetune"), step_or_skip("baseline")
-    runs: dict[str, list[Path]] = {"finetune_runs": [], "baseline_runs": []}
-    for fold in params.split.folds:
-        runs["finetune_runs"].append(
-            _once(
-                work / "finetune" / f"fold{fold}",
-                lambda out, fold=fold: finetune.run(
-                    params,
-                    ingest_dir=ingested,
-                    splits_path=splits,
-                    encoder_dir=encoder,
-                    task="binary",
-                    fold=fold,
-                    out_dir=out,
-                ),  # fmt: skip
-            )
-        )
-        runs["baseline_runs"].append(
-            _once(
-                work / "baseline" / f"fold{fold}",
-                lambda out, fold=fold: baseline.run(
-                    params, ingest_dir=ingested, splits_path=splits, task="binary", fold=fold, out_dir=out
-                ),
-            )
-        )
-    return runs
+    _once(work / "finetune", lambda out: finetune.run(params, ingested, splits, encoder, out, task="binary"))
+    _once(work / "baseline", lambda out: baseline.run(params, ingested, splits, out, task="binary"))
+    return {
+        f"{step}_runs": [Target("binary", fold).path(work / step) for fold in params.split.folds]
+        for step in ("finetune", "baseline")
+    }
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Compile, run locally and submit the Kubeflow pipeline: what `renalmae pipeline compile|run|submit` call.
+"""Compile, run locally and submit the Kubeflow pipeline: what `python -m pipelines compile|run|submit` call.
 
 `compile_pipeline` writes the pipeline YAML (the committed `pipelines/renal_pipeline.yaml` is its
 output with default settings). `run_local` runs the whole DAG on this machine with `kfp.local`

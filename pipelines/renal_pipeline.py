@@ -1,14 +1,16 @@
 """The Kubeflow Pipelines DAG: every step as a containerised component, wired exactly like `dvc.yaml`.
 
-    ingest → validate → split → pretrain → ParallelFor (task × fold) { finetune, baseline }
+    ingest → validate → split → pretrain → ParallelFor (task × fold × repeat) { finetune, baseline }
            → Collected → compare → explain → register
 
 The pretrain pod asks for `pretrain.gpus` GPUs and runs the step under torchrun when there are several;
 with `pretrain.nodes > 1` it asks for none and runs the step as a Kubeflow Trainer job on the data PVC.
 
 The pipeline takes ONE input, `params_yaml` (the text of a params file, same schema as params.yaml);
-the (task, fold) pairs it fans out over are read from it by the `targets` component, so the params
-stay the single source of truth. Wiring only: no step logic lives here.
+the training runs it fans out over are read from it by the `targets` component, so the params stay the
+single source of truth. Every task gets the KFP run id from its pod's `pipeline/runid` label (downward
+API) as `KFP_RUN_ID`, so no component takes a per-run input and an unchanged step is a cache hit.
+Wiring only: no step logic lives here.
 """
 
 import json
@@ -48,6 +50,9 @@ DATA_MOUNT_PATH = "/mnt/renalmae"
 MAX_PARALLEL_TRAINING = 4
 """At most this many finetune (and baseline) pods at once: one GPU each."""
 RETRY = {"num_retries": 3, "backoff_duration": "60s", "backoff_factor": 2.0, "backoff_max_duration": "1800s"}
+
+
+RUN_ID_LABEL = "metadata.labels['pipeline/runid']"
 
 
 def _on_cpu(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
@@ -94,7 +99,9 @@ def _may_submit_trainjob(task: dsl.PipelineTask, data_pvc: str | None) -> dsl.Pi
 
 
 def _with_secrets(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """MLflow and S3 credentials as environment variables, for the steps that track runs or log artifacts."""
+    """MLflow and S3 credentials as environment variables, for the steps that track runs or log artifacts,
+    and the run id from the pod's label (`KFP_RUN_ID`) for their run context."""
+    kubernetes.use_field_path_as_env(task, env_name="KFP_RUN_ID", field_path=RUN_ID_LABEL)
     kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, secret_key_to_env=MLFLOW_SECRET_KEYS)
     kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env=S3_SECRET_KEYS)
     return task
@@ -118,6 +125,72 @@ def _ingested(common: dict, parts: int, with_data):
     return merge_task.outputs["ingested"]
 
 
+def _train_and_compare(common: dict, ingested, validate_task, data_pvc: str | None, with_data):
+    """split → pretrain → ParallelFor (task × fold × repeat) { finetune, baseline } → compare, explain,
+    register; returns the comparison."""
+    params_yaml = common["params_yaml"]
+    split_task = _with_secrets(
+        _on_cpu(
+            split(
+                ingested=ingested,
+                validation=validate_task.outputs["validation"],
+                **common,
+            ),
+            "split",
+        )
+    )
+    data = {"ingested": ingested, "splits": split_task.outputs["splits"]}
+    # pretrain.gpus GPUs in this pod (torchrun), or a light pod without GPU when it submits a TrainJob
+    # (pretrain.nodes > 1)
+    resources = _on_cpu(pod_resources(params_yaml=params_yaml, step="pretrain"), "pretrain resources")
+    pretrain_task = _on_gpu(pretrain(**data, **common), "pretrain (MAE)", resources=resources)
+    pretrain_task = _may_submit_trainjob(with_data(_with_secrets(pretrain_task)), data_pvc)
+    # Resources read from a task output are no data input: kfp.local orders tasks by their data inputs
+    # only and would start pretrain before pod-resources ("task 'pod-resources' not found"). Say it.
+    pretrain_task.after(resources)
+    targets_task = _on_cpu(targets(params_yaml=params_yaml), "targets (task × fold × repeat)")
+
+    with dsl.ParallelFor(targets_task.output, parallelism=MAX_PARALLEL_TRAINING) as target:
+        # Not `target.task_name`: on a loop item that is the name of the task producing the items.
+        fold_target = {"task": target.task_type, "fold": target.fold, "repeat": target.repeat}
+        finetune_task = with_data(
+            _with_secrets(
+                _on_gpu(
+                    finetune(encoder=pretrain_task.outputs["encoder"], **fold_target, **data, **common),
+                    "finetune (ViT)",
+                )
+            )
+        )
+        baseline_task = with_data(
+            _with_secrets(_on_gpu(baseline(**fold_target, **data, **common), "baseline (DenseNet)"))
+        )
+
+    def models() -> dict:  # one Collected per consumer: the compiler refuses a shared one
+        return {
+            runs_input("finetune"): dsl.Collected(finetune_task.outputs["model"]),
+            runs_input("baseline"): dsl.Collected(baseline_task.outputs["model"]),
+        }
+
+    compare_task = _with_secrets(
+        _on_cpu(compare(**models(), splits=split_task.outputs["splits"], **common), "compare")
+    )
+    explain_task = _with_secrets(_on_gpu(explain(**data, **models(), **common), "explain (Score-CAM)", False))
+    register_task = _with_secrets(
+        _on_cpu(
+            register(
+                comparison=compare_task.outputs["comparison"],
+                validation=validate_task.outputs["validation"],
+                **models(),
+                **common,
+            ),
+            "register",
+        )
+    )
+    # Models are registered only once their explanations exist (a reviewer looks at both).
+    register_task.after(explain_task)
+    return compare_task.outputs["comparison"]
+
+
 def build_pipeline(data_pvc: str | None = None, ingest_parts: int = 1):
     """The pipeline function; `data_pvc` (a PVC name) is mounted at DATA_MOUNT_PATH on the data readers;
     `ingest_parts` > 1 spreads the decoding of the inputs over that many pods (a ParallelFor)."""
@@ -133,73 +206,13 @@ def build_pipeline(data_pvc: str | None = None, ingest_parts: int = 1):
         "statistical comparison, Score-CAM, MLflow registration.",
     )
     def renal_pipeline(params_yaml: str) -> dsl.Dataset:
-        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        common = {"params_yaml": params_yaml, "pipeline_run_id": run_id}
+        common = {"params_yaml": params_yaml}
 
         ingested = _ingested(common, ingest_parts, _with_data)
         validate_task = _with_secrets(_on_cpu(validate(ingested=ingested, **common), "validate"))
-        split_task = _with_secrets(
-            _on_cpu(
-                split(
-                    ingested=ingested,
-                    validation=validate_task.outputs["validation"],
-                    **common,
-                ),
-                "split",
-            )
-        )
-        data = {"ingested": ingested, "splits": split_task.outputs["splits"]}
-        # pretrain.gpus GPUs in this pod (torchrun), or a light pod without GPU when it submits a TrainJob
-        # (pretrain.nodes > 1)
-        resources = _on_cpu(pod_resources(params_yaml=params_yaml, step="pretrain"), "pretrain resources")
-        pretrain_task = _on_gpu(pretrain(**data, **common), "pretrain (MAE)", resources=resources)
-        pretrain_task = _may_submit_trainjob(_with_data(_with_secrets(pretrain_task)), data_pvc)
-        # Resources read from a task output are no data input: kfp.local orders tasks by their data inputs
-        # only and would start pretrain before pod-resources ("task 'pod-resources' not found"). Say it.
-        pretrain_task.after(resources)
-        targets_task = _on_cpu(targets(params_yaml=params_yaml), "targets (task × fold)")
-
-        with dsl.ParallelFor(targets_task.output, parallelism=MAX_PARALLEL_TRAINING) as target:
-            # Not `target.task_name`: on a loop item that is the name of the task producing the items.
-            fold_target = {"task": target.task_type, "fold": target.fold}
-            finetune_task = _with_data(
-                _with_secrets(
-                    _on_gpu(
-                        finetune(encoder=pretrain_task.outputs["encoder"], **fold_target, **data, **common),
-                        "finetune (ViT)",
-                    )
-                )
-            )
-            baseline_task = _with_data(
-                _with_secrets(_on_gpu(baseline(**fold_target, **data, **common), "baseline (DenseNet)"))
-            )
-
-        def models() -> dict:  # one Collected per consumer: the compiler refuses a shared one
-            return {
-                runs_input("finetune"): dsl.Collected(finetune_task.outputs["model"]),
-                runs_input("baseline"): dsl.Collected(baseline_task.outputs["model"]),
-            }
-
-        compare_task = _with_secrets(
-            _on_cpu(compare(**models(), splits=split_task.outputs["splits"], **common), "compare")
-        )
-        explain_task = _with_secrets(
-            _on_gpu(explain(**data, **models(), **common), "explain (Score-CAM)", False)
-        )
-        register_task = _with_secrets(
-            _on_cpu(
-                register(
-                    comparison=compare_task.outputs["comparison"],
-                    validation=validate_task.outputs["validation"],
-                    **models(),
-                    **common,
-                ),
-                "register",
-            )
-        )
-        # Models are registered only once their explanations exist (a reviewer looks at both).
-        register_task.after(explain_task)
-        return compare_task.outputs["comparison"]
+        # validate succeeds with a status and keeps its report (KFP uploads nothing of a failed task); split
+        # refuses a failed validation, which stops everything after it.
+        return _train_and_compare(common, ingested, validate_task, data_pvc, _with_data)
 
     return renal_pipeline
 

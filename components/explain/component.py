@@ -1,6 +1,24 @@
-"""KFP component `explain`: Score-CAM maps of holdout images and their localisation (steps.explain)."""
+"""KFP component `explain`: Score-CAM of both models, checked by lesion and occlusion tests."""
 
-from components import CUDA_IMAGE, step_component
-from renalmae.steps import declaration
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
-explain = step_component(declaration("explain"), CUDA_IMAGE)
+from components import CUDA_IMAGE
+
+
+@dsl.component(base_image=CUDA_IMAGE, install_kfp_package=False)
+def explain(
+    params_yaml: str,
+    ingested: Input[Dataset],
+    splits: Input[Dataset],
+    finetune_runs: Input[list[Model]],
+    baseline_runs: Input[list[Model]],
+    explanations: Output[Dataset],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+):
+    """renalmae.steps.explain of every collected run into `explanations`."""
+    from renalmae.kfp_io import run_component
+
+    inputs = {"ingest_dir": ingested, "splits_path": splits, "run_dirs": [*finetune_runs, *baseline_runs]}
+    run_component("explain", params_yaml, inputs, explanations, metrics=metrics, report=report)

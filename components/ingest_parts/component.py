@@ -11,14 +11,14 @@ from components import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def ingest_plan(params_yaml: str, parts: int, plan: Output[Dataset], pipeline_run_id: str = "") -> list:
+def ingest_plan(params_yaml: str, parts: int, plan: Output[Dataset]) -> list:
     """List the inputs once (no pixel decoded) into the plan; the part numbers the pods fan out over."""
     from pathlib import Path
 
     from renalmae import kfp_io
     from renalmae.steps import ingest
 
-    ingest.plan(kfp_io.component_params(params_yaml, pipeline_run_id)).save(Path(plan.path))
+    ingest.plan(kfp_io.component_params(params_yaml)).save(Path(plan.path))
     return list(range(parts))
 
 
@@ -29,15 +29,12 @@ def ingest_part(
     part: int,
     parts: int,
     shards: Output[Dataset],
-    pipeline_run_id: str = "",
 ):
     """Decode this pod's share of the plan's shards (every `parts`-th one) into `shards`."""
     from renalmae import kfp_io
     from renalmae.steps import ingest
 
-    ingest.decode_part(
-        kfp_io.component_params(params_yaml, pipeline_run_id), plan.path, part, parts, shards.path
-    )
+    ingest.decode_part(kfp_io.component_params(params_yaml), plan.path, part, parts, shards.path)
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -47,7 +44,6 @@ def ingest_merge(
     shards: Input[list[Dataset]],
     ingested: Output[Dataset],
     metrics: Output[Metrics],
-    pipeline_run_id: str = "",
 ):
     """Assemble the `ingested` artifact from the plan and every part's shards."""
     from pathlib import Path
@@ -55,6 +51,6 @@ def ingest_merge(
     from renalmae import kfp_io
     from renalmae.steps import ingest
 
-    params = kfp_io.component_params(params_yaml, pipeline_run_id)
+    params = kfp_io.component_params(params_yaml)
     ingest.merge(params, plan.path, [part.path for part in shards], ingested.path)
     kfp_io.log_json_metrics(metrics, Path(ingested.path) / ingest.STEP.output.artifact.metrics_file)

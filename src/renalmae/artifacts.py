@@ -38,9 +38,7 @@ class Artifact:
     """A step's input or output on disk. Subclasses set the class attributes below; an instance is a path."""
 
     default_path: ClassVar[str]
-    """Where the DVC pipeline and the CLI keep it; `{step}`, `{task}`, `{fold}` are filled per run."""
-    default_root: ClassVar[str] = ""
-    """For an artifact made once per task and fold: the folder holding all of them."""
+    """Where the DVC pipeline and the CLI keep it; `{step}` is the step that writes it."""
     kfp_name: ClassVar[str]
     """Name of the KFP input / output that carries it."""
     kfp_type: ClassVar[str] = "Dataset"
@@ -50,6 +48,9 @@ class Artifact:
     dvc_outs: ClassVar[tuple[DvcOut, ...]] = (DvcOut(),)
     metrics_file: ClassVar[str | None] = None
     """File whose numbers a KFP run shows in its `Metrics` artifact."""
+    headline: ClassVar[tuple[str, ...]] = ()
+    """The numbers of `metrics_file` a pipeline UI shows, as `fnmatch` patterns of their dotted names
+    (empty: all of them); the rest stay in the file."""
     report_file: ClassVar[str | None] = None
     """HTML page a KFP run shows as its `HTML` artifact."""
     reader: ClassVar[str] = ""
@@ -62,14 +63,9 @@ class Artifact:
         return self.path / name
 
     @classmethod
-    def path_for(cls, step: str = "", task: str = "", fold: int | str = "") -> str:
-        """`default_path` with the producing step, task and fold filled in."""
-        return cls.default_path.format(step=step, task=task, fold=fold)
-
-    @classmethod
-    def root_for(cls, step: str) -> str:
-        """The folder holding every per-task-and-fold output of `step` (artifacts made once per run)."""
-        return cls.default_root.format(step=step)
+    def path_for(cls, step: str = "") -> str:
+        """`default_path` of the artifact `step` writes."""
+        return cls.default_path.format(step=step)
 
 
 class IngestedData(Artifact):
@@ -150,10 +146,12 @@ class Encoder(Artifact):
 
 
 class TrainedRun(Artifact):
-    """A `finetune` / `baseline` output: one fold model of one task, its predictions and history.
+    """A `finetune` / `baseline` output: one folder per run (`run_dir`: a fold model of one task and one
+    repeat) holding its weights, predictions and history.
 
-    run.json holds at least {"model", "role", "task", "fold", "classes", "spec"}: `model` is the model's
-    name (from its step's declaration), `role` is `candidate` or `baseline`.
+    run.json holds at least {"model", "role", "task", "fold", "classes", "spec"} and "repeat" (0 when
+    absent): `model` is the model's name (from its step's declaration), `role` is `candidate` or
+    `baseline`.
     """
 
     RUN = "run.json"
@@ -162,13 +160,18 @@ class TrainedRun(Artifact):
     HISTORY = "history.csv"
     METRICS = "metrics.json"
     REQUIRED_KEYS = ("model", "role", "task", "fold", "classes")
-    default_root = "models/{step}"
-    default_path = default_root + "/{task}/fold{fold}"
+    default_path = "models/{step}"
     kfp_name = "model"
     kfp_type = "Model"
     option = "--runs"
     metrics_file = METRICS
     reader = "renalmae.evaluate.runs.load_runs"
+
+    @staticmethod
+    def run_dir(root: str | Path, task: str, fold: int, repeat: int = 0) -> Path:
+        """The folder of one run under a training step's output `root`: `<task>/fold<k>`, and
+        `<task>/fold<k>-repeat<r>` for repeat r ≥ 1 (repeat 0 stays where a single run always was)."""
+        return Path(root) / task / (f"fold{fold}-repeat{repeat}" if repeat else f"fold{fold}")
 
     def info(self) -> dict[str, Any]:
         """run.json; raises `FileNotFoundError` / `json.JSONDecodeError` (callers name the fix)."""
@@ -202,6 +205,12 @@ class Comparison(Artifact):
     metrics_file = METRICS
     report_file = REPORT
 
+    @classmethod
+    def curve(cls, kind: str, task: str, model: str) -> str:
+        """`plots/<kind>_<task>_<model>.csv`: the holdout `roc` (fpr, tpr) or `pr` (recall, precision)
+        curve of one model's fold ensemble, what `dvc plots` draws."""
+        return f"{cls.PLOTS}/{kind}_{task}_{model}.csv"
+
     def read(self) -> dict[str, Any]:
         """metrics.json merged over comparison.json, per task ({} for files that do not exist)."""
         merged: dict[str, Any] = {}
@@ -227,17 +236,9 @@ class Explanations(Artifact):
     default_path = "reports/explain"
     kfp_name = "explanations"
     option = "--explanations"
-    # The two summaries are what `dvc metrics show` displays, so their siblings are listed one by one
-    # (DVC refuses a metrics file inside an output folder).
-    dvc_outs = (
-        DvcOut(LOCALISATION, metric=True),
-        DvcOut(FAITHFULNESS, metric=True),
-        DvcOut(MEASUREMENTS),
-        DvcOut(SELECTION),
-        DvcOut(REPORT),
-        DvcOut(FIGURES),
-    )
     metrics_file = LOCALISATION
+    headline = ("*.score.all.energy_in_mask.mean", "*.score.all.pointing_game.mean")
+    """Per set, model and task: how much of the Score-CAM map falls on the lesion, and how often its peak."""
     report_file = REPORT
 
 

@@ -1,25 +1,23 @@
-"""The `renalmae` command line: one subcommand per pipeline step, derived from the step's declaration,
-plus the registry and pipeline tools.
+"""The `renalmae` command line: one subcommand per pipeline step, made from its declaration
+(`renalmae.pipeline`), plus the registry tools and `dvc-yaml`. (The Kubeflow DAG is compiled, run and
+submitted from the project checkout: `python -m pipelines`.)
 
 A step's options are its declared inputs (each artifact's option, defaulting to where `dvc.yaml` keeps
-it), `--task` / `--fold` for the steps that run per task and fold, and `--out`; its help is the step
-module's docstring. Only the step that runs is imported (a step pulls in torch, MLflow or
-great-expectations). Every subcommand loads `--params` once and calls the step function; a
-`RenalMAEError` is printed as one line and exits non-zero, anything else is a bug and keeps its traceback.
+it), `--task` / `--fold` / `--repeat` for the training steps (default: every one of the params), and
+`--out`. Only the step that runs is imported (a step pulls in torch, MLflow or great-expectations).
+Every subcommand loads `--params` once and calls the step function; a `RenalMAEError` is printed as one
+line and exits non-zero, anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib
-import importlib.util
 import json
 import logging
 import sys
 from pathlib import Path
 
-from renalmae import launch, steps, warm
+from renalmae import launch, pipeline
 from renalmae.errors import ParamsError, RenalMAEError
 from renalmae.params import load_params
 
@@ -27,18 +25,12 @@ TASKS = ("binary", "multiclass")
 EXPLAIN_IMAGES_DIR = Path("reports/explain-images")
 
 
-def step_docstring(name: str) -> tuple[str, str]:
-    """(one-line summary, the rest) of a step module's docstring, read without importing the module."""
-    first, _, rest = (ast.get_docstring(steps.source(name)) or name).partition("\n")
-    return first.split(": ", 1)[-1].rstrip("."), rest.strip()
-
-
-def add_step_arguments(parser: argparse.ArgumentParser, step: steps.Step) -> None:
+def add_step_arguments(parser: argparse.ArgumentParser, step: pipeline.Step) -> None:
     """The options of a step, from its declaration."""
     for declared in step.inputs:
         artifact = declared.artifact
         if declared.many:
-            roots = [artifact.root_for(producer) for producer in declared.producers]
+            roots = [artifact.path_for(producer) for producer in declared.producers]
             parser.add_argument(
                 artifact.option, dest=declared.argument, type=Path, nargs="+", default=list(map(Path, roots)),
                 help=f"run folders, or folders holding them (default: {' '.join(roots)})",
@@ -48,40 +40,36 @@ def add_step_arguments(parser: argparse.ArgumentParser, step: steps.Step) -> Non
                 artifact.option, dest=declared.argument, type=Path, default=Path(artifact.path_for()),
                 help=f"{artifact.__doc__.splitlines()[0].rstrip('.')} (default: {artifact.path_for()})",
             )  # fmt: skip
-    if step.per_target:
-        parser.add_argument("--task", required=True, choices=TASKS)
-        parser.add_argument("--fold", required=True, type=int, help="0-based fold index (one of split.folds)")
-    default_out = step.output_path("<task>", "<k>") if step.per_target else step.output_path()
+    if step.fans_out:
+        parser.add_argument("--task", choices=TASKS, help="only this task (default: every finetune.tasks)")
+        parser.add_argument("--fold", type=int, help="only this 0-based fold (default: every split.folds)")
+        parser.add_argument("--repeat", type=int, help="only this repeat (default: 0 … evaluate.repeats - 1)")
+    default_out = step.output.artifact.path_for(step.name)
     parser.add_argument(
-        "--out", dest=step.output.argument, type=Path, default=None, help=f"output (default: {default_out})"
-    )
+        "--out", dest=step.output.argument, type=Path, default=None,
+        help=f"output (default: {default_out})",
+    )  # fmt: skip
 
 
-def run_step(args: argparse.Namespace, params):
+def run_step(args: argparse.Namespace, params) -> str:
     """Call the step's `run()` with the parsed options (under torchrun when its params ask for several
-    processes: `renalmae.launch`); return its output path."""
-    module = steps.load(args.command)
-    step = module.STEP
+    processes: `renalmae.launch`); return the line that says where its output is."""
+    step = pipeline.step(args.command)
     arguments = {declared.argument: getattr(args, declared.argument) for declared in step.inputs}
-    target = {"task": args.task, "fold": args.fold} if step.per_target else {}
-    out = getattr(args, step.output.argument) or Path(step.output_path(**target))
-    return launch.run_step(module, params, arguments, target, out)
+    target = {key: getattr(args, key) for key in ("task", "fold", "repeat")} if step.fans_out else {}
+    out = getattr(args, step.output.argument) or Path(step.output.artifact.path_for(step.name))
+    context = launch.cli_run_context(step.name) if step.tracked else None
+    launch.run_step(pipeline.load(step.name), params, arguments, target, out, context)
+    return f"{step.name}: wrote {out}"
 
 
-def _add_step_commands(commands, invoked: str | None) -> None:
-    """One subcommand per step; the invoked step's options come from its declaration, read without importing
-    the step module (so `--help` and a refused option answer at once; the module is imported to run)."""
-    for name in steps.PIPELINE:
-        summary, description = step_docstring(name)
-        parser = commands.add_parser(
-            name, help=summary, description=f"{summary}.\n\n{description}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )  # fmt: skip
+def _add_step_commands(commands) -> None:
+    for step in pipeline.STEPS.values():
+        parser = commands.add_parser(step.name, help=step.summary, description=f"{step.summary}.")
         parser.set_defaults(handler=run_step)
-        if name == invoked:
-            add_step_arguments(parser, steps.declaration(name))
-            if name == "explain":
-                _add_explain_files(parser)
+        add_step_arguments(parser, step)
+        if step.name == "explain":
+            _add_explain_files(parser)
 
 
 def _add_explain_files(parser: argparse.ArgumentParser) -> None:
@@ -118,84 +106,10 @@ def _explain_files(args, params):
     )  # fmt: skip
 
 
-def _pipelines():
-    """`pipelines/entrypoints.py` of the project checkout (it is not part of the installed package)."""
-    candidates = [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2]]
-    root = next((c for c in candidates if (c / "pipelines" / "renal_pipeline.py").is_file()), None)
-    if root is None:
-        raise RenalMAEError(
-            "pipelines/renal_pipeline.py not found; run `renalmae pipeline` inside the project checkout"
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.import_module("pipelines.entrypoints")
+def cmd_dvc_yaml(args, params):
+    from renalmae.dvc_yaml import write_dvc_yaml
 
-
-def cmd_pipeline_compile(args, params):
-    if args.ingest_parts < 1:
-        raise ParamsError(f"--ingest-parts must be at least 1 (got {args.ingest_parts})")
-    return _pipelines().compile_pipeline(args.output, data_pvc=args.data_pvc, ingest_parts=args.ingest_parts)
-
-
-def cmd_pipeline_run(args, params):
-    if not args.local:
-        raise RenalMAEError(
-            "`renalmae pipeline run` needs --local (use `renalmae pipeline submit` for a cluster)"
-        )
-    return _pipelines().run_local(args.params, pipeline_root=args.root)
-
-
-def cmd_pipeline_submit(args, params):
-    run = _pipelines().submit(
-        host=args.host, experiment=args.experiment, version=args.version, params_path=args.params,
-        namespace=args.namespace, package=args.package, wait=args.wait, timeout_s=args.timeout,
-    )  # fmt: skip
-    return f"run {run.run_id}: {run.url}" + (f" ({run.state})" if run.state else "")
-
-
-def _add_pipeline_commands(commands) -> None:
-    pipeline = commands.add_parser(
-        "pipeline",
-        help="the Kubeflow pipeline: compile it, run it locally (kfp.local) or submit it to a cluster",
-        description="See docs/kubeflow.md. The pipeline's one argument is the text of the --params file.",
-    )
-    actions = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
-    compile_ = actions.add_parser("compile", help="compile the DAG to KFP pipeline YAML")
-    compile_.add_argument("--output", type=Path, default=Path("pipelines/renal_pipeline.yaml"))
-    compile_.add_argument(
-        "--data-pvc", default=None, help="mount this PVC at /mnt/renalmae on the data-reading steps"
-    )
-    compile_.add_argument(
-        "--ingest-parts", type=int, default=1, help="decode the inputs in this many pods (a ParallelFor)"
-    )
-    compile_.set_defaults(handler=cmd_pipeline_compile)
-    run = actions.add_parser("run", help="run the whole DAG on this machine with kfp.local")
-    run.add_argument("--local", action="store_true", help="run with kfp.local (SubprocessRunner)")
-    run.add_argument(
-        "--root", type=Path, default=Path("build/kfp-local"), help="pipeline root for task outputs"
-    )
-    run.set_defaults(handler=cmd_pipeline_run)
-    submit = actions.add_parser(
-        "submit",
-        help="upload a pipeline version and start a run on a KFP API server",
-        description="Token: $KF_PIPELINES_TOKEN (sent as a bearer token, never printed).",
-    )
-    submit.add_argument(
-        "--host", required=True, help="KFP API URL, e.g. https://kubeflow.example.org/pipeline"
-    )
-    submit.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
-    submit.add_argument("--experiment", required=True)
-    submit.add_argument("--version", required=True, help="pipeline version name, e.g. the git sha")
-    submit.add_argument(
-        "--package", type=Path, default=None, help="compiled YAML to upload (default: compile now)"
-    )
-    submit.add_argument(
-        "--wait", action="store_true", help="wait for the run; exit non-zero unless it succeeds"
-    )
-    submit.add_argument("--timeout", type=int, default=24 * 3600, help="seconds to wait with --wait")
-    submit.set_defaults(handler=cmd_pipeline_submit)
-    for action in actions.choices.values():
-        _add_common(action)
+    return f"wrote {write_dvc_yaml(args.output, params)}"
 
 
 def cmd_promote(args, params):
@@ -228,7 +142,9 @@ def cmd_predict(args, params):
     from renalmae.registry.connection import tracking_uri
     from renalmae.registry.serving import load_ensemble, predict_files
 
-    args.model = args.model or f"models:/{params.registry.model_prefix}-usfmae-binary@champion"
+    args.model = args.model or (
+        f"models:/{params.registry.model_prefix}-{pipeline.CANDIDATE_MODEL}-binary@champion"
+    )
     ensemble = load_ensemble(args.model, tracking_uri(params))
     table = predict_files(ensemble, None, args.images, params.data.max_image_pixels)
     if args.explain is not None:
@@ -250,20 +166,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _invoked_command(argv: list[str]) -> str | None:
-    return next((arg for arg in argv if not arg.startswith("-")), None)
-
-
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The parser; the options of a step are added only for the step named in `argv`."""
-    argv = sys.argv[1:] if argv is None else argv
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="renalmae",
         description="Ultrasound MAE pretraining and renal anomaly classification: "
-        f"{' → '.join(steps.PIPELINE)}.",
+        f"{' → '.join(pipeline.PIPELINE)}.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="STEP")
-    _add_step_commands(commands, _invoked_command(argv))
+    _add_step_commands(commands)
     promote = commands.add_parser(
         "promote",
         help="gate a registered version and move the `champion` alias to it if it passes",
@@ -272,7 +182,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "Pass: `champion` moves and the decision is tagged on the version. "
         "Fail: nothing changes, exit non-zero.",
     )
-    promote.add_argument("--model", required=True, help="registered model name, e.g. renal-usfmae-binary")
+    promote.add_argument("--model", required=True, help="registered model name, e.g. renal-<model>-binary")
     promote.add_argument("--version", default=None, help="version to promote (default: the `challenger`)")
     promote.add_argument(
         "--to-registry",
@@ -304,7 +214,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     predict.add_argument(
         "--model",
         default=None,
-        help="models:/NAME@ALIAS or models:/NAME/VERSION (default: models:/<prefix>-usfmae-binary@champion)",
+        help="models:/NAME@ALIAS or models:/NAME/VERSION (default: <prefix>-<candidate>-binary@champion)",
     )
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG, JPEG or DICOM files")
     predict.add_argument("--json", action="store_true", help="print JSON records instead of a table")
@@ -316,13 +226,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     for parser_of_command in commands.choices.values():
         _add_common(parser_of_command)
-    _add_pipeline_commands(commands)
-    commands.add_parser(
-        "warm",
-        help="run a command (`dvc repro`) whose renalmae steps fork from one process that has imported torch",
-        description=(warm.__doc__ or "").split("\n\n", 1)[0],
-        usage="renalmae warm -- COMMAND [ARG ...]",
+    dvc_yaml = commands.add_parser(
+        "dvc-yaml",
+        help="write dvc.yaml from the pipeline declaration (renalmae.pipeline)",
+        description="Stages, params keys, outputs and code deps (each step's import closure) of dvc.yaml.",
     )
+    dvc_yaml.add_argument("--output", type=Path, default=Path("dvc.yaml"), help="default: dvc.yaml")
+    dvc_yaml.set_defaults(handler=cmd_dvc_yaml)
+    _add_common(dvc_yaml)
     return parser
 
 
@@ -349,14 +260,7 @@ def log_to_stderr() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["warm"] and "-h" not in argv[1:2] and "--help" not in argv[1:2]:
-        return warm.run_with_worker(argv[2:] if argv[1:2] == ["--"] else argv[1:])
-    status = warm.forward(argv)  # under `renalmae warm`: the step runs in a child of the warm worker
-    if status is not None:
-        return status
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     log_to_stderr()
     try:
         params = load_params(args.params)

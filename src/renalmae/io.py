@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -179,13 +180,18 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes (identifies the inputs of a run in its checkpoint fingerprint)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def checkpoint_dir(params: Params, out_dir: str | os.PathLike, run_name: str) -> Path:
-    """Where the resume state of the run writing `out_dir` lives: `<train.checkpoint_dir>/<run_name>/`
-    when set (a mounted volume on Kubeflow), else `<out_dir parent>/.checkpoints/<out_dir name>/`."""
+    """Where the resume state of the run `run_name` writing into `out_dir` lives:
+    `<train.checkpoint_dir>/<run_name>/` when set (a mounted volume on Kubeflow), else
+    `<out_dir parent>/.checkpoints/<run_name>/` (beside the output, which DVC removes before a rerun)."""
     if params.train.checkpoint_dir:
         return Path(params.train.checkpoint_dir) / run_name
-    out_dir = Path(out_dir).absolute()
-    return out_dir.parent / ".checkpoints" / out_dir.name
+    return Path(out_dir).absolute().parent / ".checkpoints" / run_name
 
 
 def remove_checkpoints(directory: Path | None) -> None:

@@ -1,12 +1,14 @@
-"""The KFP side of a step's declaration: a component's interface, and the body every component runs.
+"""The KFP side of the pipeline declaration: a component's interface, and the body every component runs.
 
-`component_interface(step)` derives a component's inputs and outputs from the step's `STEP`: one input
-artifact per declared input (a list per producer for run lists), `task` / `fold` for the steps that run
-per task and fold, the output artifact, plus `metrics` (the numbers of the artifact's metrics file),
-`report` (its HTML page) and, for a trained model, `holdout_confusion`. `components/` turns that into
-the component's Python signature; `run_component` is its body: validate the params text, call
-`run()` with the artifacts' paths (under torchrun, or as a Kubeflow Trainer job, when the params ask for
-several processes or nodes: `renalmae.launch`), then fill those extra outputs.
+`component_interface(step)` says what the component of a step takes and gives, from its declaration in
+`renalmae.pipeline`: one input artifact per declared input (a list per producer for run lists), `task` /
+`fold` / `repeat` for a training step, the output artifact, plus `metrics` (the headline numbers of the
+artifact's metrics file), `report` (its HTML page), for a trained model `holdout_confusion`, and for the
+validation report its status `passed` | `failed` (`run_validation`). The
+components in `components/` are written out by hand and a test holds each to this. `run_component` is
+their body: validate the params text, call the step on the artifacts' paths (under torchrun, or as a
+Kubeflow Trainer job, when the params ask for several processes or nodes: `renalmae.launch`), then fill
+those extra outputs.
 
 Kept in the package (not in `components/`) because a component's body runs inside the container,
 where only the installed package can be imported. Nothing here imports `kfp`: output artifacts are
@@ -19,20 +21,24 @@ import json
 import math
 import os
 import shutil
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from renalmae import launch
-from renalmae.artifacts import TrainedRun
-from renalmae.errors import ParamsError
+from renalmae import launch, pipeline, trainjob
+from renalmae.artifacts import ROLES, Comparison, TrainedRun, ValidationReport
+from renalmae.errors import DataValidationError, ParamsError
 from renalmae.params import Params, params_from_dict
-from renalmae.steps import Step
+from renalmae.pipeline import Step
+from renalmae.run_context import RunContext
 
-ENGINE_ENV = "RENALMAE_ENGINE"
-RUN_ID_ENV = "RENALMAE_PIPELINE_RUN_ID"
+RUN_ID_ENV = "KFP_RUN_ID"
+"""The KFP run id, from the pod's `pipeline/runid` label (the DAG maps it with the downward API)."""
 TRAINJOB_IMAGE_ENV = "RENALMAE_TRAINJOB_IMAGE"
 """Set by the DAG on a step that may run as a Kubeflow Trainer job: the image its nodes run,"""
 SHARED_PVC_ENV = "RENALMAE_SHARED_PVC"
@@ -44,6 +50,7 @@ TRAINJOB_SECRETS_ENV = "RENALMAE_TRAINJOB_SECRETS"
 METRICS_OUTPUT = "metrics"
 REPORT_OUTPUT = "report"
 CONFUSION_OUTPUT = "holdout_confusion"
+TARGET_PARAMETERS = (("task", "str"), ("fold", "int"), ("repeat", "int"))
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,8 @@ def component_interface(step: Step) -> list[Port]:
             ports += [Port(runs_input(p), "input", f"list[{artifact.kfp_type}]") for p in declared.producers]
         else:
             ports.append(Port(artifact.kfp_name, "input", artifact.kfp_type))
-    if step.per_target:
-        ports += [Port("task", "parameter", "str"), Port("fold", "parameter", "int")]
+    if step.fans_out:
+        ports += [Port(name, "parameter", kind) for name, kind in TARGET_PARAMETERS]
     output = step.output.artifact
     ports.append(Port(output.kfp_name, "output", output.kfp_type))
     if output.metrics_file:
@@ -80,37 +87,75 @@ def component_interface(step: Step) -> list[Port]:
         ports.append(Port(REPORT_OUTPUT, "output", "HTML"))
     if output is TrainedRun:
         ports.append(Port(CONFUSION_OUTPUT, "output", "ClassificationMetrics"))
+    if output is Comparison:
+        ports += [Port(f"{role}_roc", "output", "ClassificationMetrics") for role in ROLES]
+    if output is ValidationReport:  # the status that gates the DAG (`run_validation`)
+        ports.append(Port("Output", "output", "str"))
     return ports
 
 
-def run_component(step_name: str, arguments: dict[str, Any]) -> None:
-    """The body of every step component: `arguments` are the component function's `locals()`."""
-    from renalmae import steps
-
-    module = steps.load(step_name)
-    step: Step = module.STEP
-    params = component_params(arguments["params_yaml"], arguments.get("pipeline_run_id", ""))
-    inputs: dict[str, Any] = {}
-    for declared in step.inputs:
-        if declared.many:
-            collected = [arguments[runs_input(producer)] for producer in declared.producers]
-            inputs[declared.argument] = [run.path for runs in collected for run in runs]
-        else:
-            inputs[declared.argument] = arguments[declared.artifact.kfp_name].path
-    target = {"task": arguments["task"], "fold": arguments["fold"]} if step.per_target else {}
-    output = step.output.artifact(arguments[step.output.artifact.kfp_name].path)
+def run_component(
+    step_name: str,
+    params_yaml: str,
+    inputs: dict[str, Any],
+    output: Any,
+    target: dict[str, Any] | None = None,
+    metrics: Any = None,
+    report: Any = None,
+    holdout_confusion: Any = None,
+    roc_curves: dict[str, Any] | None = None,
+) -> Path:
+    """The body of every step component: run step `step_name` on the paths of the `inputs` artifacts (by
+    the step's argument names; a list for collected runs) into the `output` artifact's path, then log its
+    headline metrics, copy its HTML page and log a trained model's holdout confusion matrix."""
+    step = pipeline.step(step_name)
+    params = component_params(params_yaml)
+    arguments = {
+        name: [item.path for item in value] if isinstance(value, list) else value.path
+        for name, value in inputs.items()
+    }
+    out = step.output.artifact(output.path)
+    context = run_context(step_name)
     if step.nodes_for(params) > 1:
-        run_id = arguments.get("pipeline_run_id", "")
-        settings = trainjob_settings(run_id)
-        launch.run_as_trainjob(module, params, inputs, target, output.path, settings=settings, run_id=run_id)
+        trainjob.run_as_trainjob(
+            pipeline.load(step_name), params, arguments, target or {}, out.path,
+            settings=trainjob_settings(context), run_id=context.pipeline_run_id,
+        )  # fmt: skip
     else:
-        launch.run_step(module, params, inputs, target, output.path)
-    if output.metrics_file:
-        log_json_metrics(arguments[METRICS_OUTPUT], output / output.metrics_file)
-    if output.report_file:
-        copy_html(output / output.report_file, arguments[REPORT_OUTPUT])
-    if isinstance(output, TrainedRun):
-        log_confusion_matrix(arguments[CONFUSION_OUTPUT], output.path, params)
+        launch.run_step(pipeline.load(step_name), params, arguments, target or {}, out.path, context)
+    if step.fans_out:  # one run: its folder below the output
+        out = step.output.artifact(pipeline.Target(**target).path(out.path))
+    if metrics is not None:
+        log_json_metrics(metrics, out / out.metrics_file, out.headline)
+    if report is not None:
+        copy_html(out / out.report_file, report)
+    if holdout_confusion is not None:
+        log_confusion_matrix(holdout_confusion, out.path, params)
+    if roc_curves:
+        log_roc_curves(roc_curves, out.path, params)
+    return out.path
+
+
+PASSED, FAILED = "passed", "failed"
+
+
+def run_validation(params_yaml: str, ingested: Any, validation: Any, metrics: Any, report: Any) -> str:
+    """The body of the `validate` component: `passed`, or `failed` with the report still in its outputs.
+
+    KFP keeps nothing of a failed task, so data that fails validation is an outcome here, not an error:
+    the report (HTML page, numbers, the failed rules on stderr) is uploaded and the status shown; the
+    `split` task then refuses the failed validation, which stops the run before any training."""
+    try:
+        run_component(
+            "validate", params_yaml, {"ingest_dir": ingested}, validation, metrics=metrics, report=report
+        )
+    except DataValidationError as error:
+        print(f"validate: {error}", file=sys.stderr)
+        out = ValidationReport(validation.path)
+        log_json_metrics(metrics, out / out.metrics_file)
+        copy_html(out / out.report_file, report)
+        return FAILED
+    return PASSED
 
 
 CPU_POD = {"cpu": "2", "memory": "8Gi"}
@@ -122,24 +167,31 @@ GPU_POD = {"cpu": "8", "memory": "48Gi"}
 def pod_resources(params: Params, step_name: str) -> tuple[int, str, str]:
     """(GPUs, CPU, memory) the pod of `step_name` asks for: its processes per node with a training pod's
     CPU and memory, or no GPU and a light pod's when it submits a TrainJob (its nodes do the work)."""
-    from renalmae import steps
-
-    step = steps.declaration(step_name)  # the step module's imports (torch) are not needed to read it
+    step = pipeline.step(step_name)
     if step.nodes_for(params) > 1:
         return 0, CPU_POD["cpu"], CPU_POD["memory"]
     return step.processes_for(params), GPU_POD["cpu"], GPU_POD["memory"]
 
 
-def trainjob_settings(pipeline_run_id: str = "") -> launch.TrainJobSettings:
+def run_context(step_name: str, environ: Mapping[str, str] = os.environ) -> RunContext:
+    """The run context of a step in a KFP pod: engine `kfp`, the run id of its pod's label (none under
+    kfp.local: lineage derives one), and the commit its image was built from where the image says."""
+    return RunContext(
+        engine="kfp",
+        pipeline_run_id=environ.get(RUN_ID_ENV, ""),
+        stage=step_name,
+        git_commit=environ.get(launch.COMMIT_ENV, ""),
+    )
+
+
+def trainjob_settings(context: RunContext) -> trainjob.TrainJobSettings:
     """The TrainJob settings the DAG gave this task (the `RENALMAE_TRAINJOB_*` / `RENALMAE_SHARED_*`
-    variables): image, shared volume, and the environment of its nodes (secrets by reference, the engine
-    and run id so their tracking joins this pipeline run)."""
-    env = [{"name": ENGINE_ENV, "value": "kfp"}]
-    if pipeline_run_id:
-        env.append({"name": RUN_ID_ENV, "value": pipeline_run_id})
+    variables): image, shared volume, and the environment of its nodes (secrets by reference, and the run
+    context so that their tracking joins this pipeline run)."""
+    env = [{"name": name, "value": value} for name, value in launch.context_environment(context).items()]
     for secret, keys in json.loads(os.environ.get(TRAINJOB_SECRETS_ENV, "{}")).items():
         env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in keys]
-    return launch.TrainJobSettings(
+    return trainjob.TrainJobSettings(
         image=os.environ.get(TRAINJOB_IMAGE_ENV, ""),
         volume_claim=os.environ.get(SHARED_PVC_ENV) or None,
         mount_path=os.environ.get(SHARED_MOUNT_ENV, ""),
@@ -147,28 +199,20 @@ def trainjob_settings(pipeline_run_id: str = "") -> launch.TrainJobSettings:
     )
 
 
-def component_params(params_yaml: str, pipeline_run_id: str = "") -> Params:
-    """Validate the params text a component receives and tell the tracking code it runs under KFP.
-
-    `pipeline_run_id` is the KFP run id (`dsl.PIPELINE_JOB_ID_PLACEHOLDER`); it is exported as
-    `RENALMAE_PIPELINE_RUN_ID` with `RENALMAE_ENGINE=kfp`, which the MLflow tracking module reads to
-    group the steps of one pipeline run.
-    """
+def component_params(params_yaml: str) -> Params:
+    """Validate the params text a component receives (`ParamsError` naming the problem)."""
     try:
         raw = yaml.safe_load(params_yaml) or {}
     except yaml.YAMLError as error:
         raise ParamsError(f"params_yaml: not valid YAML ({error}); pass the text of a params file") from None
-    params = params_from_dict(raw, source="params_yaml")
-    os.environ[ENGINE_ENV] = "kfp"
-    if pipeline_run_id:
-        os.environ[RUN_ID_ENV] = pipeline_run_id
-    return params
+    return params_from_dict(raw, source="params_yaml")
 
 
 def training_targets(params: Params) -> list[dict[str, Any]]:
-    """One `{"task_type", "fold"}` item per (task, fold) pair: what the pipeline fans out over."""
+    """One `{"task_type", "fold", "repeat"}` item per training run: what the pipeline fans out over."""
     return [
-        {"task_type": task, "fold": fold} for task in params.finetune.tasks for fold in params.split.folds
+        {"task_type": target.task, "fold": target.fold, "repeat": target.repeat}
+        for target in pipeline.targets(params)
     ]
 
 
@@ -190,15 +234,21 @@ def numeric_leaves(payload: Any, prefix: str = "") -> dict[str, float]:
     return leaves
 
 
-def log_json_metrics(metrics: Any, json_path: str | os.PathLike, limit: int = 100) -> dict[str, float]:
-    """Log the numbers of a step's summary JSON into a KFP `Metrics` artifact (the first `limit`).
+def log_json_metrics(
+    metrics: Any, json_path: str | os.PathLike, headline: tuple[str, ...] = (), limit: int = 100
+) -> dict[str, float]:
+    """Log the numbers of a step's summary JSON into a KFP `Metrics` artifact: those whose dotted names
+    match a `headline` pattern (all when there is none), at most `limit` (the UI shows no more).
 
     Returns what was logged; logs nothing when the file does not exist (a step may not write one).
     """
     json_path = Path(json_path)
     if not json_path.is_file():
         return {}
-    leaves = dict(list(numeric_leaves(json.loads(json_path.read_text())).items())[:limit])
+    leaves = numeric_leaves(json.loads(json_path.read_text()))
+    if headline:
+        leaves = {key: value for key, value in leaves.items() if any(fnmatch(key, p) for p in headline)}
+    leaves = dict(list(leaves.items())[:limit])
     for key, value in leaves.items():
         metrics.log_metric(key, value)
     return leaves
@@ -220,6 +270,27 @@ def log_confusion_matrix(
     labels = run.split(split)["y_true"].to_numpy()
     matrix = confusion_matrix(labels, predicted, labels=list(range(len(run.classes))))
     classification_metrics.log_confusion_matrix(run.classes, matrix.tolist())
+
+
+def log_roc_curves(curves: dict[str, Any], comparison_dir: str | os.PathLike, params: Params) -> None:
+    """Log the holdout ROC curve of each model's fold ensemble on the binary task into a KFP
+    `ClassificationMetrics` artifact per role (`curves`: role → artifact), from compare's
+    ensemble_predictions.parquet; nothing for a role without such a curve (no binary task, one class).
+    The first threshold, sklearn's +inf ("nothing positive"), is logged as 1.0: KFP takes finite numbers."""
+    import pandas as pd
+    from sklearn.metrics import roc_curve
+
+    table = pd.read_parquet(Path(comparison_dir) / Comparison.ENSEMBLE_PREDICTIONS)
+    names = pipeline.model_names(params)
+    for role, artifact in curves.items():
+        rows = table[
+            (table["task"] == "binary") & (table["split"] == "test") & (table["model"] == names[role])
+        ]
+        if rows["y_true"].nunique() < 2:
+            continue
+        probabilities = rows.filter(like="prob_").dropna(axis=1, how="all")  # [negative, anomaly]
+        fpr, tpr, thresholds = roc_curve(rows["y_true"], probabilities.iloc[:, 1])
+        artifact.log_roc_curve(fpr.tolist(), tpr.tolist(), [min(float(t), 1.0) for t in thresholds])
 
 
 def copy_html(page: str | os.PathLike, html_artifact: Any) -> Path | None:

@@ -266,16 +266,15 @@ class PretrainParams(Section):
         return self
 
 
-class FinetuneParams(Section):
-    tasks: list[Literal["binary", "multiclass"]] = ["binary", "multiclass"]
+class ClassifierTrainingParams(Section):
+    """What fine-tuning and the baseline share: one training recipe, two models (their sections add the
+    model's own settings and their defaults)."""
+
     epochs: PositiveInt = 4
     batch_size: PositiveInt = 32
-    base_lr: Annotated[float, Field(gt=0)] = 5e-4
-    """Scaled by batch_size / 256, as in MAE fine-tuning."""
+    base_lr: Annotated[float, Field(gt=0)] = 1e-3
     warmup_epochs: Annotated[float, Field(ge=0)] = 1
     weight_decay: Annotated[float, Field(ge=0)] = 0.05
-    layer_decay: Annotated[float, Field(gt=0, le=1)] = 0.65
-    drop_path: Annotated[float, Field(ge=0, lt=1)] = 0.1
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     mixup: Annotated[float, Field(ge=0)] = 0.0
     """Mixup alpha (λ ~ Beta(α, α)), timm `Mixup` on the device; 0 = off (MAE fine-tuning: 0.8)."""
@@ -288,9 +287,18 @@ class FinetuneParams(Section):
     early_stopping_patience: Annotated[int, Field(ge=0)] = 3
     """Stop after this many epochs without a better validation AUC (0 = never); the best epoch is kept."""
     seed: int = 0
+    """Repeat r of a run is seeded `seed + r` (`evaluate.repeats`)."""
 
 
-class BaselineParams(Section):
+class FinetuneParams(ClassifierTrainingParams):
+    tasks: list[Literal["binary", "multiclass"]] = ["binary", "multiclass"]
+    base_lr: Annotated[float, Field(gt=0)] = 5e-4
+    """Scaled by batch_size / 256, as in MAE fine-tuning."""
+    layer_decay: Annotated[float, Field(gt=0, le=1)] = 0.65
+    drop_path: Annotated[float, Field(ge=0, lt=1)] = 0.1
+
+
+class BaselineParams(ClassifierTrainingParams):
     arch: str = "densenet169"
     init_checkpoint: str | None = None
     """Local path of an ImageNet (or other) checkpoint of `arch` to start from; null = timm's random init."""
@@ -298,23 +306,9 @@ class BaselineParams(Section):
     """What `init_checkpoint` was pretrained on (e.g. "ImageNet-1k"); required with it: reports state it."""
     init_checkpoint_norm: InputNormalisation = "imagenet"
     """Normalisation of the checkpoint's RGB input, folded into our 1-channel first convolution."""
-    epochs: PositiveInt = 4
-    batch_size: PositiveInt = 32
     base_lr: Annotated[float, Field(gt=0)] = 1e-3
     """The peak learning rate itself (not scaled by batch size)."""
-    warmup_epochs: Annotated[float, Field(ge=0)] = 1
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
-    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
-    mixup: Annotated[float, Field(ge=0)] = 0.0
-    """Mixup alpha (λ ~ Beta(α, α)), timm `Mixup` on the device; 0 = off (MAE fine-tuning: 0.8)."""
-    cutmix: Annotated[float, Field(ge=0)] = 0.0
-    """CutMix alpha; 0 = off (MAE fine-tuning: 1.0). With both on, each batch uses one of them (even odds)."""
-    random_erasing: Probability = 0.0
-    """Chance an image gets a random-erasing box of per-pixel noise (timm `RandomErasing`, mode "pixel");
-    MAE fine-tuning: 0.25."""
-    class_balance: Literal["sampler", "loss", "none"] = "loss"
-    early_stopping_patience: Annotated[int, Field(ge=0)] = 3
-    seed: int = 0
 
     @model_validator(mode="after")
     def _checkpoint_states_its_data(self) -> BaselineParams:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def kfp_run(pipeline_runs) -> Path:
-    """The `renalmae pipeline run --local` run's directory under the pipeline root."""
+    """The `python -m pipelines run --local` run's directory under the pipeline root."""
     return pipeline_runs.kfp_run
 
 
@@ -33,9 +33,15 @@ def dvc_comparison(pipeline_runs) -> Path:
 def test_every_step_of_the_dag_ran_under_kfp_local(kfp_run):
     assert (kfp_run / "ingest" / "ingested" / "table.parquet").is_file()
     assert (kfp_run / "validate" / "validation" / "summary.json").is_file()
-    for iteration in ("for-loop-1-iteration-0", "for-loop-1-iteration-1"):
+    iterations = sorted(path.name for path in kfp_run.glob("for-loop-*-iteration-*"))
+    assert len(iterations) == 2, iterations  # binary × 2 folds × 1 repeat
+    for iteration in iterations:
         for step in ("finetune", "baseline"):
-            assert (kfp_run / iteration / step / "model" / "predictions.parquet").is_file(), (iteration, step)
+            # the model artifact holds the task's one run: <task>/fold<k> below it
+            assert list((kfp_run / iteration / step / "model").glob("*/fold*/predictions.parquet")), (
+                iteration,
+                step,
+            )
     assert (kfp_run / "compare" / "comparison" / "metrics.json").is_file()
     assert any((kfp_run / "explain" / "explanations").iterdir())
     registered = json.loads((kfp_run / "register" / "registered").read_text())

@@ -21,6 +21,7 @@ from renalmae.registry.promote import promote
 from renalmae.registry.pyfunc import FoldEnsemble, bundle_ensemble, read_image
 from renalmae.registry.serving import load_registered_model
 from renalmae.registry.tracking import track_step
+from renalmae.run_context import RunContext
 from renalmae.steps import register
 
 pytestmark = pytest.mark.integration
@@ -159,14 +160,14 @@ def test_two_concurrent_promotions_leave_one_consistent_champion(mlflow_server, 
 
 
 def test_parallel_steps_of_one_pipeline_run_share_one_parent(mlflow_server, monkeypatch):
-    monkeypatch.setenv("RENALMAE_PIPELINE_RUN_ID", "parallel-folds")
     params = params_from_dict({"tracking": {"experiment": "it-parallel"}})
     barrier = threading.Barrier(3)
     step_run_ids: list[str] = []
 
     def fold_step(fold: int) -> None:
         barrier.wait()
-        with track_step(params, "finetune", task="binary", fold=fold) as tracker:
+        context = RunContext(pipeline_run_id="parallel-folds")
+        with track_step(params, "finetune", context=context, task="binary", fold=fold) as tracker:
             tracker.log_metrics({"train_loss": 1.0 / (fold + 1)}, step=0)
             step_run_ids.append(tracker.run_id)
 

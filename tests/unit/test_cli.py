@@ -40,19 +40,22 @@ def test_missing_params_file_is_a_clear_error(tmp_path):
 def test_step_options_come_from_the_declaration():
     from renalmae.cli import build_parser
 
-    parser = build_parser(["finetune"])
+    parser = build_parser()
     finetune = parser._subparsers._group_actions[0].choices["finetune"]
     options = {action.dest: action for action in finetune._actions if action.option_strings}
 
-    assert {"ingest_dir", "splits_path", "encoder_dir", "task", "fold", "out_dir", "params"} <= set(options)
+    assert {"ingest_dir", "splits_path", "encoder_dir", "task", "fold", "repeat", "out_dir", "params"} <= set(
+        options
+    )
     assert options["encoder_dir"].option_strings == ["--encoder"]
     assert str(options["encoder_dir"].default) == "models/pretrain"
+    assert [options[key].default for key in ("task", "fold", "repeat")] == [None, None, None]  # every one
 
 
 def test_listing_the_steps_imports_none_of_them():
-    """`renalmae --help` reads the steps' docstrings; importing them would load torch and MLflow."""
+    """`renalmae --help` reads the declaration; importing the steps would load torch and MLflow."""
     code = (
-        "import sys; from renalmae.cli import build_parser; build_parser(['--help']); "
+        "import sys; from renalmae.cli import build_parser; build_parser().format_help(); "
         "print(sorted(m for m in sys.modules if m.startswith(('renalmae.steps.', 'torch', 'mlflow'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -70,3 +73,17 @@ def test_a_step_runs_on_the_paths_given_on_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "ingested" / "table.parquet").is_file()
     assert not (tmp_path / "data").exists()
+    assert result.stdout == f"ingest: wrote {tmp_path / 'ingested'}\n"  # one line, no result dict
+
+
+def test_validate_prints_where_its_report_is_not_its_result(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "data:\n  source: phantom://renal?n=40&seed=0\n  pool: []\n  image_size: 32\n"
+        "validate:\n  min_images_per_class: 2\nsplit:\n  folds: [0, 1]\n"
+    )
+    assert run_cli("ingest", "--params", str(params), "--out", "ingested", cwd=tmp_path).returncode == 0
+
+    result = run_cli("validate", "--params", str(params), "--ingest", "ingested", "--out", "v", cwd=tmp_path)
+
+    assert result.stdout == "validate: wrote v\n", result.stdout[-2000:]

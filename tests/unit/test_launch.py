@@ -6,22 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from renalmae import launch, steps
+from renalmae import launch, pipeline
 from renalmae.cli import build_parser
+from renalmae.run_context import RunContext
 
 
-@pytest.mark.parametrize("name", steps.PIPELINE)
+@pytest.mark.parametrize("name", pipeline.PIPELINE)
 def test_the_command_every_rank_runs_parses_back_to_the_same_arguments(name):
-    step = steps.load(name).STEP
+    step = pipeline.step(name)
     arguments = {
         declared.argument: [Path(f"/runs/{p}") for p in declared.producers] if declared.many
         else Path(f"/in/{declared.argument}")
         for declared in step.inputs
     }  # fmt: skip
-    target = {"task": "multiclass", "fold": 3} if step.per_target else {}
+    target = {"task": "multiclass", "fold": 3, "repeat": 1} if step.fans_out else {}
     argv = launch.cli_argv(step, "/shared/params.yaml", arguments, target, "/out/here")
 
-    parsed = build_parser(argv).parse_args(argv)
+    parsed = build_parser().parse_args(argv)
 
     assert parsed.command == name and parsed.params == Path("/shared/params.yaml")
     assert {key: getattr(parsed, key) for key in arguments} == arguments
@@ -36,7 +37,18 @@ def test_one_process_runs_the_step_here_without_torchrun(monkeypatch, tmp_path):
     monkeypatch.setattr(pretrain, "run", lambda params, **kwargs: calls.append(kwargs) or kwargs["out_dir"])
     from renalmae.params import Params
 
-    out = launch.run_step(pretrain, Params(), {"ingest_dir": "i", "splits_path": "s"}, {}, tmp_path / "o")
+    context = RunContext(engine="dvc", stage="pretrain")
+    out = launch.run_step(
+        pretrain, Params(), {"ingest_dir": "i", "splits_path": "s"}, {}, tmp_path / "o", context
+    )
     assert out == tmp_path / "o" and calls == [
-        {"ingest_dir": "i", "splits_path": "s", "out_dir": tmp_path / "o"}
+        {"ingest_dir": "i", "splits_path": "s", "out_dir": tmp_path / "o", "context": context}
     ]
+
+
+def test_the_cli_under_dvc_builds_a_dvc_context_and_a_launcher_hands_its_own_on():
+    under_dvc = launch.cli_run_context("finetune", {"DVC_STAGE": "finetune", "RENALMAE_GIT_COMMIT": "abc"})
+    assert (under_dvc.engine, under_dvc.stage, under_dvc.git_commit) == ("dvc", "finetune", "abc")
+    kfp = RunContext(engine="kfp", pipeline_run_id="run-7", git_commit="abc")
+    rank = launch.cli_run_context("pretrain", launch.context_environment(kfp))  # a torchrun rank, a node
+    assert (rank.engine, rank.pipeline_run_id, rank.git_commit) == ("kfp", "run-7", "abc")

@@ -20,9 +20,10 @@ def test_baseline_runs_under_kfp_local(kfp_local, params_yaml, ingested, splits)
             splits=imported(Dataset, splits),
             task="binary",
             fold=1,
+            repeat=0,
         )
         return task.outputs["model"]
 
     run = baseline_only(params_yaml=params_yaml)
 
-    assert (Path(run.output.path) / "predictions.parquet").is_file()
+    assert (Path(run.output.path) / "binary" / "fold1" / "predictions.parquet").is_file()

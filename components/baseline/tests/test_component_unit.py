@@ -17,10 +17,13 @@ def test_baseline_writes_predictions_and_a_confusion_matrix(params_yaml, ingeste
         splits=artifact(Dataset, splits),
         task="binary",
         fold=0,
+        repeat=1,
         model=artifact(Model, tmp_path / "model"),
         metrics=artifact(Metrics, tmp_path / "metrics"),
         holdout_confusion=confusion,
     )
 
-    assert (tmp_path / "model" / PREDICTIONS_FILE).is_file()
+    assert (
+        tmp_path / "model" / "binary" / "fold0-repeat1" / PREDICTIONS_FILE
+    ).is_file()  # repeat 1: seed + 1
     assert len(confusion.metadata["confusionMatrix"]["rows"]) == 2

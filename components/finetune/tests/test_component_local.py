@@ -21,9 +21,10 @@ def test_finetune_runs_under_kfp_local(kfp_local, params_yaml, ingested, splits,
             encoder=imported(Model, encoder),
             task="binary",
             fold=1,
+            repeat=0,
         )
         return task.outputs["model"]
 
     run = finetune_only(params_yaml=params_yaml)
 
-    assert (Path(run.output.path) / "predictions.parquet").is_file()
+    assert (Path(run.output.path) / "binary" / "fold1" / "predictions.parquet").is_file()

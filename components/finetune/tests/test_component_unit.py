@@ -20,6 +20,7 @@ def _call(params_yaml, ingested, splits, encoder, tmp_path, fold):
         encoder=artifact(Model, encoder),
         task="binary",
         fold=fold,
+        repeat=0,
         **outputs,
     )
     return outputs
@@ -31,7 +32,8 @@ def test_finetune_writes_predictions_and_a_confusion_matrix(params_yaml, ingeste
 
     outputs = _call(params_yaml, ingested, splits, encoder, tmp_path, fold=0)
 
-    assert (tmp_path / "model" / PREDICTIONS_FILE).is_file() and (tmp_path / "model" / RUN_FILE).is_file()
+    run_dir = tmp_path / "model" / "binary" / "fold0"
+    assert (run_dir / PREDICTIONS_FILE).is_file() and (run_dir / RUN_FILE).is_file()
     matrix = outputs["holdout_confusion"].metadata["confusionMatrix"]
     assert [spec["displayName"] for spec in matrix["annotationSpecs"]] == ["normal", "anomaly"]
     assert sum(sum(row["row"]) for row in matrix["rows"]) > 0

@@ -13,7 +13,7 @@ def test_ingest_writes_the_cache_into_the_dataset_and_logs_counts(params_yaml, t
     step_or_skip("ingest")
     ingested, metrics = artifact(Dataset, tmp_path / "ingested"), artifact(Metrics, tmp_path / "metrics")
 
-    ingest.python_func(params_yaml=params_yaml, ingested=ingested, metrics=metrics, pipeline_run_id="run-1")
+    ingest.python_func(params_yaml=params_yaml, ingested=ingested, metrics=metrics)
 
     for name in ("table.parquet", "images.npy", "masks.npy", "ingest.json"):
         assert (tmp_path / "ingested" / name).is_file(), name

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import get_args
 
 from renalmae.params import Hypothesis
-from renalmae.stats import holm
+from renalmae.stats.multiple import holm
 
 HYPOTHESES: tuple[str, ...] = get_args(Hypothesis)
 TEST_NAMES = {

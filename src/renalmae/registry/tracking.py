@@ -35,6 +35,7 @@ from renalmae.registry.connection import (
     tracking_uri,
 )
 from renalmae.registry.lineage import lineage_tags, pipeline_run_id
+from renalmae.run_context import RunContext
 
 __all__ = ["DEFAULT_TRACKING_URI", "StepTracker", "track_step", "tracking_uri", "pipeline_parent_run"]
 
@@ -125,7 +126,7 @@ def _parent_runs(client: Any, experiment_id: str, pipeline_id: str) -> list:
 
 def pipeline_parent_run(client: Any, experiment_id: str, params: Params, tags: dict[str, str]) -> str:
     """Find or create the parent run of this pipeline run; concurrent creators agree on the earliest."""
-    pipeline_id = pipeline_run_id(params)
+    pipeline_id = tags.get("renalmae.pipeline_run_id") or pipeline_run_id(params)
     existing = _parent_runs(client, experiment_id, pipeline_id)
     if existing:
         return existing[0].info.run_id
@@ -147,11 +148,12 @@ def pipeline_parent_run(client: Any, experiment_id: str, params: Params, tags: d
 
 @contextlib.contextmanager
 def track_step(
-    params: Params, step: str, data_version: str | None = None, **tags: Any
+    params: Params, step: str, data_version: str | None = None, context: RunContext | None = None, **tags: Any
 ) -> Iterator[StepTracker]:
     """Open an MLflow run for one step invocation, nested under the pipeline's parent run.
 
-    `data_version` is the content hash of the ingested table the step read (a lineage tag); `tags`
+    `data_version` is the content hash of the ingested table the step read (a lineage tag), `context` what
+    the runner knows of the run (engine, pipeline-run id: `renalmae.run_context`); `tags`
     (task, fold, ...) become `renalmae.<key>` tags and name the run.
 
     Nothing is logged (and no store is touched) when `tracking.enabled` is false. The run is marked
@@ -166,7 +168,7 @@ def track_step(
     client = mlflow_client(uri)
     with service_errors(uri):
         experiment_id = _experiment_id(client, params.tracking.experiment, uri)
-        lineage = mlflow_tags(lineage_tags(params, data_version=data_version))
+        lineage = mlflow_tags(lineage_tags(params, data_version=data_version, context=context))
         parent_id = pipeline_parent_run(client, experiment_id, params, lineage)
         run_name = "-".join([step, *[str(value) for value in tags.values()]])
         mlflow.set_tracking_uri(uri)

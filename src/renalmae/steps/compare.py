@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from renalmae.artifacts import Comparison, Splits, TrainedRun
+from renalmae.artifacts import Comparison
 from renalmae.data.predictions import probability_columns
 from renalmae.data.splits import load_splits
 from renalmae.evaluate.comparison import TaskComparison, compare_task, dvc_metrics
@@ -35,22 +35,9 @@ from renalmae.evaluate.report import data_sentence, render_html, render_markdown
 from renalmae.evaluate.runs import check_repeats, load_runs
 from renalmae.io import atomic_dir, write_json
 from renalmae.params import Params
-from renalmae.steps import Input, Output, Step
+from renalmae.pipeline import step
 
-STEP = Step(
-    name="compare",
-    inputs=(Input("run_dirs", TrainedRun, producers=("finetune", "baseline")), Input("splits_path", Splits)),
-    output=Output("out_dir", Comparison),
-    params=(
-        "evaluate",
-        "finetune.tasks",
-        "split.folds",
-        "data.description",
-        "data.classes",
-        "data.negative_class",
-        "data.group_column",
-    ),
-)
+STEP = step("compare")
 
 ENSEMBLE_FOLD = -1
 

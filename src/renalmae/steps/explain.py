@@ -12,29 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from renalmae.artifacts import Explanations, IngestedData, Splits, TrainedRun
 from renalmae.data.cache import load_ingested
 from renalmae.data.splits import load_splits
 from renalmae.evaluate.runs import load_runs
 from renalmae.explain.held_out import explain_held_out
 from renalmae.explain.selection import choose_runs
 from renalmae.params import Params
-from renalmae.steps import Input, Output, Step
+from renalmae.pipeline import step
 from renalmae.train.distributed import setup
 
-STEP = Step(
-    name="explain",
-    inputs=(
-        Input("ingest_dir", IngestedData),
-        Input("splits_path", Splits),
-        Input("run_dirs", TrainedRun, producers=("finetune", "baseline")),
-    ),
-    output=Output("out_dir", Explanations),
-    params=(
-        "explain", "data.classes", "data.negative_class", "train.device", "train.precision",
-        "finetune.tasks", "split.folds", "evaluate.confidence", "evaluate.bootstrap_resamples",
-    ),
-)  # fmt: skip
+STEP = step("explain")
 
 
 def run(params: Params, ingest_dir: Path, splits_path: Path, run_dirs: list[Path], out_dir: Path) -> Path:

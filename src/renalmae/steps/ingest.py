@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from renalmae.artifacts import IngestedData
 from renalmae.data.cache import IMAGES_FILE, MASKS_FILE, SUMMARY_FILE, TABLE_FILE
 from renalmae.data.cache_writer import (
     Block,
@@ -46,23 +45,18 @@ from renalmae.data.sources import (
 from renalmae.errors import DataError
 from renalmae.io import atomic_dir, checkpoint_dir, remove_checkpoints, write_json
 from renalmae.params import Params
-from renalmae.steps import Output, Step
+from renalmae.pipeline import step
 
 log = logging.getLogger(__name__)
 
-STEP = Step(
-    name="ingest",
-    inputs=(),
-    output=Output("out_dir", IngestedData),
-    params=("data", "phantom"),
-)
+STEP = step("ingest")
 
 
 def run(params: Params, out_dir: str | Path) -> Path:
     started = time.perf_counter()
     ingest_plan = plan(params)
     # Decoded shards live beside the output, like training checkpoints: a killed ingest resumes from them.
-    shard_dir = checkpoint_dir(params, out_dir, "ingest")
+    shard_dir = checkpoint_dir(params, out_dir, Path(out_dir).name)
     decoded = decode_shards(
         ingest_plan.shards, Preparation.from_data(params.data), params.data.decode_workers, shard_dir,
         params.train.progress,

@@ -18,18 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from renalmae.artifacts import Encoder, IngestedData, Splits
+from renalmae.artifacts import Encoder, IngestedData
 from renalmae.data.cache import load_ingested
 from renalmae.data.splits import load_splits
 from renalmae.errors import DataError
 from renalmae.initialisation import checkpoint_initialisation, mae_pretraining_data
-from renalmae.io import write_json
+from renalmae.io import file_digest, write_json
 from renalmae.models import create_model, load_init_checkpoint, model_spec, save_encoder
 from renalmae.params import Params
+from renalmae.pipeline import step
 from renalmae.registry.tracking import StepTracker, track_step
-from renalmae.steps import Input, Output, Step
+from renalmae.run_context import RunContext
 from renalmae.train import checkpoint as ckpt
-from renalmae.train.classifier import file_digest
 from renalmae.train.data import CachedImages
 from renalmae.train.distributed import output_dir, setup
 from renalmae.train.engine import FitConfig, fit, mae_objective, seed_everything
@@ -37,14 +37,7 @@ from renalmae.train.figures import plot_loss, plot_reconstructions
 
 log = logging.getLogger(__name__)
 
-STEP = Step(
-    name="pretrain",
-    inputs=(Input("ingest_dir", IngestedData), Input("splits_path", Splits)),
-    output=Output("out_dir", Encoder),
-    params=("data", "encoder", "mae", "augment", "train", "pretrain"),
-    processes="pretrain.gpus",
-    nodes="pretrain.nodes",
-)
+STEP = step("pretrain")
 
 RECONSTRUCTION_IMAGES = 8
 
@@ -74,7 +67,13 @@ def _reconstruction_images(data, development_ids: list[str]) -> np.ndarray:
     return np.asarray(data.images[data.rows(ids[:RECONSTRUCTION_IMAGES])["cache_index"].to_numpy()])
 
 
-def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir: str | Path) -> Path:
+def run(
+    params: Params,
+    ingest_dir: str | Path,
+    splits_path: str | Path,
+    out_dir: str | Path,
+    context: RunContext | None = None,
+) -> Path:
     started = time.time()
     out_dir = Path(out_dir)
     data = load_ingested(ingest_dir)
@@ -108,19 +107,19 @@ def run(params: Params, ingest_dir: str | Path, splits_path: str | Path, out_dir
         clip_grad=section.clip_grad, seed=section.seed,
     )  # fmt: skip
     fingerprint = ckpt.fingerprint(params, STEP.params, splits=file_digest(splits_path))
-    context = setup(params.train.device, params.train.cpu_threads)
-    objective = mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches, context)
+    dist = setup(params.train.device, params.train.cpu_threads)  # the processes of a torchrun job
+    objective = mae_objective(params.mae.mask_ratio, model.encoder.patch_embed.num_patches, dist)
     tracking = (
-        track_step(params, "pretrain", data_version)
-        if context.is_main
+        track_step(params, "pretrain", data_version, context)
+        if dist.is_main
         else contextlib.nullcontext(StepTracker())
     )
-    with tracking as tracker, output_dir(out_dir, context) as staging:
+    with tracking as tracker, output_dir(out_dir, dist) as staging:
         step_losses, history, streamed = [], [], False  # epochs 0: the published encoder as it is
         if section.epochs > 0:
             result = fit(
                 model, images, None, objective, config, params.train, params.augment,
-                on_metrics=tracker.log_metrics, fingerprint=fingerprint, context=context,
+                on_metrics=tracker.log_metrics, fingerprint=fingerprint, context=dist,
                 checkpoint_dir=ckpt.checkpoint_dir(params, out_dir, "pretrain"),
             )  # fmt: skip
             step_losses, history, streamed = result.step_losses, result.history, result.streamed

@@ -14,11 +14,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from renalmae.artifacts import Comparison, Registered, TrainedRun, ValidationReport
+from renalmae.artifacts import Comparison, ValidationReport
 from renalmae.errors import DataError, ParamsError
 from renalmae.evaluate.runs import ModelRun, holdout_ensemble, load_runs
 from renalmae.io import write_json
 from renalmae.params import Params
+from renalmae.pipeline import step
 from renalmae.registry.connection import mlflow_client, redacted, tracking_uri
 from renalmae.registry.lineage import lineage_tags
 from renalmae.registry.pyfunc import bundle_ensemble
@@ -31,25 +32,9 @@ from renalmae.registry.versions import (
     register_version,
     version_tags,
 )
-from renalmae.steps import Input, Output, Step
+from renalmae.run_context import RunContext
 
-STEP = Step(
-    name="register",
-    inputs=(
-        Input("run_dirs", TrainedRun, producers=("finetune", "baseline")),
-        Input("comparison_dir", Comparison),
-        Input("validation_dir", ValidationReport),
-    ),
-    output=Output("out_path", Registered),
-    params=(
-        "registry",
-        "tracking",
-        "data.negative_class",
-        "finetune.tasks",
-        "split.folds",
-        "validate.min_pixel_std",
-    ),
-)
+STEP = step("register")
 
 
 def validation_status(validation_dir: Path) -> str:
@@ -87,7 +72,12 @@ def holdout_metrics(runs: list[ModelRun], report: dict[str, Any]) -> tuple[dict[
 
 
 def run(
-    params: Params, run_dirs: list[Path], comparison_dir: Path, validation_dir: Path, out_path: Path
+    params: Params,
+    run_dirs: list[Path],
+    comparison_dir: Path,
+    validation_dir: Path,
+    out_path: Path,
+    context: RunContext | None = None,
 ) -> Path:
     if not params.tracking.enabled:
         raise ParamsError("register needs MLflow: set tracking.enabled: true in params.yaml")
@@ -108,10 +98,10 @@ def run(
         name = f"{params.registry.model_prefix}-{model}-{task}"
         data_version = trained_data_version(runs)
         tags = version_tags(
-            lineage_tags(params, data_version=data_version), status, point, p_values(report, task),
+            lineage_tags(params, data_version, context), status, point, p_values(report, task),
             params.data.negative_class,
         )  # fmt: skip
-        with track_step(params, "register", data_version, model=model, task=task) as tracker:
+        with track_step(params, "register", data_version, context, model=model, task=task) as tracker:
             holdout = point["sets"]["test"]
             tracker.log_metrics(
                 {f"holdout_{key}": holdout[key] for key in ("auc", "f1") if holdout.get(key) is not None}

@@ -7,20 +7,15 @@ import logging
 import os
 from pathlib import Path
 
-from renalmae.artifacts import IngestedData, Splits, ValidationReport
+from renalmae.artifacts import IngestedData, ValidationReport
 from renalmae.data.cache import load_ingested
 from renalmae.data.splitting import assign_splits, copies_of_development_images
 from renalmae.errors import DataValidationError
 from renalmae.io import write_json
 from renalmae.params import Params
-from renalmae.steps import Input, Output, Step
+from renalmae.pipeline import step
 
-STEP = Step(
-    name="split",
-    inputs=(Input("ingest_dir", IngestedData), Input("validation_dir", ValidationReport)),
-    output=Output("out_path", Splits),
-    params=("data", "split"),
-)
+STEP = step("split")
 
 log = logging.getLogger(__name__)
 

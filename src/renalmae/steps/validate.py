@@ -12,23 +12,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from renalmae.artifacts import IngestedData, ValidationReport
+from renalmae.artifacts import ValidationReport
 from renalmae.data.cache import load_ingested
 from renalmae.data.expectations import render_html, run_suite, summarize, validation_frame
 from renalmae.data.near_duplicates import NearDuplicates
 from renalmae.errors import DataValidationError
 from renalmae.io import atomic_dir, write_json
 from renalmae.params import Params
-from renalmae.steps import Input, Output, Step
+from renalmae.pipeline import step
 
 log = logging.getLogger(__name__)
 
-STEP = Step(
-    name="validate",
-    inputs=(Input("ingest_dir", IngestedData),),
-    output=Output("report_dir", ValidationReport),
-    params=("data", "validate", "split.folds"),  # the class minimum is at least k folds
-)
+STEP = step("validate")
 
 SUMMARY_FILE = ValidationReport.SUMMARY
 RESULT_FILE = ValidationReport.RESULT

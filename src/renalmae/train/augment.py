@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing
 
-from renalmae.params import AugmentParams, BaselineParams, FinetuneParams
+from renalmae.params import AugmentParams, ClassifierTrainingParams
 
 ASPECT_RATIO_RANGE = (3 / 4, 4 / 3)
 CROP_ATTEMPTS = 10  # torchvision RandomResizedCrop.get_params
@@ -128,7 +128,7 @@ def batch_erasing(probability: float) -> Callable[[torch.Tensor], torch.Tensor] 
     return erase
 
 
-def batch_mixup(section: FinetuneParams | BaselineParams, num_classes: int) -> Mixup | None:
+def batch_mixup(section: ClassifierTrainingParams, num_classes: int) -> Mixup | None:
     """timm `Mixup` for the section (mixup / CutMix, mode "batch": one λ per batch, images mixed with the
     batch reversed, `label_smoothing` folded into the soft targets), or None when both alphas are 0.
 

@@ -4,7 +4,7 @@
 talks to the process, so reading them here is the one exception to "no module reads the environment".
 Only rank 0 writes files and logs metrics. `torchrun_command` / `run_under_torchrun` start such a job:
 every rank runs the same `renalmae` CLI step (`pretrain.gpus` processes in one pod; a Kubeflow Trainer
-job on several nodes, see `renalmae.train.trainjob`).
+job on several nodes, see `renalmae.trainjob`).
 """
 
 from __future__ import annotations
@@ -115,14 +115,17 @@ def torchrun_command(cli_argv: list[str], nproc_per_node: int | None = None) -> 
     return ["torchrun", *options, "-m", "renalmae.cli", *cli_argv]
 
 
-def run_under_torchrun(cli_argv: list[str], nproc_per_node: int) -> None:
-    """Run `renalmae <cli_argv>` as `nproc_per_node` data-parallel ranks on this machine; wait for them.
+def run_under_torchrun(cli_argv: list[str], nproc_per_node: int, env: dict[str, str] | None = None) -> None:
+    """Run `renalmae <cli_argv>` as `nproc_per_node` data-parallel ranks on this machine (environment
+    `env`, default this process's); wait for them.
 
     Uses this interpreter's torch (`python -m torch.distributed.run` is `torchrun`). Raises
     `RenalMAEError` when a rank fails; the rank's own message is printed above it by the CLI.
     """
     launcher, *arguments = torchrun_command(cli_argv, nproc_per_node)
-    completed = subprocess.run([sys.executable, "-m", "torch.distributed.run", *arguments], check=False)
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", *arguments], check=False, env=env
+    )
     if completed.returncode != 0:
         raise RenalMAEError(
             f"`renalmae {' '.join(cli_argv[:1])}` under {launcher} ({nproc_per_node} processes) exited with "

@@ -8,7 +8,7 @@ import os
 import pytest
 import yaml
 
-from renalmae import kfp_io
+from renalmae import kfp_io, pipeline
 from renalmae.errors import ParamsError
 
 
@@ -23,14 +23,13 @@ class RecordingMetrics:
         self.logged[key] = value
 
 
-def test_component_params_marks_the_engine_and_the_run(monkeypatch):
-    monkeypatch.delenv(kfp_io.ENGINE_ENV, raising=False)
-    monkeypatch.delenv(kfp_io.RUN_ID_ENV, raising=False)
+def test_component_params_validate_the_text_and_touch_no_environment(monkeypatch):
+    before = dict(os.environ)
 
-    params = kfp_io.component_params(yaml.safe_dump({"split": {"folds": [0, 1]}}), pipeline_run_id="run-42")
+    params = kfp_io.component_params(yaml.safe_dump({"split": {"folds": [0, 1]}}))
 
     assert params.split.k_folds == 2
-    assert os.environ[kfp_io.ENGINE_ENV] == "kfp" and os.environ[kfp_io.RUN_ID_ENV] == "run-42"
+    assert dict(os.environ) == before  # the run context is built by the runner, not read from variables
 
 
 def test_component_params_refuses_text_that_is_not_yaml():
@@ -43,12 +42,16 @@ def test_component_params_names_an_unknown_key():
         kfp_io.component_params("split:\n  fols: [0, 1]\n")
 
 
-def test_training_targets_cover_every_task_and_fold():
-    params = kfp_io.component_params("split:\n  folds: [0, 1]\nfinetune:\n  tasks: [multiclass]\n")
+def test_training_targets_cover_every_task_fold_and_repeat():
+    params = kfp_io.component_params(
+        "split:\n  folds: [0, 1]\nfinetune:\n  tasks: [multiclass]\nevaluate:\n  repeats: 2\n"
+    )
 
     assert kfp_io.training_targets(params) == [
-        {"task_type": "multiclass", "fold": 0},
-        {"task_type": "multiclass", "fold": 1},
+        {"task_type": "multiclass", "fold": 0, "repeat": 0},
+        {"task_type": "multiclass", "fold": 0, "repeat": 1},
+        {"task_type": "multiclass", "fold": 1, "repeat": 0},
+        {"task_type": "multiclass", "fold": 1, "repeat": 1},
     ]
 
 
@@ -62,6 +65,31 @@ def test_json_metrics_keep_finite_numbers_under_dotted_names(tmp_path):
     kfp_io.log_json_metrics(metrics, summary)
 
     assert metrics.logged == {"n": 3.0, "auc.vit": 0.9}
+
+
+def test_explain_logs_its_headline_not_its_hundreds_of_numbers(tmp_path):
+    """KFP shows the first 100 numbers of a Metrics artifact: explain's file holds hundreds."""
+    from renalmae.artifacts import Explanations
+
+    by_metric = {
+        "energy_in_mask": {"mean": 0.4, "low": 0.3},
+        "pointing_game": {"mean": 0.5},
+        "empty_map": {"mean": 0},
+    }
+    per_weighting = {"score": {"all": by_metric, "utd": by_metric}, "softmax": {"all": by_metric}}
+    summary = tmp_path / Explanations.LOCALISATION
+    summary.write_text(
+        json.dumps({"test": {model: {"binary": per_weighting} for model in ("usfmae", "cnn")}})
+    )
+    metrics = RecordingMetrics()
+
+    kfp_io.log_json_metrics(metrics, summary, Explanations.headline)
+
+    assert metrics.logged == {
+        f"test.{model}.binary.score.all.{metric}.mean": value
+        for model in ("usfmae", "cnn")
+        for metric, value in (("energy_in_mask", 0.4), ("pointing_game", 0.5))
+    }
 
 
 def test_json_metrics_of_a_missing_file_log_nothing(tmp_path):
@@ -89,25 +117,50 @@ def test_copy_html_of_a_page_the_step_did_not_write_copies_nothing(tmp_path):
 
 
 def test_component_interface_is_derived_from_the_step_declaration():
-    from renalmae.steps import compare, finetune, validate
+    def ports(name):
+        return [(port.name, port.kind, port.type) for port in kfp_io.component_interface(pipeline.step(name))]
 
-    def ports(step):
-        return [(port.name, port.kind, port.type) for port in kfp_io.component_interface(step.STEP)]
-
-    assert ports(finetune) == [
+    assert ports("finetune") == [
         ("params_yaml", "parameter", "str"),
         ("ingested", "input", "Dataset"),
         ("splits", "input", "Dataset"),
         ("encoder", "input", "Model"),
         ("task", "parameter", "str"),
         ("fold", "parameter", "int"),
+        ("repeat", "parameter", "int"),
         ("model", "output", "Model"),
         ("metrics", "output", "Metrics"),
         ("holdout_confusion", "output", "ClassificationMetrics"),
     ]
-    assert ("finetune_runs", "input", "list[Model]") in ports(compare)
-    assert ("baseline_runs", "input", "list[Model]") in ports(compare)
-    assert ("report", "output", "HTML") in ports(validate)
+    assert ("finetune_runs", "input", "list[Model]") in ports("compare")
+    assert ("baseline_runs", "input", "list[Model]") in ports("compare")
+    assert ("report", "output", "HTML") in ports("validate")
+
+
+KFP_TYPES = {"str": "String", "int": "Integer"}
+
+
+@pytest.mark.parametrize("name", pipeline.PIPELINE)
+def test_each_component_takes_and_gives_what_its_step_declares(name):
+    """The components are written out by hand (ordinary typed functions); this holds each to the
+    declaration, as KFP compiles it."""
+    import importlib
+
+    component = getattr(importlib.import_module(f"components.{name}.component"), name)
+    spec = component.component_spec
+    compiled = {
+        key: ("parameter" if "." not in value.type else "input", value.type)
+        for key, value in spec.inputs.items()
+    }
+    compiled |= {key: ("output", value.type) for key, value in spec.outputs.items()}
+    declared = {}
+    for port in kfp_io.component_interface(pipeline.step(name)):
+        kind = port.type.removeprefix("list[").rstrip("]")
+        declared[port.name] = (port.kind, KFP_TYPES.get(kind) or f"system.{kind}@0.0.1")
+        if port.type.startswith("list["):
+            assert spec.inputs[port.name].is_artifact_list, port.name
+
+    assert compiled == declared
 
 
 class RecordingConfusion:

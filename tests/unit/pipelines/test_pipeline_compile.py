@@ -17,15 +17,29 @@ GPU_STEPS = ["pretrain", "finetune", "baseline", "explain"]
 
 
 def compile_to(output: Path, data_pvc: str | None = None, ingest_parts: int = 1) -> list[dict]:
-    """`renalmae pipeline compile` in a fresh process, as a user runs it; return the YAML documents.
+    """`python -m pipelines compile` in a fresh process, as a user runs it; return the YAML documents.
 
     (Not in this process: kfp walks the call stack's modules in every resource setter, which takes ~30 s
     in a test worker that has loaded torch, against ~4 s for the whole command.)
     """
-    command = [sys.executable, "-m", "renalmae.cli", "pipeline", "compile", "--output", str(output)]
+    command = [sys.executable, "-m", "pipelines", "compile", "--output", str(output)]
     command += ["--ingest-parts", str(ingest_parts), *(["--data-pvc", data_pvc] if data_pvc else [])]
     subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, timeout=300)
     return list(yaml.safe_load_all(output.read_text()))
+
+
+def dag_tasks(spec: dict) -> dict:
+    """Every task of the pipeline, wherever it sits (the root, the validation gate's branch, a loop)."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def loop_of(spec: dict, task: str) -> str:
+    """The name of the ParallelFor component holding `task`."""
+    (name,) = [name for name, c in spec["components"].items() if task in c.get("dag", {}).get("tasks", {})]
+    return name.removeprefix("comp-")
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +50,10 @@ def compiled(tmp_path_factory) -> list[dict]:
 def test_committed_pipeline_yaml_is_up_to_date(compiled):
     if any(key.startswith("RENALMAE_IMAGE") for key in os.environ):
         pytest.skip("RENALMAE_IMAGE* is set, so image names differ from the committed defaults")
-    assert COMPILED.is_file(), "pipelines/renal_pipeline.yaml is missing: run `renalmae pipeline compile`"
+    assert COMPILED.is_file(), "pipelines/renal_pipeline.yaml is missing: run `python -m pipelines compile`"
     assert list(yaml.safe_load_all(COMPILED.read_text())) == compiled, (
         "pipelines/renal_pipeline.yaml is out of date with pipelines/ and components/: "
-        "run `renalmae pipeline compile` and commit the result"
+        "run `python -m pipelines compile` and commit the result"
     )
 
 
@@ -57,21 +71,38 @@ def test_every_step_is_a_task_of_the_pipeline(compiled):
     executors = spec["deploymentSpec"]["executors"]
     for step in STEPS:
         assert f"exec-{step}" in executors, step
-        assert f"kfp_io.run_component({step!r}, locals())" in " ".join(
-            executors[f"exec-{step}"]["container"]["command"]
-        ), step
+        command = " ".join(executors[f"exec-{step}"]["container"]["command"])
+        body = (
+            "run_validation(params_yaml"
+            if step == "validate"
+            else f'run_component(\n        "{step}", params_yaml'
+        )
+        assert body in command or f'run_component("{step}", params_yaml' in command, step
 
 
-def test_finetune_and_baseline_fan_out_over_task_and_fold(compiled):
+def test_no_task_takes_a_per_run_input_and_each_reads_the_run_id_from_its_pod_label(compiled):
+    """A per-run input (the run id) would make every KFP cache key differ from run to run."""
+    text = COMPILED.read_text()
+    assert "PIPELINE_JOB_ID" not in text and "pipeline_run_id" not in text
+    platform = compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in STEPS:
+        field = platform[f"exec-{step}"]["fieldPathAsEnv"]
+        assert {"name": "KFP_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"} in field, step
+
+
+def test_finetune_and_baseline_fan_out_over_task_fold_and_repeat(compiled):
     spec = compiled[0]
-    loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
-    loop_tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    loop_name = loop_of(spec, "finetune")
+    loop = dag_tasks(spec)[loop_name]
+    loop_tasks = spec["components"][f"comp-{loop_name}"]["dag"]["tasks"]
 
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--targets-Output"
     assert set(loop_tasks) == {"finetune", "baseline"}
-    collected = spec["root"]["dag"]["tasks"]["compare"]["inputs"]["artifacts"]
-    assert collected["finetune_runs"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
-    assert collected["baseline_runs"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+    target = loop_tasks["finetune"]["inputs"]["parameters"]
+    assert {"task", "fold", "repeat"} <= set(target)
+    collected = dag_tasks(spec)["compare"]["inputs"]["artifacts"]
+    assert collected["finetune_runs"]["taskOutputArtifact"]["producerTask"] == loop_name
+    assert collected["baseline_runs"]["taskOutputArtifact"]["producerTask"] == loop_name
 
 
 def test_model_steps_request_gpus_and_others_none(compiled):
@@ -98,7 +129,7 @@ def test_model_steps_request_gpus_and_others_none(compiled):
 
 def test_training_steps_retry_with_backoff(compiled):
     spec = compiled[0]
-    tasks = {**spec["root"]["dag"]["tasks"], **spec["components"]["comp-for-loop-1"]["dag"]["tasks"]}
+    tasks = dag_tasks(spec)
     for step in ("pretrain", "finetune", "baseline"):
         policy = tasks[step]["retryPolicy"]
         assert policy["maxRetryCount"] >= 1 and policy["backoffDuration"], step
@@ -115,7 +146,7 @@ def test_tracking_steps_get_mlflow_and_s3_secrets_as_env(compiled):
 
 
 def test_the_pretrain_pod_gets_its_resources_from_the_params_and_the_trainjob_settings(tmp_path, compiled):
-    tasks = compiled[0]["root"]["dag"]["tasks"]
+    tasks = dag_tasks(compiled[0])
     for output in ("gpus", "cpu", "memory"):
         read = tasks["pretrain"]["inputs"]["parameters"][f"pipelinechannel--pod-resources-{output}"]
         assert read["taskOutputParameter"] == {"producerTask": "pod-resources", "outputParameterKey": output}
@@ -173,7 +204,7 @@ def test_image_tag_comes_from_the_environment(tmp_path):
     """CI sets the tag to the git sha; image names are read when components are imported (fresh process)."""
     env = {**os.environ, "RENALMAE_IMAGE": "registry.example.org/renalmae", "RENALMAE_IMAGE_TAG": "abc123"}
     output = tmp_path / "tagged.yaml"
-    command = [sys.executable, "-m", "renalmae.cli", "pipeline", "compile", "--output", str(output)]
+    command = [sys.executable, "-m", "pipelines", "compile", "--output", str(output)]
     # Compiling reads the steps' declarations, never their modules (torch, MLflow): seconds.
     subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=300)
 
@@ -183,9 +214,9 @@ def test_image_tag_comes_from_the_environment(tmp_path):
 
 
 def test_ingest_parts_below_one_is_refused_with_the_option_named(tmp_path, capsys):
-    from renalmae import cli
+    from pipelines.__main__ import main
 
-    code = cli.main(["pipeline", "compile", "--output", str(tmp_path / "p.yaml"), "--ingest-parts", "0"])
+    code = main(["compile", "--output", str(tmp_path / "p.yaml"), "--ingest-parts", "0"])
 
     assert code != 0
     assert "--ingest-parts must be at least 1 (got 0)" in capsys.readouterr().err

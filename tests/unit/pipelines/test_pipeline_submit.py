@@ -1,4 +1,4 @@
-"""`renalmae pipeline submit` against a fake KFP API on 127.0.0.1 (fake_kfp.py: not a real KFP backend)."""
+"""`python -m pipelines submit` against a fake KFP API on 127.0.0.1 (fake_kfp.py: not a real KFP backend)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from renalmae.cli import main
+from pipelines.__main__ import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_kfp import FakeKFP, FakeKFPServer  # noqa: E402
@@ -36,7 +36,7 @@ def kfp_server(monkeypatch, tmp_path):
 def submit(server, params_file, *extra: str) -> int:
     return main(
         [
-            "pipeline", "submit", "--host", server.url, "--experiment", "renal-ci", "--version", "abc1234",
+            "submit", "--host", server.url, "--experiment", "renal-ci", "--version", "abc1234",
             "--params", str(params_file), "--package", str(COMPILED), *extra,
         ]
     )  # fmt: skip
@@ -106,7 +106,7 @@ def test_an_unreachable_host_is_a_clear_error(params_file, capsys, monkeypatch, 
     with FakeKFPServer(FakeKFP()) as server:
         url = server.url  # the port is closed once the server is gone
 
-    assert main(["pipeline", "submit", "--host", url, "--experiment", "e", "--version", "v",
+    assert main(["submit", "--host", url, "--experiment", "e", "--version", "v",
                  "--params", str(params_file), "--package", str(COMPILED)]) != 0  # fmt: skip
     assert "unreachable" in capsys.readouterr().err
 
@@ -121,5 +121,5 @@ def test_an_invalid_params_file_is_refused_before_contacting_the_server(kfp_serv
 
 
 def test_pipeline_run_without_local_points_to_submit(params_file, capsys):
-    assert main(["pipeline", "run", "--params", str(params_file)]) != 0
-    assert "renalmae pipeline submit" in capsys.readouterr().err
+    assert main(["run", "--params", str(params_file)]) != 0
+    assert "python -m pipelines submit" in capsys.readouterr().err

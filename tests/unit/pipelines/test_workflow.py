@@ -45,13 +45,13 @@ def test_submit_installs_from_the_lock_compiles_with_the_sha_tag_and_submits(wor
 
     assert job["needs"] == "images"
     assert "requirements/dev.lock" in script and "--no-deps" in script
-    assert 'RENALMAE_IMAGE_TAG="${GITHUB_SHA}"' in script and "renalmae pipeline compile" in script
-    assert re.search(r"renalmae pipeline submit[^\n]*\\\n[^\n]*--host", script)
+    assert 'RENALMAE_IMAGE_TAG="${GITHUB_SHA}"' in script and "python -m pipelines compile" in script
+    assert re.search(r"python -m pipelines submit[^\n]*\\\n[^\n]*--host", script)
     assert "--wait" in script
 
 
 def test_the_kfp_token_reaches_submit_only_through_the_environment(workflow):
-    submit = next(step for step in steps_of(workflow, "submit") if "pipeline submit" in step.get("run", ""))
+    submit = next(step for step in steps_of(workflow, "submit") if "pipelines submit" in step.get("run", ""))
 
     assert submit["env"]["KF_PIPELINES_TOKEN"] == "${{ secrets.KF_PIPELINES_TOKEN }}"
 

@@ -11,6 +11,7 @@ from renalmae.params import params_from_dict
 from renalmae.registry.connection import mlflow_client
 from renalmae.registry.lineage import pipeline_run_id
 from renalmae.registry.tracking import track_step
+from renalmae.run_context import RunContext
 
 ENV_KEYS = (
     "RENALMAE_ENGINE",
@@ -47,11 +48,11 @@ def test_disabled_tracking_writes_nothing(clean_env, tmp_path):
 
 
 def test_steps_of_one_pipeline_run_nest_under_one_parent(clean_env, store_uri):
-    clean_env.setenv("RENALMAE_PIPELINE_RUN_ID", "pipeline-42")
+    context = RunContext(pipeline_run_id="pipeline-42")
     params = _params(store_uri)
-    with track_step(params, "ingest") as ingest:
+    with track_step(params, "ingest", context=context) as ingest:
         ingest.log_params({"images": 12})
-    with track_step(params, "finetune", task="binary", fold=1) as finetune:
+    with track_step(params, "finetune", context=context, task="binary", fold=1) as finetune:
         for epoch, loss in enumerate([0.9, 0.5]):
             finetune.log_metrics({"train_loss": loss}, step=epoch)
 
@@ -73,14 +74,16 @@ def test_steps_of_one_pipeline_run_nest_under_one_parent(clean_env, store_uri):
 
 
 def test_a_step_inside_dvc_is_tagged_with_engine_and_input_hashes(clean_env, store_uri, tmp_path):
+    """The CLI (the runner DVC starts) builds the context from DVC's variables and dvc.lock."""
+    from renalmae.launch import cli_run_context
+
     (tmp_path / "dvc.lock").write_text(
         "schema: '2.0'\nstages:\n  ingest:\n    outs:\n    - path: data/ingested\n      md5: abc123.dir\n"
         "  split:\n    deps:\n    - path: data/ingested\n      md5: abc123.dir\n"
     )
-    clean_env.setenv("DVC_ROOT", str(tmp_path))
-    clean_env.setenv("DVC_STAGE", "split")
+    context = cli_run_context("split", {"DVC_ROOT": str(tmp_path), "DVC_STAGE": "split"})
     params = _params(store_uri)
-    with track_step(params, "split", data_version="f00d" * 16) as tracker:
+    with track_step(params, "split", data_version="f00d" * 16, context=context) as tracker:
         pass
     run = mlflow_client(store_uri).get_run(tracker.run_id)
     assert run.data.tags["renalmae.engine"] == "dvc"
@@ -109,20 +112,20 @@ def test_a_step_without_dvc_lock_records_the_version_of_the_data_it_read(clean_e
     from renalmae.steps import ingest
 
     clean_env.chdir(tmp_path)
-    clean_env.setenv("RENALMAE_ENGINE", "kfp")
     data = {"source": "phantom://renal?n=30&seed=0", "pool": [], "image_size": 32, "decode_workers": 0}
     params = _params(store_uri, data=data)
     version = IngestedData(ingest.run(params, tmp_path / "ingested")).content_hash()
-    with track_step(params, "finetune", version, task="binary", fold=0) as tracker:
+    with track_step(params, "finetune", version, RunContext(engine="kfp"), task="binary", fold=0) as tracker:
         pass
     tags = mlflow_client(store_uri).get_run(tracker.run_id).data.tags
+    assert tags["renalmae.engine"] == "kfp"
     assert tags["renalmae.data_version"] == version and len(version) == 64
     assert tags["renalmae.dvc_data_version"] == "unknown"
 
 
 def test_a_failing_step_marks_its_run_failed(clean_env, store_uri):
-    clean_env.setenv("RENALMAE_PIPELINE_RUN_ID", "pipeline-failing")
-    with pytest.raises(RuntimeError), track_step(_params(store_uri), "pretrain") as tracker:
+    context = RunContext(pipeline_run_id="pipeline-failing")
+    with pytest.raises(RuntimeError), track_step(_params(store_uri), "pretrain", context=context) as tracker:
         raise RuntimeError("boom")
     assert mlflow_client(store_uri).get_run(tracker.run_id).info.status == "FAILED"
 
@@ -136,8 +139,22 @@ def test_pipeline_run_id_without_env_is_stable_and_follows_params(clean_env):
 
 
 def test_kfp_run_id_names_the_pipeline_run(clean_env):
-    clean_env.setenv("KFP_RUN_ID", "kfp-run-7")
-    assert pipeline_run_id(params_from_dict({})) == "kfp-run-7"
+    """A KFP pod's run context carries the run id of its pod's label (the DAG maps it to KFP_RUN_ID)."""
+    from renalmae.kfp_io import run_context
+
+    context = run_context("finetune", {"KFP_RUN_ID": "kfp-run-7"})
+    assert (context.engine, pipeline_run_id(params_from_dict({}), context)) == ("kfp", "kfp-run-7")
+
+
+def test_the_library_reads_no_runner_variable(clean_env, store_uri):
+    """Runner variables reach lineage only through the context a runner builds."""
+    for key, value in {"DVC_STAGE": "split", "KFP_RUN_ID": "k", "RENALMAE_ENGINE": "kfp",
+                       "RENALMAE_PIPELINE_RUN_ID": "p"}.items():  # fmt: skip
+        clean_env.setenv(key, value)
+    with track_step(_params(store_uri), "split") as tracker:
+        pass
+    tags = mlflow_client(store_uri).get_run(tracker.run_id).data.tags
+    assert tags["renalmae.engine"] == "cli" and tags["renalmae.pipeline_run_id"].startswith("cli-")
 
 
 def test_unreachable_server_is_one_service_error(clean_env):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from renalmae.stats import inference_undefined, roc_auc
+from renalmae.stats.auc import inference_undefined, roc_auc
 
 # Hanley & McNeil (1982), Radiology 143:29-36, Table 1: 109 CT images rated 1 (definitely normal) to
 # 5 (definitely abnormal); 58 normal, 51 abnormal. The paper's area under the rating ROC curve

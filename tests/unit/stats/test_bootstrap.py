@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from renalmae.stats import cluster_weights, delong_test, paired_bootstrap
+from renalmae.stats.bootstrap import cluster_weights, paired_bootstrap
+from renalmae.stats.delong import delong_test
 
 
 def _binary_case(n=300, seed=0):

@@ -15,7 +15,7 @@ the convention of `delong_test`.
 import numpy as np
 import pytest
 
-from renalmae.stats import delong_test, delong_test_ovr
+from renalmae.stats.delong import delong_test, delong_test_ovr
 
 OUTCOME_POOR = np.array(
     [

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from renalmae.stats import mcnemar_exact
+from renalmae.stats.mcnemar import mcnemar_exact
 
 
 def test_exact_p_is_the_two_sided_binomial_tail_of_the_discordant_pairs():

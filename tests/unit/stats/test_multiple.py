@@ -1,6 +1,6 @@
 import pytest
 
-from renalmae.stats import holm, relative_improvement
+from renalmae.stats.multiple import holm, relative_improvement
 
 
 def test_holm_matches_the_textbook_step_down():

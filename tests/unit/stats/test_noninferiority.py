@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import norm
 from test_delong import MARKERS, OUTCOME_POOR
 
-from renalmae.stats import delong_test
+from renalmae.stats.delong import delong_test
 from renalmae.stats.noninferiority import noninferiority_test
 
 POSITIVES, NEGATIVES = 65, 129

@@ -1,7 +1,7 @@
 import pytest
 from scipy.stats import wilcoxon
 
-from renalmae.stats import wilcoxon_folds
+from renalmae.stats.wilcoxon import wilcoxon_folds
 
 
 def test_matches_scipy_on_five_folds():

@@ -13,6 +13,7 @@ from trainkit import tiny_params
 from renalmae.errors import ParamsError
 from renalmae.models import create_model, load_encoder, load_init_checkpoint
 from renalmae.models.checkpoints import encoder_state_dict
+from renalmae.pipeline import Target
 from renalmae.steps import finetune, pretrain
 from renalmae.steps.pretrain import pretraining_ids
 
@@ -67,7 +68,9 @@ def test_zero_epochs_fine_tune_the_published_encoder_as_it_is(tmp_path, dataset)
     assert info["pretraining_data"]["transductive"] is False and info["pretraining_data"]["epochs"] == 0
     assert pd.read_csv(encoder_dir / "loss.csv").empty
     assert (encoder_dir / "reconstructions.png").is_file() and (encoder_dir / "loss.png").is_file()
-    run_dir = finetune.run(params, ingest_dir, splits_path, encoder_dir, "binary", 0, tmp_path / "ft")
+    run_dir = finetune.train_run(
+        params, ingest_dir, splits_path, encoder_dir, Target("binary", 0), tmp_path / "ft"
+    )
     initialisation = json.loads((run_dir / "run.json").read_text())["initialisation"]
     assert initialisation["mae_pretraining"]["epochs"] == 0
     assert initialisation["encoder_initialisation"]["checkpoint"].endswith("published.pth")

@@ -28,7 +28,7 @@ from fake_kubernetes import (
 )
 
 from renalmae.errors import ServiceError
-from renalmae.train.trainjob import (
+from renalmae.trainjob import (
     TrainJobs,
     TrainJobSpec,
     connect,
@@ -308,8 +308,8 @@ def test_a_two_node_trainjob_that_loses_a_node_resumes_to_the_single_process_enc
     from safetensors.numpy import load_file
     from trainkit import tiny_params
 
-    from renalmae.launch import TrainJobSettings, run_as_trainjob
     from renalmae.steps import pretrain
+    from renalmae.trainjob import TrainJobSettings, run_as_trainjob
 
     ingest_dir, splits_path = dataset
     schedule = {"epochs": 4, "batch_size": 16}  # 16 steps, a checkpoint every 2
@@ -317,7 +317,7 @@ def test_a_two_node_trainjob_that_loses_a_node_resumes_to_the_single_process_enc
     mount = tmp_path / "shared-volume"
     params = tiny_params(pretrain={**schedule, "nodes": 2, "gpus": 1})
     name = job_name("pretrain", "run-42")
-    kubelet = Kubelet(mount / "renalmae-runs" / name / ".checkpoints" / "out_dir" / "latest.pt")
+    kubelet = Kubelet(mount / "renalmae-runs" / name / ".checkpoints" / "pretrain" / "latest.pt")
     state = FakeKubernetes(token=TOKEN, runner=kubelet)
     settings = TrainJobSettings(image="renalmae:test", volume_claim="data", mount_path=str(mount))
 
@@ -350,7 +350,7 @@ def test_a_two_node_trainjob_that_loses_a_node_resumes_to_the_single_process_enc
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"volume_claim": None}, "compile the pipeline with `renalmae pipeline compile --data-pvc NAME`"),
+        ({"volume_claim": None}, "compile the pipeline with `python -m pipelines compile --data-pvc NAME`"),
         ({"image": ""}, "did not name the image"),
         ({}, "train.checkpoint_dir /scratch/local is not on the shared volume mounted at /mnt/renalmae"),
     ],
@@ -360,8 +360,8 @@ def test_a_trainjob_that_could_not_resume_or_run_is_refused_before_submitting(tm
     from trainkit import tiny_params
 
     from renalmae.errors import ParamsError
-    from renalmae.launch import TrainJobSettings, run_as_trainjob
     from renalmae.steps import pretrain
+    from renalmae.trainjob import TrainJobSettings, run_as_trainjob
 
     params = tiny_params(train={"checkpoint_dir": "/scratch/local"}, pretrain={"nodes": 2})
     given = {"image": "renalmae:test", "volume_claim": "data", "mount_path": "/mnt/renalmae", **settings}
@@ -373,7 +373,7 @@ def test_a_trainjob_that_could_not_resume_or_run_is_refused_before_submitting(tm
 def test_the_pretrain_component_with_two_nodes_submits_a_trainjob_and_returns_its_encoder(
     tmp_path, dataset, monkeypatch
 ):
-    """The KFP component's path for `pretrain.nodes: 2` (`kfp_io.run_component` → `launch.run_as_trainjob`):
+    """The KFP component's path for `pretrain.nodes: 2` (`kfp_io.run_component` → `trainjob.run_as_trainjob`):
     the image, shared volume and secret names the DAG sets on the task reach the job, the client finds
     the cluster as a pod would (here a kubeconfig naming the fake API server), and the encoder the job
     writes on the volume becomes the task's `encoder` artifact. The fake kubelet runs the job's command in
@@ -417,14 +417,13 @@ def test_the_pretrain_component_with_two_nodes_submits_a_trainjob_and_returns_it
             kfp_io.SHARED_MOUNT_ENV: str(mount),
             kfp_io.TRAINJOB_SECRETS_ENV: json.dumps({"renalmae-mlflow": ["MLFLOW_TRACKING_URI"]}),
         }
-        for name, value in {**environment, kfp_io.ENGINE_ENV: "", kfp_io.RUN_ID_ENV: ""}.items():
-            monkeypatch.setenv(name, value)  # run_component sets the last two: restored after the test
-        kfp_io.run_component("pretrain", {
-            "params_yaml": tiny_params_yaml(TRAINING, pretrain={"nodes": 2, "epochs": 1}),
-            "pipeline_run_id": "run-7",
-            "ingested": Dataset(uri=str(ingest_dir)), "splits": Dataset(uri=str(splits_path)),
-            "encoder": Model(uri=str(tmp_path / "encoder")), "metrics": Metrics(uri=str(tmp_path / "m")),
-        })  # fmt: skip
+        for name, value in {**environment, kfp_io.RUN_ID_ENV: "run-7"}.items():
+            monkeypatch.setenv(name, value)  # the last: what the DAG maps from the pod's label
+        kfp_io.run_component(
+            "pretrain", tiny_params_yaml(TRAINING, pretrain={"nodes": 2, "epochs": 1}),
+            {"ingest_dir": Dataset(uri=str(ingest_dir)), "splits_path": Dataset(uri=str(splits_path))},
+            Model(uri=str(tmp_path / "encoder")), metrics=Metrics(uri=str(tmp_path / "m")),
+        )  # fmt: skip
 
     (trainer,) = ran
     (job,) = state.created
@@ -433,7 +432,8 @@ def test_the_pretrain_component_with_two_nodes_submits_a_trainjob_and_returns_it
     )  # fmt: skip
     secret = {"secretKeyRef": {"name": "renalmae-mlflow", "key": "MLFLOW_TRACKING_URI"}}
     assert {"name": "MLFLOW_TRACKING_URI", "valueFrom": secret} in trainer["env"], "by reference, no value"
-    assert {"name": kfp_io.RUN_ID_ENV, "value": "run-7"} in trainer["env"]
+    assert {"name": "RENALMAE_PIPELINE_RUN_ID", "value": "run-7"} in trainer["env"]  # nodes join the run
+    assert {"name": "RENALMAE_ENGINE", "value": "kfp"} in trainer["env"]
     assert "renal-data" in json.dumps(job["spec"]), "the shared volume is mounted on the nodes"
     on_volume = mount / "renalmae-runs" / job["metadata"]["name"] / "out_dir"
     for name in ("encoder.safetensors", "metrics.json"):

@@ -1,5 +1,9 @@
 """Multi-node pretraining as a Kubeflow Trainer `TrainJob`: the manifest, and submitting it and waiting.
 
+Kubernetes code of the Kubeflow runner (`renalmae.kfp_io` calls `run_as_trainjob` for a step whose
+params ask for several nodes); the library never imports it. It lives in the package because the KFP
+component runs in the container, where only the package is installed.
+
 Why Trainer v2's `TrainJob` (trainer.kubeflow.org/v1alpha1, Kubeflow Trainer v2.3) and not the Training
 Operator's `PyTorchJob` (kubeflow.org/v1): the Training Operator v1 is in maintenance (its last line is
 release-1.9) and v2 replaces its per-framework CRDs with this one; and the job we need fits the v2 API
@@ -26,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -365,3 +370,67 @@ def collect_output(volume_dir: Path, out_dir: str | Path) -> Path:
     with atomic_dir(out_dir) as staging:
         shutil.copytree(volume_dir, staging, dirs_exist_ok=True)
     return Path(out_dir)
+
+
+@dataclass(frozen=True)
+class TrainJobSettings:
+    """What a TrainJob needs beyond the params: the image every node runs, the shared ReadWriteMany volume
+    (claim name and mount path; None when the pipeline was compiled without one), container environment
+    entries (secrets by reference, never values), and the namespace (None: this pod's)."""
+
+    image: str
+    volume_claim: str | None
+    mount_path: str
+    env: list[dict[str, Any]] = field(default_factory=list)
+    namespace: str | None = None
+
+
+def run_as_trainjob(module: ModuleType, params: Params, arguments: dict[str, Any], target: dict[str, Any],
+                    out: str | Path, *, settings: TrainJobSettings, run_id: str, jobs=None,
+                    poll_seconds: float = 30.0) -> Path:  # fmt: skip
+    """Run the step `module` as a TrainJob of `step.nodes_for(params)` nodes; copy its output to `out`.
+
+    The job is named after the step and `run_id`, so a retried task adopts the job of its earlier attempt
+    (or finds its output on the volume). The step's params section holds `trainjob_runtime` and
+    `trainjob_restarts`. Raises `ParamsError` without a shared volume or with checkpoints off it, and
+    `ServiceError` as `renalmae.train.run_trainjob` does.
+    """
+    from renalmae.launch import cli_argv
+    from renalmae.train.distributed import torchrun_command
+
+    step = module.STEP
+    if not settings.volume_claim:
+        raise ParamsError(
+            f"{step.nodes} > 1 runs a Kubeflow Trainer job whose nodes share inputs, checkpoints and output "
+            "on a ReadWriteMany volume: compile the pipeline with "
+            f"`python -m pipelines compile --data-pvc NAME`, or set {step.nodes}: 1"
+        )
+    if not settings.image:
+        raise ParamsError(
+            f"the pipeline did not name the image the TrainJob of {step.name} runs; recompile it"
+        )
+    volume = SharedVolume(settings.volume_claim, settings.mount_path)
+    volume.check_checkpoints(params)
+    if jobs is None:
+        jobs = TrainJobs(connect(), settings.namespace or current_namespace())
+    name = job_name(step.name, run_id or params.hash()[:16])
+    run_dir = volume.run_dir(name)
+    inputs = {declared.argument: Path(arguments[declared.argument]) for declared in step.inputs}
+    params_file, staged = stage_inputs(run_dir, params, inputs)
+    volume_out = run_dir / step.output.argument
+    processes = step.processes_for(params)
+    section = getattr(params, step.nodes.split(".")[0])
+    spec = TrainJobSpec(
+        name=name, namespace=jobs.namespace, image=settings.image,
+        command=torchrun_command(cli_argv(step, params_file, staged, target, volume_out)),
+        nodes=step.nodes_for(params), procs_per_node=processes,
+        gpus_per_node=processes if params.train.device != "cpu" else 0,
+        volume_claim=volume.claim, mount_path=volume.mount_path, runtime=section.trainjob_runtime,
+        env=list(settings.env),
+    )  # fmt: skip
+    if not volume_out.exists():  # the step writes its output atomically: there means complete
+        run_trainjob(jobs, trainjob_manifest(spec), restarts=section.trainjob_restarts,
+                              poll_seconds=poll_seconds)  # fmt: skip
+    if not volume_out.exists():
+        raise ServiceError(f"TrainJob {jobs.namespace}/{name} completed without writing {volume_out}")
+    return collect_output(volume_out, out)
