@@ -146,7 +146,13 @@ def cmd_predict(args, params):
         f"models:/{params.registry.model_prefix}-{pipeline.CANDIDATE_MODEL}-binary@champion"
     )
     ensemble = load_ensemble(args.model, tracking_uri(params))
-    table = predict_files(ensemble, None, args.images, params.data.max_image_pixels)
+    rule = None
+    if args.site is not None:
+        from renalmae.registry.site_rules import site_rule_for
+
+        rule = site_rule_for(args.model, tracking_uri(params), args.site)
+        print(f"site {args.site}: {rule.name} ({rule.chosen_on})", file=sys.stderr)
+    table = predict_files(ensemble, None, args.images, params.data.max_image_pixels, rule)
     if args.explain is not None:
         from renalmae.explain.images import explain_images
 
@@ -158,6 +164,25 @@ def cmd_predict(args, params):
     if args.json:
         return table.to_json(orient="records", indent=2)
     return table.to_string(index=False, float_format=lambda value: f"{value:.4f}")
+
+
+def cmd_site_rule(args, params):
+    from renalmae.registry.connection import tracking_uri
+    from renalmae.registry.site_rules import choose_site_rule
+
+    model = args.model or f"models:/{params.registry.model_prefix}-{pipeline.CANDIDATE_MODEL}-binary@champion"
+    rule = choose_site_rule(
+        model, tracking_uri(params), args.site, args.sample, params.data, params.evaluate,
+        params.data.max_image_pixels,
+    )  # fmt: skip
+    sensitivity = rule["sensitivity"]
+    return (
+        f"site {rule['site']}: P(anomaly) >= {rule['threshold']:.3f} recorded on {rule['model']} "
+        f"v{rule['version']}, chosen on {rule['n']} images ({rule['anomalous']} anomalous, {rule['normal']} "
+        f"normal, {rule['clusters']} patients / series); sensitivity there {sensitivity['estimate']:.2f} "
+        f"({rule['confidence']:.0%} CI {sensitivity['low']:.2f} to {sensitivity['high']:.2f}, measured on "
+        f"the same images: optimistic). Use it with `renalmae predict --site {rule['site']}`."
+    )
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -222,7 +247,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--explain", type=Path, default=None, metavar="OUT_DIR",
         help="also write Score-CAM overlays of the predicted class (the same fold ensemble) to OUT_DIR",
     )  # fmt: skip
+    predict.add_argument(
+        "--site", default=None,
+        help="label at the rule recorded for this site (`renalmae site-rule`) instead of the version's own",
+    )  # fmt: skip
     predict.set_defaults(handler=cmd_predict)
+    site_rule = commands.add_parser(
+        "site-rule",
+        help="choose a binary decision rule for a new site on its labelled sample; record it on the version",
+        description="Predict the site's labelled sample (a manifest: image,label[,patient_id|series_id]) "
+        "with the version, choose the threshold there (evaluate.threshold) and record it, with the "
+        "sample's size and the sensitivity / specificity it reaches (cluster-bootstrap intervals), on the "
+        "version as that site's rule. `renalmae predict --site SITE` applies it.",
+    )
+    site_rule.add_argument("--site", required=True, help="the site's name (letters, digits, - _ .)")
+    site_rule.add_argument(
+        "--model", default=None,
+        help="models:/NAME@ALIAS or models:/NAME/VERSION (default: <prefix>-<candidate>-binary@champion)",
+    )  # fmt: skip
+    site_rule.add_argument(
+        "sample", type=Path, metavar="SAMPLE", help="manifest CSV of the site's labelled images"
+    )
+    site_rule.set_defaults(handler=cmd_site_rule)
 
     for parser_of_command in commands.choices.values():
         _add_common(parser_of_command)

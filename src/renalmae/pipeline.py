@@ -200,6 +200,13 @@ PIPELINE = tuple(STEPS)
 """The step names in the order the DAG runs them."""
 CANDIDATE_MODEL = STEPS["finetune"].model.name
 """The name of the model the study proposes (registered as `<prefix>-<name>-<task>`)."""
+MODEL_LABELS = {CANDIDATE_MODEL: "USF-MAE", "densenet169": "DenseNet-169"}
+"""How reports name a model; a baseline not listed (any `baseline.arch`) is shown under its own name."""
+
+
+def model_label(model: str) -> str:
+    """The display name of model `model` in reports and figures."""
+    return MODEL_LABELS.get(model, model)
 
 
 def step(name: str) -> Step:

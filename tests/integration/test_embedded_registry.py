@@ -70,6 +70,35 @@ def test_register_promote_copy_and_predict_with_the_embedded_store(monkeypatch, 
     explained = json.loads((tmp_path / "cams" / "explanations.json").read_text())
     assert explained["fold_models"] == 2  # the served ensemble is explained, not its first fold model
 
+    # a new site's own rule, chosen on a labelled sample of it, recorded on the version and applied by name
+    site = tmp_path / "site-b"
+    site.mkdir()
+    rows = ["image,label,series_id"]
+    for index, pixels in enumerate(sample_images(n=16, size=40)):
+        Image.fromarray(pixels).save(site / f"{index}.png")
+        rows.append(f"{index}.png,{'utd' if index % 2 else 'normal'},s{index // 2}")
+    (site / "sample.csv").write_text("\n".join(rows) + "\n")
+    champion = "models:/renal-usfmae-binary@champion"
+    assert main(["site-rule", "--site", "clinic-b", "--model", champion, str(site / "sample.csv")]) == 0
+    assert "chosen on 16 images (8 anomalous, 8 normal, 8 patients / series)" in capsys.readouterr().out
+    tags = (
+        mlflow_client("sqlite:///mlflow.db")
+        .get_model_version_by_alias("renal-usfmae-binary", "champion")
+        .tags
+    )
+    assert (
+        tags["renalmae.site.clinic-b.n"] == "16" and "optimistic" in tags["renalmae.site.clinic-b.chosen_on"]
+    )
+    threshold = float(tags["renalmae.site.clinic-b.threshold"])
+    assert main(["predict", "--model", champion, "--site", "clinic-b", "--json", str(image_path)]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["decision_rule"].startswith(
+        f"P(anomaly) >= {threshold:.3f}, site clinic-b: 16 labelled images"
+    )
+    assert row["predicted"] == ("anomaly" if row["prob_anomaly"] >= threshold else "normal")
+    assert main(["predict", "--model", champion, "--site", "clinic-c", str(image_path)]) != 0
+    assert "carries no rule for site clinic-c (sites with a rule: clinic-b)" in capsys.readouterr().err
+
     models, info = load_registered_model("models:/renal-usfmae-binary@champion")  # the default store
     assert len(models) == 2 and info["classes"] == ["normal", "anomaly"] and info["image_size"] == 32
 

@@ -375,7 +375,7 @@ def operating_points(
                     f"{SET_NAMES[name]}: sensitivity {reached:.2f} against {chosen:.2f} on the validation "
                     f"folds that chose the rule (a drop of {chosen - reached:.2f} > evaluate."
                     f"sensitivity_tolerance {settings.sensitivity_tolerance:g}): choose a rule for that site "
-                    "on a labelled sample of it"
+                    "on a labelled sample of it (`renalmae site-rule`)"
                 )
         points[model] = entry | {"flags": flags}
     return points

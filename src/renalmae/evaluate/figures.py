@@ -25,8 +25,8 @@ from renalmae.evaluate.metrics import reliability_curve  # noqa: E402
 from renalmae.evaluate.report import label  # noqa: E402
 from renalmae.stats.bootstrap import cluster_weights  # noqa: E402
 
-COLOURS = {"usfmae": "#1b6ca8", "densenet169": "#d95f02"}
-OTHER_COLOURS = ("#7570b3", "#1b9e77")
+ROLE_COLOURS = ("#1b6ca8", "#d95f02")
+"""The candidate's colour, then the baseline's (every comparison lists the candidate first)."""
 GRID = np.linspace(0.0, 1.0, 101)
 MAX_BAND_RESAMPLES = 200
 
@@ -88,7 +88,7 @@ def _panels(comparison: TaskComparison) -> list[tuple[str, int]]:
 
 
 def _colour(model: str, position: int) -> str:
-    return COLOURS.get(model, OTHER_COLOURS[position % len(OTHER_COLOURS)])
+    return ROLE_COLOURS[position % len(ROLE_COLOURS)]
 
 
 def _curve_figure(

@@ -13,10 +13,9 @@ import html
 from pathlib import Path
 
 from renalmae.evaluate.comparison import INTERVAL_METRICS, SET_NAMES, SUMMARY_METRICS, TaskComparison
-from renalmae.evaluate.runs import ByName
 from renalmae.initialisation import describe_initialisation
+from renalmae.pipeline import model_label
 
-LABELS = ByName({"usfmae": "USF-MAE", "densenet169": "DenseNet-169"})
 METRIC_NAMES = {
     "auc": "AUC",
     "f1": "F1",
@@ -40,7 +39,7 @@ Table = tuple[str, list[str], list[list[str]]]
 
 def label(model: str) -> str:
     """Display name of a model (any baseline architecture falls back to its own name)."""
-    return LABELS[model]
+    return model_label(model)
 
 
 def number(value: float | None, digits: int = 3) -> str:

@@ -36,18 +36,6 @@ TRAINING_STEP = {CANDIDATE: "finetune", BASELINE: "baseline"}
 """The step that trains the model of each role (named in the fixes of error messages)."""
 
 
-class ByName(dict):
-    """A lookup by model name (display label, colour) that falls back for a model it does not list: the
-    baseline is named after `baseline.arch`, so any timm CNN may turn up."""
-
-    def __init__(self, values: dict[str, str], default: str | None = None):
-        super().__init__(values)
-        self.default = default
-
-    def __missing__(self, name: str) -> str:
-        return name if self.default is None else self.default
-
-
 @dataclass(frozen=True)
 class ModelRun:
     """One trained fold model: its run.json fields and its predictions table."""
