@@ -77,15 +77,24 @@ def mae_initialisation(encoder_dir: str | Path, encoder_info: dict[str, Any]) ->
 
 
 def describe_initialisation(record: dict[str, Any] | None) -> str:
-    """One line for a report, e.g. "MAE pretraining on 3,849 ultrasound images (...), from random weights"."""
+    """What a model started from, as the object of "<model> started from ...", e.g. "MAE pretraining here on
+    3,849 images (...) of a randomly initialised encoder". An MAE run of 0 epochs is described by the
+    published encoder it handed on, never as pretraining."""
     if not record:
         return "not recorded"
     if record["method"] == "random":
         return "random weights (no pretraining)"
     if record["method"] == "checkpoint":
         return f"checkpoint {record['checkpoint']} (pretrained on {record['pretraining_data']})"
-    start = describe_initialisation(record.get("encoder_initialisation"))
-    return f"MAE pretraining on {record['pretraining_data']}, started from {start}"
+    encoder = record.get("encoder_initialisation") or {}
+    if (record.get("mae_pretraining") or {}).get("epochs") == 0:
+        return f"the encoder of {describe_initialisation(encoder)}, not pretrained further here"
+    pretraining = f"MAE pretraining here on {record['pretraining_data']}"
+    if encoder.get("method") == "random":
+        return f"{pretraining} of a randomly initialised encoder"
+    if encoder.get("method") == "checkpoint":
+        return f"{pretraining}, continuing from {describe_initialisation(encoder)}"
+    return pretraining
 
 
 def _describe_mae_data(data: dict[str, Any]) -> str:

@@ -225,6 +225,12 @@ class TrainParams(Section):
     selection_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.1
     """Share of each fold's training images (grouped, stratified) held out to pick the epoch / stop early,
     so the validation fold never chooses the model it measures; 0 = select on the validation fold."""
+    selection_min_groups_per_class: Annotated[int, Field(ge=0)] = 3
+    """Floor of the selection split: groups (patients / series) of every class in it. A split drawn below
+    the floor takes more groups of that class, up to half of the class's training groups; a model chosen
+    on a split still below it is flagged in run.json and the comparison (docs/recipe.md). 0 = no floor."""
+    selection_min_images_per_class: Annotated[int, Field(ge=0)] = 10
+    """Floor of the selection split: images of every class in it (grown and flagged like the groups')."""
 
 
 class PretrainParams(Section):

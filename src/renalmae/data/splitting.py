@@ -195,7 +195,14 @@ def draw_holdout(labels: np.ndarray, groups: np.ndarray, test_fraction: float, s
     return is_test
 
 
-def selection_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+def selection_split(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    fraction: float,
+    seed: int,
+    min_groups_per_class: int = 0,
+    min_images_per_class: int = 0,
+) -> np.ndarray:
     """Boolean mask of the inner selection split of a fold's training images (epoch selection and early
     stopping look only at it, never at the validation fold): about `fraction` of the groups of each class.
 
@@ -205,6 +212,11 @@ def selection_split(labels: np.ndarray, groups: np.ndarray, fraction: float, see
     long clip stand for a whole class (on the kidney frames: one hydronephrosis series of 149 frames
     against 39 normal ones, an AUC that measured one patient). Raises DataError when there are fewer
     groups than folds.
+
+    The floor: a class with fewer than `min_groups_per_class` groups or `min_images_per_class` images in
+    the split takes more of its groups (seeded order) until it has them, but never more than half of the
+    class's groups, so training keeps at least as many as selection. Whether the floor was reached is the
+    caller's to check (`renalmae.train.selection`): with few groups it cannot be.
     """
     n_splits = max(2, round(1.0 / fraction))
     frame = pd.DataFrame({"label": np.asarray(labels), "group": np.asarray(groups)})
@@ -235,7 +247,28 @@ def selection_split(labels: np.ndarray, groups: np.ndarray, fraction: float, see
         (held for held in held_groups if set(frame.loc[frame["group"].isin(held), "label"]) == every_class),
         held_groups[0],
     )
+    chosen = _raise_to_floor(
+        frame, group_label, set(chosen), min_groups_per_class, min_images_per_class, seed
+    )
     return frame["group"].isin(chosen).to_numpy()
+
+
+def _raise_to_floor(
+    frame: pd.DataFrame, group_label: pd.Series, chosen: set, min_groups: int, min_images: int, seed: int
+) -> set:
+    """`chosen` with more groups of each class below the floor, at most half of that class's groups."""
+    order = np.random.default_rng(seed).permutation(len(group_label))
+    shuffled = group_label.iloc[order]
+    for label in sorted(set(frame["label"])):
+        own_groups = list(shuffled.index[shuffled.to_numpy() == label])
+        cap = len(own_groups) // 2
+        for group in own_groups:
+            held = frame[frame["group"].isin(chosen) & (frame["label"] == label)]
+            own_held = sum(held_group in chosen for held_group in own_groups)
+            if (held["group"].nunique() >= min_groups and len(held) >= min_images) or own_held >= cap:
+                break
+            chosen.add(group)
+    return chosen
 
 
 def draw_folds(labels: np.ndarray, groups: np.ndarray, k_folds: int, seed: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from renalmae.train.engine import (
     fit,
 )
 from renalmae.train.predict import predict_probabilities
+from renalmae.train.selection import SELECTION_FLAGS, selection_flags, selection_record
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ METRICS_FILE = TrainedRun.METRICS
 
 @dataclass(frozen=True)
 class FoldData:
-    """The images (uint8 [N, H, W]) and integer targets of one fold's train / val, the holdout test and
-    the external set (when the splits have one)."""
+    """The images (uint8 [N, H, W]), integer targets and group ids of one fold's train / val, the holdout
+    test and the external set (when the splits have one)."""
 
     task: str
     fold: int
@@ -63,6 +64,8 @@ class FoldData:
     ids: dict[str, list[str]]
     images: dict[str, np.ndarray]
     targets: dict[str, np.ndarray]
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
+    """Group (patient / series; the image's own id when it has none) of each image, per split."""
 
 
 def load_fold(
@@ -71,7 +74,8 @@ def load_fold(
     """Train / val ids of `fold`, the holdout test and external ids, with their images and `task` targets.
 
     With `train.selection_fraction` > 0 a grouped, stratified share of the training ids becomes the
-    `selection` split (epoch selection / early stopping) and is not trained on.
+    `selection` split (epoch selection / early stopping) and is not trained on; a class below the floor
+    (`train.selection_min_groups_per_class`, `train.selection_min_images_per_class`) gets more of its groups.
     """
     classes = task_classes(params.data.classes, params.data.negative_class, task)
     splits = load_splits(splits_path)
@@ -85,10 +89,12 @@ def load_fold(
             rows["group"].where(rows["group"].notna(), rows["id"]).astype(str).to_numpy(),
             params.train.selection_fraction,
             params.split.seed + fold,
+            params.train.selection_min_groups_per_class,
+            params.train.selection_min_images_per_class,
         )
         ids["train"] = [image_id for image_id, held in zip(train_ids, is_selection, strict=True) if not held]
         ids["selection"] = [image_id for image_id, held in zip(train_ids, is_selection, strict=True) if held]
-    images, targets = {}, {}
+    images, targets, groups = {}, {}, {}
     for split, split_ids in ids.items():
         rows = data.rows(split_ids)
         if rows["label"].isna().any():
@@ -97,6 +103,7 @@ def load_fold(
             )
         images[split] = np.asarray(data.images[rows["cache_index"].to_numpy()])
         targets[split] = task_targets(rows["label"], params.data.classes, params.data.negative_class, task)
+        groups[split] = rows["group"].where(rows["group"].notna(), rows["id"]).astype(str).to_numpy()
     if not ids["train"]:
         raise DataError(f"fold {fold} of {splits_path} has no training images; use fewer folds or more data")
     if "selection" in ids and len(np.unique(targets["selection"])) < 2:
@@ -105,7 +112,19 @@ def load_fold(
             "the epoch) holds a single class, so no epoch can be ranked; raise train.selection_fraction, add "
             "data, or set train.selection_fraction: 0 to select on the validation fold"
         )
-    return FoldData(task=task, fold=fold, classes=classes, ids=ids, images=images, targets=targets)
+    fold_data = FoldData(
+        task=task, fold=fold, classes=classes, ids=ids, images=images, targets=targets, groups=groups
+    )
+    short = selection_size(fold_data, params)["below_floor"]
+    if short:
+        log.warning(
+            "fold %d: the %s split that picks the epoch holds too few groups / images of %s for the floor "
+            "(train.selection_min_groups_per_class %d, train.selection_min_images_per_class %d) even after "
+            "taking up to half of each class's training groups; its fold models are flagged",
+            fold, selection_split_name(fold_data), ", ".join(short),
+            params.train.selection_min_groups_per_class, params.train.selection_min_images_per_class,
+        )  # fmt: skip
+    return fold_data
 
 
 def soft_target_cross_entropy(
@@ -225,6 +244,13 @@ def selection_split_name(fold_data: FoldData) -> str:
     return "selection" if "selection" in fold_data.ids else "val"
 
 
+def selection_size(fold_data: FoldData, params: Params) -> dict:
+    """run.json's `selection`: the size of the split that picks the epoch, per class, against the floor."""
+    chooser = selection_split_name(fold_data)
+    groups = fold_data.groups.get(chooser, np.asarray(fold_data.ids[chooser]))
+    return selection_record(chooser, fold_data.classes, fold_data.targets[chooser], groups, params.train)
+
+
 def epoch_selection(fold_data: FoldData, params: Params) -> dict:
     """run.json's record of which data picked the epoch (the report says it)."""
     chooser = selection_split_name(fold_data)
@@ -282,6 +308,10 @@ def write_run(
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
     }
+    selection = selection_size(fold_data, params)
+    flags = selection_flags(selection, result.best_epoch, result.best_value, len(result.history))
+    for flag in flags:
+        log.warning("%s %s fold %d: %s", model_name, fold_data.task, fold_data.fold, SELECTION_FLAGS[flag])
     record = {
         "model": model_name,
         "arch": spec["name"],
@@ -292,7 +322,10 @@ def write_run(
         "crop": params.data.crop,
         "best_epoch": result.best_epoch,
         "best_epoch_auc": result.best_value,
+        "epochs_run": len(result.history),
         "epoch_selection": epoch_selection(fold_data, params),
+        "selection": selection,
+        "selection_flags": flags,
         "params_hash": params.hash(),
         **info,
     }

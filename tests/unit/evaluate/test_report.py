@@ -181,3 +181,64 @@ def test_the_report_says_how_many_duplicates_were_dropped_and_how_many_copies_cr
     assert "same near-duplicate cluster" in data_sentence(summary)
     summary["data"] = None
     assert "not stated" in data_sentence(summary)
+
+
+def _initialisations(tmp_path, start: str, epochs: int) -> tuple[dict, dict]:
+    """The candidate's run.json `initialisation` and the summary's `pretraining`, as the steps write them."""
+    from renalmae.initialisation import checkpoint_initialisation, mae_initialisation, mae_pretraining_data
+
+    pool = 0 if epochs == 0 else 1_333
+    data = mae_pretraining_data(pool, 0, ["hc18"] if pool else [], "kidney", epochs=epochs)
+    published = None
+    if start == "checkpoint":
+        published = tmp_path / "usfmae.pth"
+        published.write_bytes(b"weights")
+    encoder_start = checkpoint_initialisation(
+        published, "370k ultrasound images" if published else None, None
+    )
+    record = mae_initialisation(
+        tmp_path / "pretrain", {"pretraining_data": data, "initialisation": encoder_start}
+    )
+    return record, data
+
+
+@pytest.mark.parametrize(
+    ("start", "epochs", "candidate_says"),
+    [
+        (
+            "random",
+            20,
+            "USF-MAE started from MAE pretraining here on 1,333 images (1,333 unlabelled from hc18;",
+        ),
+        ("checkpoint", 20, "labels unused), continuing from checkpoint"),
+        ("checkpoint", 0, "USF-MAE started from the encoder of checkpoint"),
+    ],
+)
+@pytest.mark.parametrize("baseline_start", ["random", "checkpoint"])
+def test_each_initialisation_reads_as_one_consistent_sentence(
+    binary_summary, tmp_path, start, epochs, candidate_says, baseline_start
+):
+    from renalmae.initialisation import checkpoint_initialisation
+
+    summary = copy.deepcopy(binary_summary)
+    candidate, summary["pretraining"] = _initialisations(tmp_path, start, epochs)
+    imagenet = tmp_path / "densenet169.pth"
+    imagenet.write_bytes(b"weights")
+    baseline = checkpoint_initialisation(
+        imagenet if baseline_start == "checkpoint" else None, "ImageNet-1k", None
+    )
+    summary["initialisation"] = {"usfmae": candidate, "densenet169": baseline}
+
+    text = provenance(summary)
+
+    usfmae = next(s for s in re.split(r"(?<=\.) ", text) if s.startswith("USF-MAE started from"))
+    assert candidate_says in usfmae
+    assert usfmae.count("started from") == 1 and "(no pretraining)" not in usfmae
+    assert ("randomly initialised encoder" in usfmae) == (start == "random")
+    assert ("MAE pretraining here" in usfmae) == (epochs > 0)
+    assert ("was fine-tuned as it is" in text) == (epochs == 0)
+    densenet = next(s for s in re.split(r"(?<=\.) ", text) if s.startswith("DenseNet-169 started from"))
+    expected = (
+        "random weights (no pretraining)" if baseline_start == "random" else "(pretrained on ImageNet-1k)"
+    )
+    assert expected in densenet

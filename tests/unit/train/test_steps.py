@@ -78,9 +78,9 @@ def test_finetune_writes_predictions_for_validation_and_holdout_and_learns(
         == json.loads((encoder_dir / "metrics.json").read_text())["images"]
     )
     assert describe_initialisation(initialisation).startswith(
-        f"MAE pretraining on {initialisation['mae_pretraining']['images']} images (24 unlabelled from "
+        f"MAE pretraining here on {initialisation['mae_pretraining']['images']} images (24 unlabelled from "
     )
-    assert describe_initialisation(initialisation).endswith("started from random weights (no pretraining)")
+    assert describe_initialisation(initialisation).endswith("of a randomly initialised encoder")
 
 
 def test_baseline_from_a_checkpoint_records_its_file_and_pretraining_data(tmp_path, dataset):
