@@ -12,6 +12,13 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
+def checkout_env(home: Path) -> dict[str, str]:
+    """`python -m pipelines` runs from the checkout (the DAG is not part of the installed package): its root
+    on the path, as a user's `cd` to it gives, while the run's files go to a temporary folder."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "HOME": str(home), "PYTHONPATH": path}
+
+
 def test_a_failing_step_fails_the_local_run_with_a_clear_message(tmp_path):
     params = tmp_path / "params.yaml"
     missing_source = tmp_path / "no-such-folder"
@@ -23,7 +30,7 @@ def test_a_failing_step_fails_the_local_run_with_a_clear_message(tmp_path):
     command = ["run", "--local", "--params", str(params), "--root", str(root)]
     result = subprocess.run(
         [sys.executable, "-m", "pipelines", *command],
-        cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=checkout_env(tmp_path), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
     assert result.returncode == 2, result.stderr[-3000:]
@@ -49,7 +56,7 @@ def test_data_that_fails_validation_stops_the_run_and_keeps_the_report_that_says
     command = ["run", "--local", "--params", str(params), "--root", str(root)]
     result = subprocess.run(
         [sys.executable, "-m", "pipelines", *command],
-        cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=checkout_env(tmp_path), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
     assert result.returncode == 2, result.stderr[-3000:]
