@@ -37,6 +37,7 @@ def is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+@pytest.mark.slow  # ~60 s of CPU: `make test-all` and `make benchmarks` run it
 def test_gpu_check_tiny_reports_every_part_with_a_figure_or_a_reason(tmp_path):
     """The prepared device run's code, on the CPU (`--tiny`): summary.json holds every part, each with at
     least one figure or the reason it has none, and a reason for every workload or step it did not finish;
