@@ -41,6 +41,7 @@ from renalmae.stats.mcnemar import mcnemar_test
 from renalmae.stats.multiple import relative_improvement
 from renalmae.stats.repeats import repeats_test
 from renalmae.stats.wilcoxon import wilcoxon_folds
+from renalmae.train.selection import SELECTION_FLAGS
 
 EVALUATION_SETS = ("external", "test")
 """Report order: the external set, when there is one, leads."""
@@ -119,6 +120,8 @@ def fold_metrics(run: ModelRun, rule: DecisionRule, settings: EvaluateParams, se
         "fold": run.fold,
         "threshold": rule.threshold,
         "epoch_selection": run.info.get("epoch_selection"),
+        "selection": run.info.get("selection"),
+        "selection_flags": list(run.info.get("selection_flags") or []),
     }
     for split in ["val", *sets]:
         rows = run.split(split)
@@ -388,8 +391,15 @@ def _provenance(runs: dict[str, dict[int, ModelRun]], decisions: dict[str, Decis
         records = [run.info.get("epoch_selection") or {} for run in by_fold.values()]
         described = {record.get("description", "not recorded (older run)") for record in records}
         selection[model] = "; ".join(sorted(described))
+    flagged = [
+        f"{model} fold {run.fold}: {SELECTION_FLAGS.get(flag, flag)}"
+        for model, by_fold in runs.items()
+        for run in by_fold.values()
+        for flag in run.info.get("selection_flags") or []
+    ]
     return {
         "epoch": selection,
+        "selection_flags": flagged,
         "decision": {model: rule.chosen_on for model, rule in decisions.items()},
         "measured_on": [SET_NAMES[name] for name in sets],
         "never_chose": "the internal holdout and the external set chose no epoch, threshold or decision rule",

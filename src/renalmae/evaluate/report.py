@@ -337,6 +337,11 @@ def provenance(summary: dict) -> str:
         f"Decisions: {label(a)} {chosen['decision'][a]}; {label(b)} {chosen['decision'][b]}.",
         f"Measured on the {' and the '.join(chosen['measured_on'])}; {chosen['never_chose']}.",
     ]
+    if chosen.get("selection_flags"):
+        flagged = "; ".join(
+            f"{label(entry.split(' ', 1)[0])} {entry.split(' ', 1)[1]}" for entry in chosen["selection_flags"]
+        )
+        sentences.append(f"Fold models whose epoch choice cannot carry much weight: {flagged}.")
     initialisation = summary.get("initialisation") or {}
     for model in (a, b):
         if initialisation.get(model):
@@ -477,14 +482,17 @@ def _tests_tables(summary: dict) -> list[Table]:
 
 def _folds_table(summary: dict) -> Table:
     names = summary["evaluation_sets"]
-    header = ["model", "fold", "threshold", "epoch picked on", "val AUC", "val F1"]
+    header = ["model", "fold", "threshold", "epoch picked on", "its size", "flags", "val AUC", "val F1"]
     for name in names:
         header += [f"{SET_NAMES[name]} AUC", f"{SET_NAMES[name]} F1"]
     rows = []
     for model, folds in summary["folds"].items():
         for fold in folds:
             selection = fold.get("epoch_selection") or {}
+            size = fold.get("selection") or {}
+            size_text = f"{size['images']} images, {size['groups']} groups" if "images" in size else "n/a"
             row = [label(model), str(fold["fold"]), number(fold["threshold"]), selection.get("split", "n/a"),
+                   size_text, ", ".join(fold.get("selection_flags") or []) or "none",
                    number(fold["val"]["auc"]), number(fold["val"]["f1"])]  # fmt: skip
             for name in names:
                 row += [number(fold[name]["auc"]), number(fold[name]["f1"])]

@@ -360,3 +360,25 @@ def test_operating_points_are_shown_on_every_set_and_a_rule_that_does_not_travel
     assert any(entry["flags"] for entry in summary["operating_points"].values())
     page = (out_dir / "comparison.md").read_text()
     assert "Operating points across sets" in page and "Operating point not kept" in page
+
+
+def test_a_fold_model_kept_at_its_first_epoch_or_chosen_below_the_floor_is_flagged(tmp_path):
+    run_dirs = write_prediction_runs(tmp_path / "models", tasks=("binary",))
+    flagged = next(d for d in run_dirs if d.parts[-3] == "baseline" and d.name == "fold2")
+    info = json.loads((flagged / "run.json").read_text())
+    info |= {
+        "selection": {"split": "selection", "images": 6, "groups": 4},
+        "selection_flags": ["first_epoch"],
+    }
+    (flagged / "run.json").write_text(json.dumps(info))
+    params = params_from_dict({"evaluate": {"bootstrap_resamples": 200}, "finetune": {"tasks": ["binary"]}})
+    out_dir = run(params, run_dirs, splits_of(tmp_path / "models"), tmp_path / "comparison")
+    summary = json.loads((out_dir / "comparison.json").read_text())["binary"]
+    fold = next(f for f in summary["folds"]["densenet169"] if f["fold"] == 2)
+    assert fold["selection_flags"] == ["first_epoch"] and fold["selection"]["images"] == 6
+    page = (out_dir / "comparison.md").read_text()
+    assert (
+        "Fold models whose epoch choice cannot carry much weight: DenseNet-169 fold 2: it was kept at its "
+        "first epoch" in page
+    )
+    assert "| 6 images, 4 groups | first_epoch |" in page
