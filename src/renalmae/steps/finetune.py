@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 STEP = step("finetune")
 
 
+_ENCODERS_REPORTED: set[str] = set()
+
+
 def run(
     params: Params,
     ingest_dir: str | Path,
@@ -70,7 +73,9 @@ def train_run(
     spec = model_spec("vit", params, num_classes=len(fold_data.classes))
     encoder_state, encoder_info = load_encoder(encoder_dir)
     report = load_encoder_into_vit(model, encoder_state)
-    log.info("%s", report)
+    # the same encoder loads the same way into every target: said once per process, not for each
+    log.log(logging.DEBUG if str(encoder_dir) in _ENCODERS_REPORTED else logging.INFO, "%s", report)
+    _ENCODERS_REPORTED.add(str(encoder_dir))
     fingerprint = ckpt.fingerprint(
         params, STEP.params, task=task, fold=fold, repeat=target.repeat,
         splits=file_digest(splits_path), encoder=file_digest(Path(encoder_dir) / Encoder.WEIGHTS),

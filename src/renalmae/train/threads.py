@@ -45,6 +45,12 @@ def choose_cpu_threads(requested: int, processes_on_node: int = 1) -> tuple[int,
 def use_cpu_threads(requested: int, processes_on_node: int = 1) -> int:
     """Set torch's intra-op thread count (see the module docstring) and log the choice; return it."""
     threads, why = choose_cpu_threads(requested, processes_on_node)
+    # Said once per process (a training step trains every task and fold in one), then only when it changes.
+    level = logging.DEBUG if torch.get_num_threads() == threads and _SAID else logging.INFO
     torch.set_num_threads(threads)
-    log.info("torch CPU threads: %d (%s)", threads, why)
+    _SAID.add(threads)
+    log.log(level, "torch CPU threads: %d (%s)", threads, why)
     return threads
+
+
+_SAID: set[int] = set()
