@@ -292,7 +292,11 @@ def _outcomes(sets: dict[str, SetComparison], folds: dict[str, list[dict]], clas
                 )  # fmt: skip
             )
         mcnemar = comparison.summary["mcnemar"]
-        statistic = f"discordant {mcnemar['a_only_correct']} vs {mcnemar['b_only_correct']}"
+        statistic = f"discordant {mcnemar['a_only_correct']} vs {mcnemar['b_only_correct']}" + (
+            f", Durkalski's clustered test over {mcnemar['clusters']} clusters"
+            if mcnemar.get("method") == "clustered"
+            else ", exact"
+        )
         outcomes.append(
             HypothesisOutcome(
                 f"mcnemar:{name}", None, statistic, mcnemar["p_value"], mcnemar["smallest_attainable_p"]

@@ -25,7 +25,7 @@ from renalmae.stats.multiple import holm
 HYPOTHESES: tuple[str, ...] = get_args(Hypothesis)
 TEST_NAMES = {
     "delong": "DeLong (AUC)",
-    "mcnemar": "McNemar exact (correct / incorrect)",
+    "mcnemar": "McNemar (correct / incorrect; exact, or clustered where images share a cluster)",
     "wilcoxon_auc": "Wilcoxon signed-rank (fold AUC)",
     "wilcoxon_f1": "Wilcoxon signed-rank (fold F1)",
 }
