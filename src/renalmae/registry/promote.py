@@ -112,9 +112,12 @@ def promotion_lock(
                 )
                 break
             except MlflowException as error:
-                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                # "does not exist": MLflow's store answers a taken name by looking the holder up (is it a
+                # prompt?), and the holder released the lock in between: free again, so try once more.
+                if error.error_code == "RESOURCE_ALREADY_EXISTS":
+                    _break_if_stale(client, lock_name)
+                elif error.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
-                _break_if_stale(client, lock_name)
         if time.monotonic() > deadline:
             raise GateError(
                 f"another promotion of {name} holds {lock_name} for more than {wait_s:.0f}s; retry later, or "

@@ -39,3 +39,24 @@ def test_an_expired_lock_is_broken(registry):
         tags = client.get_registered_model("crashed-model--promotion-lock").tags
         assert tags["renalmae.lock_token"] == token
     assert _lock_names(client) == []
+
+
+def test_a_lock_released_while_the_store_answers_taken_is_taken_on_the_next_try(registry, monkeypatch):
+    """MLflow's store answers a taken name by looking the holder up; released in between, that look-up
+    says "does not exist" (seen under load in the concurrent-promotion test): the promoter tries again."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    client, uri = registry
+    create = client.create_registered_model
+    answers = iter([MlflowException("Registered Model not found", error_code=RESOURCE_DOES_NOT_EXIST)])
+
+    def released_in_between(*args, **kwargs):
+        for error in answers:
+            raise error
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(client, "create_registered_model", released_in_between)
+    with promotion_lock(client, uri, "busy-model", wait_s=5.0) as token:
+        assert client.get_registered_model("busy-model--promotion-lock").tags["renalmae.lock_token"] == token
+    assert _lock_names(client) == []
