@@ -16,7 +16,7 @@ import time
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 
-from renalmae.stats.bootstrap import paired_bootstrap, stratified_indices
+from renalmae.stats.bootstrap import cluster_weights, paired_bootstrap
 from renalmae.stats.delong import delong_test
 
 
@@ -59,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         paired_bootstrap, y_true, probs_a, probs_b, resamples=resamples, confidence=0.95, seed=0
     )
     sample = 20
-    rows = stratified_indices(y_true, sample, np.random.default_rng(0))
+    weights = cluster_weights(y_true, None, sample, np.random.default_rng(0))  # images resampled by class
 
     def sklearn_loop():
-        for row in rows:
+        for row in weights:
             for probs in (probs_a, probs_b):
-                roc_auc_score(y_true[row], probs[row, 1])
-                f1_score(y_true[row], probs[row, 1] >= 0.5)
+                roc_auc_score(y_true, probs[:, 1], sample_weight=row)
+                f1_score(y_true, probs[:, 1] >= 0.5, sample_weight=row)
 
     _, loop_seconds = _timed(sklearn_loop)
     loop_estimate = loop_seconds / sample * resamples

@@ -20,6 +20,7 @@ from renalmae.stats.delong import delong_test
 from renalmae.stats.mcnemar import mcnemar_test
 from renalmae.stats.noninferiority import noninferiority_test
 from renalmae.stats.repeats import auc_covariance, repeats_test
+from renalmae.stats.simulation import clustered_set, equally_good_scores
 
 
 def reference_clustered(predictor1, predictor2, response, cluster_id):
@@ -61,20 +62,6 @@ def reference_clustered(predictor1, predictor2, response, cluster_id):
     var_difference = var_1 + var_2 - 2 * cov_12
     p = 2 * (1 - norm.cdf(abs(auc1 - auc2) / np.sqrt(var_difference)))
     return auc1, auc2, var_1, var_2, cov_12, var_difference, p
-
-
-def clustered_set(rng, clusters=60, mean_size=8, positive_rate=0.4):
-    """Clips of 1..2*mean_size frames, every frame of a clip with the clip's label."""
-    positive_clip = rng.random(clusters) < positive_rate
-    sizes = rng.integers(1, 2 * mean_size, clusters)
-    groups = np.repeat(np.arange(clusters), sizes)
-    return np.repeat(positive_clip, sizes).astype(int), groups
-
-
-def equally_good_scores(rng, y, groups, clip_sd=1.0, frame_sd=0.4):
-    """A model's score: the label, the clip's own effect (shared by its frames) and frame noise."""
-    clip_effect = rng.normal(0.0, clip_sd, groups.max() + 1)
-    return y + clip_effect[groups] + rng.normal(0.0, frame_sd, len(y))
 
 
 def test_obuchowski_matches_the_reference_implementation_on_clustered_data_with_ties():
