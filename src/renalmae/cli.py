@@ -143,9 +143,7 @@ def cmd_predict(args, params):
     from renalmae.registry.connection import tracking_uri
     from renalmae.registry.serving import load_ensemble, predict_files
 
-    args.model = args.model or (
-        f"models:/{params.registry.model_prefix}-{pipeline.CANDIDATE_MODEL}-binary@champion"
-    )
+    args.model = args.model or default_model_uri(params)
     ensemble = load_ensemble(args.model, tracking_uri(params))
     rule = None
     if args.site is not None:
@@ -171,7 +169,7 @@ def cmd_site_rule(args, params):
     from renalmae.registry.connection import tracking_uri
     from renalmae.registry.site_rules import choose_site_rule
 
-    model = args.model or f"models:/{params.registry.model_prefix}-{pipeline.CANDIDATE_MODEL}-binary@champion"
+    model = args.model or default_model_uri(params)
     rule = choose_site_rule(
         model, tracking_uri(params), args.site, args.sample, params.data, params.evaluate,
         params.data.max_image_pixels,
@@ -184,6 +182,18 @@ def cmd_site_rule(args, params):
         f"({rule['confidence']:.0%} CI {sensitivity['low']:.2f} to {sensitivity['high']:.2f}, measured on "
         f"the same images: optimistic). Use it with `renalmae predict --site {rule['site']}`."
     )
+
+
+def default_model_uri(params) -> str:
+    """The model `predict` and `site-rule` use when `--model` is not given: the binary champion."""
+    return f"models:/{params.registry.model_prefix}-{pipeline.CANDIDATE_MODEL}-binary@champion"
+
+
+def _add_model_uri(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default=None,
+        help="models:/NAME@ALIAS or models:/NAME/VERSION (default: <prefix>-<candidate>-binary@champion)",
+    )  # fmt: skip
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -237,11 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a registered model (fold ensemble with its preprocessing) and print one row "
         "of class probabilities per image.",
     )
-    predict.add_argument(
-        "--model",
-        default=None,
-        help="models:/NAME@ALIAS or models:/NAME/VERSION (default: <prefix>-<candidate>-binary@champion)",
-    )
+    _add_model_uri(predict)
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG, JPEG or DICOM files")
     predict.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     predict.add_argument(
@@ -262,10 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         "version as that site's rule. `renalmae predict --site SITE` applies it.",
     )
     site_rule.add_argument("--site", required=True, help="the site's name (letters, digits, - _ .)")
-    site_rule.add_argument(
-        "--model", default=None,
-        help="models:/NAME@ALIAS or models:/NAME/VERSION (default: <prefix>-<candidate>-binary@champion)",
-    )  # fmt: skip
+    _add_model_uri(site_rule)
     site_rule.add_argument(
         "sample", type=Path, metavar="SAMPLE", help="manifest CSV of the site's labelled images"
     )

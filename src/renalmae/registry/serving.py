@@ -72,13 +72,10 @@ def require_gated_uri(model_uri: str, tracking_uri: str) -> None:
     one registered as a pickle (no `renalmae.model_key`: before models-from-code), before any download."""
     if not model_uri.startswith("models:/"):
         return
-    name, _, alias = model_uri.removeprefix("models:/").partition("@")
-    name, _, number = name.partition("/")
     client = mlflow_client(tracking_uri)
+    name, number = registered_version(client, tracking_uri, model_uri)
     with service_errors(tracking_uri):
-        if alias:
-            number = client.get_model_version_by_alias(name, alias).version
-        tags = client.get_model_version(name, str(number)).tags if number else {}
+        tags = client.get_model_version(name, number).tags if number else {}
     if number and MODEL_KEY_TAG not in tags:
         raise ModelError(
             f"{model_uri} (v{number}) was registered before versions were models from code: it holds a "
@@ -86,6 +83,22 @@ def require_gated_uri(model_uri: str, tracking_uri: str) -> None:
         )
     if number:
         require_gated(client, tracking_uri, name, str(number))
+
+
+def registered_version(client: Any, uri: str, model_uri: str) -> tuple[str, str]:
+    """(name, version) of a `models:/NAME@ALIAS` or `models:/NAME/VERSION` URI (version "" for a bare
+    `models:/NAME`); ModelError for any other URI."""
+    if not model_uri.startswith("models:/"):
+        raise ModelError(
+            f"{model_uri} is not a registered version: name one as models:/NAME@champion or "
+            "models:/NAME/VERSION"
+        )
+    name, _, alias = model_uri.removeprefix("models:/").partition("@")
+    name, _, number = name.partition("/")
+    with service_errors(uri):
+        if alias:
+            number = client.get_model_version_by_alias(name, alias).version
+    return name, str(number)
 
 
 def _exists(tracking_uri: str, lookup) -> bool:

@@ -82,24 +82,10 @@ def site_decision_rule(tags: dict[str, str], site: str, model: str) -> DecisionR
     return DecisionRule(threshold=float(np.float64(threshold)), chosen_on=chosen_on)
 
 
-def registered_version(client: Any, uri: str, model_uri: str) -> tuple[str, str]:
-    """(name, version) of a `models:/NAME@ALIAS` or `models:/NAME/VERSION` URI; ModelError otherwise."""
-    if not model_uri.startswith("models:/"):
-        raise ModelError(
-            f"{model_uri}: a site rule is recorded on a registered version; name one as "
-            "models:/NAME@champion or models:/NAME/VERSION"
-        )
-    name, _, alias = model_uri.removeprefix("models:/").partition("@")
-    name, _, number = name.partition("/")
-    with service_errors(uri):
-        if alias:
-            number = client.get_model_version_by_alias(name, alias).version
-    return name, str(number)
-
-
 def site_rule_for(model_uri: str, tracking_uri: str, site: str) -> DecisionRule:
     """The rule `renalmae site-rule` recorded for `site` on the version `model_uri` names."""
     from renalmae.registry.connection import mlflow_client
+    from renalmae.registry.serving import registered_version
 
     client = mlflow_client(tracking_uri, read_only=True)
     name, version = registered_version(client, tracking_uri, model_uri)
@@ -124,7 +110,7 @@ def choose_site_rule(
     from renalmae.errors import DataError
     from renalmae.evaluate.site_rule import site_rule
     from renalmae.registry.connection import mlflow_client
-    from renalmae.registry.serving import predict_files
+    from renalmae.registry.serving import predict_files, registered_version
 
     check_site(site)
     listing = list_manifest(Path(manifest), list(data.classes), data.group_column)
